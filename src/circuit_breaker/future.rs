@@ -1,0 +1,86 @@
+//! The response future of [`CircuitBreakerService`](super::CircuitBreakerService).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use super::{CircuitOpen, Permit};
+use crate::BoxError;
+use crate::classify::ClassifyOutcome;
+
+pin_project! {
+    /// The future returned by
+    /// [`CircuitBreakerService::call`](super::CircuitBreakerService).
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping it before it completes records nothing and gives back the
+    /// half-open test slot it may hold.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F>,
+        permit: Option<Permit>,
+        classifier: C,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called { #[pin] future: F },
+        Rejected,
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(super) fn called(future: F, permit: Permit, classifier: C) -> Self {
+        ResponseFuture {
+            kind: Kind::Called { future },
+            permit: Some(permit),
+            classifier,
+        }
+    }
+
+    pub(super) fn rejected(classifier: C) -> Self {
+        ResponseFuture {
+            kind: Kind::Rejected,
+            permit: None,
+            classifier,
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: ClassifyOutcome<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Rejected => Poll::Ready(Err(Box::new(CircuitOpen::new()))),
+            KindProj::Called { future } => {
+                let result = ready!(future.poll(cx));
+                if let Some(permit) = this.permit.take() {
+                    let verdict = this.classifier.classify(result.as_ref()).verdict();
+                    permit.settle(verdict);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+        }
+    }
+}
+
+impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rejected = matches!(self.kind, Kind::Rejected);
+        f.debug_struct("ResponseFuture")
+            .field("rejected", &rejected)
+            .finish()
+    }
+}

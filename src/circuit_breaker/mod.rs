@@ -1,0 +1,665 @@
+//! A circuit breaker that stops calls to a service that keeps failing.
+//!
+//! The breaker is a three-state machine shared by every caller of one service:
+//!
+//! ```text
+//! CLOSED   --(failure_threshold consecutive failures)-->  OPEN
+//! OPEN     --(timeout elapsed, seen by the next check)-->  HALF_OPEN
+//! HALF_OPEN --(half_open_max_calls successes)---------->  CLOSED
+//! HALF_OPEN --(any failure)----------------------------->  OPEN
+//! ```
+//!
+//! * **Closed**: every call passes. Each failure adds one to `failure_count`; a
+//!   success resets it to zero, so only *consecutive* failures open the circuit.
+//! * **Open**: calls are refused at once. The circuit does not run a timer task:
+//!   the first [`state`](CircuitBreaker::state) or
+//!   [`can_attempt`](CircuitBreaker::can_attempt) after `timeout` has elapsed moves
+//!   it to half-open.
+//! * **Half-open**: at most `half_open_max_calls` test calls are let through. Each
+//!   `true` from `can_attempt` takes one slot; slots come back only when the
+//!   period ends (all probes succeeded: closed; any failed: open again) or, when the
+//!   breaker is used through [`CircuitBreakerLayer`], when a probe's future is
+//!   dropped before it finished.
+//!
+//! Time is read from [`tokio::time::Instant`], so tests can pause and advance the
+//! clock. Each transition emits one `tracing` event (`WARN` when the circuit opens,
+//! `INFO` otherwise) with the old and new state.
+//!
+//! # Example
+//!
+//! Using the breaker by hand, around any fallible call:
+//!
+//! ```
+//! use std::time::Duration;
+//! use stache_resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+//!
+//! let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+//!     failure_threshold: 3,
+//!     timeout: Duration::from_secs(60),
+//!     half_open_max_calls: 1,
+//! });
+//!
+//! for _ in 0..3 {
+//!     assert!(breaker.can_attempt());
+//!     // ... the call failed:
+//!     breaker.record_failure();
+//! }
+//! assert_eq!(breaker.state(), CircuitState::Open);
+//! assert!(!breaker.can_attempt());
+//! assert_eq!(breaker.stats().failure_count, 3);
+//! ```
+//!
+//! As a `tower` layer, where the breaker decides before the inner service is
+//! touched:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use stache_resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! let breaker = CircuitBreaker::new(CircuitBreakerConfig { failure_threshold: 1, ..Default::default() });
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(breaker.clone()))
+//!     .service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("down")) });
+//!
+//! assert!(svc.ready().await.unwrap().call(()).await.is_err()); // opens the circuit
+//! let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+//! assert!(err.is::<CircuitOpen>());
+//! assert_eq!(err.to_string(), "Circuit breaker OPEN - rejecting request");
+//! # }
+//! ```
+
+pub mod error;
+pub mod future;
+mod layer;
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering, lock};
+
+pub use self::error::CircuitOpen;
+pub use self::layer::{CircuitBreakerLayer, CircuitBreakerService};
+
+/// The state of a [`CircuitBreaker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum CircuitState {
+    /// Calls pass; consecutive failures are counted.
+    Closed,
+    /// Calls are refused until the recovery timeout has elapsed.
+    Open,
+    /// A limited number of test calls decide whether the service has recovered.
+    HalfOpen,
+}
+
+impl CircuitState {
+    /// The state's name as used in logs and stats: `closed`, `open` or `half_open`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+        }
+    }
+
+    const fn to_bits(self) -> u64 {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+        }
+    }
+
+    const fn from_bits(bits: u64) -> Self {
+        match bits & STATE_MASK {
+            0 => CircuitState::Closed,
+            1 => CircuitState::Open,
+            _ => CircuitState::HalfOpen,
+        }
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Settings of a [`CircuitBreaker`].
+///
+/// `Default` gives the values recommended for most providers: 15 consecutive
+/// failures, 60 seconds of recovery time, 3 half-open test calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failures that open the circuit (default 15).
+    ///
+    /// A value of 0 is treated as 1; [`validate`](Self::validate) reports it.
+    pub failure_threshold: u32,
+    /// Time spent OPEN before the next check moves the circuit to HALF_OPEN
+    /// (default 60 s).
+    pub timeout: Duration,
+    /// Test calls admitted in HALF_OPEN, all of which must succeed to close the
+    /// circuit (default 3).
+    ///
+    /// A value of 0 is treated as 1; [`validate`](Self::validate) reports it.
+    pub half_open_max_calls: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            failure_threshold: 15,
+            timeout: Duration::from_secs(60),
+            half_open_max_calls: 3,
+        }
+    }
+}
+
+impl CircuitBreakerConfig {
+    /// Checks the settings, naming the first field that breaks a rule.
+    ///
+    /// [`CircuitBreaker::new`] never fails: it treats zero counts as 1. Call this
+    /// where a configuration comes from a user and a silent correction would hide a
+    /// mistake.
+    ///
+    /// ```
+    /// use stache_resilience::CircuitBreakerConfig;
+    /// let bad = CircuitBreakerConfig { failure_threshold: 0, ..Default::default() };
+    /// let err = bad.validate().unwrap_err();
+    /// assert_eq!(err.field(), "failure_threshold");
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::ConfigError> {
+        if self.failure_threshold == 0 {
+            return Err(crate::ConfigError::new(
+                "failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.half_open_max_calls == 0 {
+            return Err(crate::ConfigError::new(
+                "half_open_max_calls",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of a [`CircuitBreaker`], from [`CircuitBreaker::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct CircuitStats {
+    /// The state at the time of the snapshot.
+    pub state: CircuitState,
+    /// Consecutive failures counted so far (reset by a success while closed and
+    /// when the circuit closes).
+    pub failure_count: u32,
+    /// Successful test calls in the current half-open period (0 in other states).
+    pub success_count: u32,
+    /// Wall-clock time of the most recent failure, if any.
+    pub last_failure: Option<SystemTime>,
+}
+
+// The state and a generation number share one atomic word: the state in the low
+// two bits, the generation (bumped by every transition) above them. One load tells
+// a caller both what the circuit is doing and whether an outcome it is about to
+// record still belongs to the period it was admitted in.
+const STATE_MASK: u64 = 0b11;
+const GENERATION_ONE: u64 = 0b100;
+
+const fn pack(state: CircuitState, generation: u64) -> u64 {
+    (generation & !STATE_MASK) | state.to_bits()
+}
+
+/// A cheap, cloneable handle to one circuit breaker's shared state.
+///
+/// See the [module documentation](self) for the rules.
+///
+/// # Clone
+///
+/// Clones share one circuit: a failure recorded through any clone counts for all.
+///
+/// # Thread safety
+///
+/// All methods take `&self` and may be called from any thread. While the circuit
+/// is closed, admitting a call and recording a success are lock-free (a few atomic
+/// loads, and a store only when a failure count must be reset). Transitions and
+/// half-open admissions take a short internal lock.
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    failure_threshold: u32,
+    half_open_max_calls: u32,
+    timeout: Duration,
+    /// State and generation, see `pack`.
+    word: AtomicU64,
+    failure_count: AtomicU32,
+    /// Nanoseconds after `epoch` from which an open circuit may move to half-open.
+    reopen_at: AtomicU64,
+    /// Nanoseconds since the Unix epoch of the last failure; 0 for none.
+    last_failure: AtomicU64,
+    epoch: Instant,
+    /// Guards every transition and the half-open bookkeeping.
+    probes: Mutex<Probes>,
+}
+
+#[derive(Debug, Default)]
+struct Probes {
+    /// Test calls admitted in the current half-open period and not given back.
+    admitted: u32,
+    /// Test calls that succeeded in the current half-open period.
+    successes: u32,
+}
+
+/// What an admitted call's outcome means to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Success,
+    Failure,
+    /// Says nothing about the service's health (cancelled, local congestion).
+    Ignore,
+}
+
+/// Proof that a call was admitted, and in which period.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    generation: u64,
+    half_open: bool,
+}
+
+struct Transition {
+    from: CircuitState,
+    to: CircuitState,
+    failures: u32,
+    /// The generation the transition started, counting from 1.
+    generation: u64,
+}
+
+// ===== impl CircuitBreaker =====
+
+impl CircuitBreaker {
+    /// Creates a closed circuit breaker.
+    ///
+    /// Zero counts in `config` are treated as 1 (see
+    /// [`CircuitBreakerConfig::validate`]).
+    pub fn new(config: CircuitBreakerConfig) -> Self {
+        CircuitBreaker {
+            shared: Arc::new(Shared {
+                failure_threshold: config.failure_threshold.max(1),
+                half_open_max_calls: config.half_open_max_calls.max(1),
+                timeout: config.timeout,
+                word: AtomicU64::new(pack(CircuitState::Closed, 0)),
+                failure_count: AtomicU32::new(0),
+                reopen_at: AtomicU64::new(0),
+                last_failure: AtomicU64::new(0),
+                epoch: Instant::now(),
+                probes: Mutex::new(Probes::default()),
+            }),
+        }
+    }
+
+    /// The settings this breaker runs with (zero counts already raised to 1).
+    pub fn config(&self) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold: self.shared.failure_threshold,
+            timeout: self.shared.timeout,
+            half_open_max_calls: self.shared.half_open_max_calls,
+        }
+    }
+
+    /// Whether a call may go ahead now.
+    ///
+    /// Always `true` while closed and `false` while open. Once the recovery timeout
+    /// has elapsed, this call moves the circuit to half-open; there, each `true`
+    /// takes one of `half_open_max_calls` test slots, and the caller must report the
+    /// outcome with [`record_success`](Self::record_success) or
+    /// [`record_failure`](Self::record_failure).
+    pub fn can_attempt(&self) -> bool {
+        self.try_acquire().is_some()
+    }
+
+    /// Records a successful call.
+    ///
+    /// Closed: resets the consecutive-failure count. Half-open: counts one
+    /// successful test; the last one needed closes the circuit. Open: ignored (a
+    /// late answer from before the circuit opened).
+    pub fn record_success(&self) {
+        self.on_success(None);
+    }
+
+    /// Records a failed call.
+    ///
+    /// Closed: adds one to the consecutive-failure count and opens the circuit when
+    /// it reaches the threshold. Half-open: opens the circuit again and restarts the
+    /// recovery timeout. Open: counted in the stats only.
+    pub fn record_failure(&self) {
+        self.on_failure(None);
+    }
+
+    /// The current state, moving an open circuit to half-open if its recovery
+    /// timeout has elapsed.
+    pub fn state(&self) -> CircuitState {
+        let word = self.shared.word.load(Ordering::Acquire);
+        let state = CircuitState::from_bits(word);
+        if state == CircuitState::Open && self.recovery_due() {
+            let mut probes = lock(&self.shared.probes);
+            let word = self.shared.word.load(Ordering::Acquire);
+            if CircuitState::from_bits(word) == CircuitState::Open && self.recovery_due() {
+                let t = self.transition(&mut probes, word, CircuitState::HalfOpen);
+                drop(probes);
+                announce(t);
+                return CircuitState::HalfOpen;
+            }
+            return CircuitState::from_bits(word);
+        }
+        state
+    }
+
+    /// A snapshot of the state, counts and the time of the last failure.
+    pub fn stats(&self) -> CircuitStats {
+        // Give an open circuit whose timeout has run out the chance to move on first.
+        self.state();
+        let probes = lock(&self.shared.probes);
+        let word = self.shared.word.load(Ordering::Acquire);
+        let state_now = CircuitState::from_bits(word);
+        let success_count = if state_now == CircuitState::HalfOpen {
+            probes.successes
+        } else {
+            0
+        };
+        let last_failure = match self.shared.last_failure.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(UNIX_EPOCH + Duration::from_nanos(nanos)),
+        };
+        CircuitStats {
+            state: state_now,
+            failure_count: self.shared.failure_count.load(Ordering::Relaxed),
+            success_count,
+            last_failure,
+        }
+    }
+
+    // ===== admission and outcomes used by the layer =====
+
+    /// Admits a call if the circuit allows it.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Option<Ticket> {
+        let word = self.shared.word.load(Ordering::Acquire);
+        match CircuitState::from_bits(word) {
+            CircuitState::Closed => Some(Ticket {
+                generation: word & !STATE_MASK,
+                half_open: false,
+            }),
+            CircuitState::Open if !self.recovery_due() => None,
+            _ => self.try_acquire_slow(),
+        }
+    }
+
+    #[cold]
+    fn try_acquire_slow(&self) -> Option<Ticket> {
+        let mut probes = lock(&self.shared.probes);
+        let mut word = self.shared.word.load(Ordering::Acquire);
+        let mut transition = None;
+        let ticket = match CircuitState::from_bits(word) {
+            CircuitState::Closed => Some(Ticket {
+                generation: word & !STATE_MASK,
+                half_open: false,
+            }),
+            CircuitState::Open if !self.recovery_due() => None,
+            state => {
+                if state == CircuitState::Open {
+                    transition = Some(self.transition(&mut probes, word, CircuitState::HalfOpen));
+                    word = self.shared.word.load(Ordering::Acquire);
+                }
+                if probes.admitted < self.shared.half_open_max_calls {
+                    probes.admitted += 1;
+                    Some(Ticket {
+                        generation: word & !STATE_MASK,
+                        half_open: true,
+                    })
+                } else {
+                    None
+                }
+            }
+        };
+        drop(probes);
+        if let Some(t) = transition {
+            announce(t);
+        }
+        ticket
+    }
+
+    /// Records the outcome of a call admitted with `ticket`.
+    ///
+    /// Outcomes from an earlier period (the circuit changed state since the call
+    /// was admitted) are stale and change nothing but the last-failure time.
+    pub(crate) fn settle(&self, ticket: Ticket, verdict: Verdict) {
+        match verdict {
+            Verdict::Success => self.on_success(Some(ticket.generation)),
+            Verdict::Failure => self.on_failure(Some(ticket.generation)),
+            Verdict::Ignore => self.release(ticket),
+        }
+    }
+
+    /// Gives back a half-open slot whose call ended without an outcome.
+    pub(crate) fn release(&self, ticket: Ticket) {
+        if !ticket.half_open {
+            return;
+        }
+        let mut probes = lock(&self.shared.probes);
+        let word = self.shared.word.load(Ordering::Acquire);
+        if word == pack(CircuitState::HalfOpen, ticket.generation) {
+            probes.admitted = probes.admitted.saturating_sub(1);
+        }
+    }
+
+    #[inline]
+    fn on_success(&self, generation: Option<u64>) {
+        let shared = &*self.shared;
+        let word = shared.word.load(Ordering::Acquire);
+        if generation.is_some_and(|g| g != word & !STATE_MASK) {
+            return;
+        }
+        match CircuitState::from_bits(word) {
+            CircuitState::Closed => {
+                // Load first: a store on every success would bounce the cache line
+                // between cores even when there is nothing to reset.
+                if shared.failure_count.load(Ordering::Relaxed) != 0 {
+                    shared.failure_count.store(0, Ordering::Relaxed);
+                }
+            }
+            CircuitState::Open => {}
+            CircuitState::HalfOpen => self.half_open_success(word),
+        }
+    }
+
+    #[cold]
+    fn half_open_success(&self, word: u64) {
+        let mut probes = lock(&self.shared.probes);
+        if self.shared.word.load(Ordering::Acquire) != word {
+            return;
+        }
+        probes.successes += 1;
+        if probes.successes >= self.shared.half_open_max_calls {
+            let t = self.transition(&mut probes, word, CircuitState::Closed);
+            drop(probes);
+            announce(t);
+        }
+    }
+
+    #[cold]
+    fn on_failure(&self, generation: Option<u64>) {
+        let shared = &*self.shared;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        shared.last_failure.store(now, Ordering::Relaxed);
+
+        let word = shared.word.load(Ordering::Acquire);
+        if generation.is_some_and(|g| g != word & !STATE_MASK) {
+            return;
+        }
+        match CircuitState::from_bits(word) {
+            CircuitState::Closed => {
+                let failures = shared
+                    .failure_count
+                    .fetch_add(1, Ordering::AcqRel)
+                    .saturating_add(1);
+                if failures >= shared.failure_threshold {
+                    let mut probes = lock(&shared.probes);
+                    // A success may have reset the count, or another failure may
+                    // have opened the circuit, since the increment above.
+                    if shared.word.load(Ordering::Acquire) == word
+                        && shared.failure_count.load(Ordering::Acquire) >= shared.failure_threshold
+                    {
+                        let t = self.transition(&mut probes, word, CircuitState::Open);
+                        drop(probes);
+                        announce(t);
+                    }
+                }
+            }
+            CircuitState::Open => {
+                shared.failure_count.fetch_add(1, Ordering::AcqRel);
+            }
+            CircuitState::HalfOpen => {
+                let mut probes = lock(&shared.probes);
+                if shared.word.load(Ordering::Acquire) == word {
+                    shared.failure_count.fetch_add(1, Ordering::AcqRel);
+                    let t = self.transition(&mut probes, word, CircuitState::Open);
+                    drop(probes);
+                    announce(t);
+                }
+            }
+        }
+    }
+
+    // ===== transitions =====
+
+    fn now_nanos(&self) -> u64 {
+        let elapsed = Instant::now().saturating_duration_since(self.shared.epoch);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[inline]
+    fn recovery_due(&self) -> bool {
+        self.now_nanos() >= self.shared.reopen_at.load(Ordering::Acquire)
+    }
+
+    /// Moves the circuit from the state in `word` to `to`. The caller holds the
+    /// probes lock and has checked that `word` is current.
+    fn transition(&self, probes: &mut Probes, word: u64, to: CircuitState) -> Transition {
+        let shared = &*self.shared;
+        let from = CircuitState::from_bits(word);
+        let generation = (word & !STATE_MASK).wrapping_add(GENERATION_ONE);
+        *probes = Probes::default();
+        match to {
+            CircuitState::Open => {
+                let timeout = u64::try_from(shared.timeout.as_nanos()).unwrap_or(u64::MAX);
+                let reopen_at = self.now_nanos().saturating_add(timeout);
+                shared.reopen_at.store(reopen_at, Ordering::Release);
+            }
+            CircuitState::HalfOpen => {}
+            CircuitState::Closed => shared.failure_count.store(0, Ordering::Release),
+        }
+        shared.word.store(pack(to, generation), Ordering::Release);
+        Transition {
+            from,
+            to,
+            failures: shared.failure_count.load(Ordering::Relaxed),
+            generation: generation >> 2,
+        }
+    }
+}
+
+/// Emits the one event a transition gets. Called after the lock is released so a
+/// slow subscriber never holds up other callers.
+fn announce(t: Transition) {
+    let (from, to, failures, generation) =
+        (t.from.as_str(), t.to.as_str(), t.failures, t.generation);
+    match t.to {
+        CircuitState::Open => {
+            tracing::warn!(from, to, failures, generation, "circuit breaker opened")
+        }
+        CircuitState::HalfOpen => tracing::info!(
+            from,
+            to,
+            generation,
+            "circuit breaker half-open: admitting test calls"
+        ),
+        CircuitState::Closed => tracing::info!(from, to, generation, "circuit breaker closed"),
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.shared.word.load(Ordering::Relaxed);
+        f.debug_struct("CircuitBreaker")
+            .field("state", &CircuitState::from_bits(word))
+            .field(
+                "failure_count",
+                &self.shared.failure_count.load(Ordering::Relaxed),
+            )
+            .field("config", &self.config())
+            .finish()
+    }
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker::new(CircuitBreakerConfig::default())
+    }
+}
+
+// ===== Permit =====
+
+/// An admitted call's claim on the breaker. Dropping it unsettled gives back a
+/// half-open slot and records nothing.
+pub(crate) struct Permit {
+    breaker: CircuitBreaker,
+    ticket: Ticket,
+    settled: bool,
+}
+
+impl Permit {
+    #[inline]
+    pub(crate) fn acquire(breaker: &CircuitBreaker) -> Option<Permit> {
+        breaker.try_acquire().map(|ticket| Permit {
+            breaker: breaker.clone(),
+            ticket,
+            settled: false,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn settle(mut self, verdict: Verdict) {
+        self.settled = true;
+        self.breaker.settle(self.ticket, verdict);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.release(self.ticket);
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("half_open", &self.ticket.half_open)
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,87 @@
+//! Keep an application alive when the HTTP services and SDKs it calls misbehave.
+//!
+//! `stache-resilience` gives each outside "provider" (an embedding API, a language
+//! model, any REST API) a shared stack of [`tower`] layers over a pooled hyper
+//! client:
+//!
+//! * a [circuit breaker](circuit_breaker) that stops calling a service that keeps
+//!   failing, and rejects at once with `Circuit breaker OPEN - rejecting request`;
+//! * [retries](retry) of transient failures with capped, jittered exponential
+//!   backoff, `Retry-After` and a retry budget — and [`retry::with_retry`] for
+//!   SDK calls;
+//! * [request IDs](request_id): an 8-character ID in the header and in every log
+//!   line of a request, retries included;
+//! * [timeouts](timeout) per attempt, with a per-request override;
+//! * a [limit on calls in flight](pool) with a bounded wait.
+//!
+//! One [classifier](classify) decides for all of them what a result means (a 503
+//! is retried and counts against the breaker; a 404 is neither; a 429 is retried
+//! but leaves the breaker alone).
+//!
+//! # Example
+//!
+//! The layers compose in any `ServiceBuilder`, over any service:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use stache_resilience::{
+//!     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, RequestIdLayer,
+//!     classify::HttpClassifier, retry::{RetryConfig, RetryLayer}, timeout::TimeoutLayer,
+//! };
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! let breaker = CircuitBreaker::new(CircuitBreakerConfig::default());
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(RequestIdLayer::new().provider("echo"))
+//!     .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
+//!     .layer(RetryLayer::new(RetryConfig::default()).classifier(HttpClassifier))
+//!     .layer(TimeoutLayer::new(Duration::from_secs(60)))
+//!     .service_fn(|req: http::Request<String>| async move {
+//!         Ok::<_, std::io::Error>(http::Response::new(req.into_body()))
+//!     });
+//!
+//! let req = http::Request::new("hello".to_string());
+//! let res = svc.ready().await.unwrap().call(req).await.unwrap();
+//! assert_eq!(res.body(), "hello");
+//! assert_eq!(breaker.stats().failure_count, 0);
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `rustls` | yes | `https://` through rustls (ring provider, webpki roots) |
+//! | `serde` | no | configs from TOML/JSON (durations in seconds), serializable stats |
+//! | `blocking` | no | a blocking facade over the HTTP client |
+//! | `full` | no | all of the above |
+//!
+//! The minimum supported Rust version is 1.85 (edition 2024).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod circuit_breaker;
+pub mod classify;
+mod error;
+pub mod pool;
+pub mod request_id;
+pub mod retry;
+#[cfg(feature = "serde")]
+mod serde_secs;
+mod sync;
+#[cfg(test)]
+mod test_util;
+pub mod timeout;
+
+pub use crate::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen, CircuitState,
+    CircuitStats,
+};
+pub use crate::error::{BoxError, ConfigError};
+pub use crate::request_id::{RequestId, RequestIdLayer};
+pub use crate::retry::{RetryConfig, RetryLayer, with_retry, with_retry_blocking};
+pub use crate::timeout::{Elapsed, RequestTimeout, TimeoutLayer};

@@ -1,0 +1,250 @@
+//! Request IDs: one short ID per logical request, in its header and its logs.
+//!
+//! [`RequestIdLayer`] gives every request an ID of 8 lowercase hex characters
+//! (32 random bits), unless the request already carries a valid `x-request-id`
+//! (visible ASCII, 1 to 64 bytes), which is kept. An invalid caller-supplied ID
+//! (control characters, non-ASCII bytes, too long) is replaced, never forwarded.
+//!
+//! The layer sets the `x-request-id` header, puts the [`RequestId`] in the request's
+//! extensions, and runs the inner service's future inside an `INFO`-level tracing
+//! span named `request` with the fields `request_id`, `method`, `endpoint` and,
+//! when set, `provider`. Placed outermost, as `HttpClient`
+//! does, the span wraps every retry and breaker event of the call, so all of a
+//! request's log lines carry its ID, and all its attempts send the same header.
+//!
+//! [`MakeShortRequestId`] offers the same IDs to tower-http's
+//! `SetRequestIdLayer`, for servers.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use stache_resilience::{RequestId, RequestIdLayer};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(RequestIdLayer::new())
+//!     .service_fn(|req: http::Request<()>| async move {
+//!         let id = req.extensions().get::<RequestId>().cloned().unwrap();
+//!         assert_eq!(req.headers()["x-request-id"], id.as_str());
+//!         Ok::<_, std::convert::Infallible>(id)
+//!     });
+//!
+//! let id = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+//! assert_eq!(id.as_str().len(), 8);
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderName, HeaderValue};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::instrument::{Instrument, Instrumented};
+
+/// The `x-request-id` header name.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest caller-supplied request ID that is kept, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// A request's ID; found in the request's extensions after [`RequestIdLayer`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// A fresh ID: 8 lowercase hex characters from 32 random bits.
+    pub fn generate() -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bits: u32 = rand::random();
+        let mut text = [0u8; 8];
+        for (i, byte) in text.iter_mut().enumerate() {
+            *byte = HEX[((bits >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        // Hex digits are always a valid header value.
+        RequestId(HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("00000000")))
+    }
+
+    /// Accepts a caller-supplied ID if it is 1 to 64 bytes of visible ASCII
+    /// (`!` to `~`): no spaces, control characters or non-ASCII bytes.
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use stache_resilience::RequestId;
+    /// assert!(RequestId::parse(&HeaderValue::from_static("abc-123")).is_some());
+    /// assert!(RequestId::parse(&HeaderValue::from_static("has space")).is_none());
+    /// ```
+    pub fn parse(value: &HeaderValue) -> Option<Self> {
+        let bytes = value.as_bytes();
+        let valid = !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_LEN
+            && bytes.iter().all(|b| (b'!'..=b'~').contains(b));
+        valid.then(|| RequestId(value.clone()))
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII gets in, so this never falls back.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The ID as a header value.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
+    }
+}
+
+/// Makes 8-character IDs for tower-http's `SetRequestIdLayer`, so a server can tag
+/// incoming requests the way this crate tags outgoing ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MakeShortRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeShortRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        Some(tower_http::request_id::RequestId::new(
+            RequestId::generate().0,
+        ))
+    }
+}
+
+/// Tags requests with an ID and a tracing span; see the [module documentation](self).
+#[derive(Debug, Clone, Default)]
+pub struct RequestIdLayer {
+    provider: Option<Arc<str>>,
+}
+
+impl RequestIdLayer {
+    /// A layer that tags requests, with no provider name on the span.
+    pub const fn new() -> Self {
+        RequestIdLayer { provider: None }
+    }
+
+    /// Records `provider` on each request's span (for example `"ollama"`).
+    pub fn provider(mut self, provider: impl Into<Arc<str>>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+}
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService {
+            inner,
+            provider: self.provider.clone(),
+        }
+    }
+}
+
+/// A service that tags requests with an ID and a span; made by [`RequestIdLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestIdService<S> {
+    inner: S,
+    provider: Option<Arc<str>>,
+}
+
+impl<S> RequestIdService<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Consumes the wrapper, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for RequestIdService<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let id = match req.headers().get(X_REQUEST_ID) {
+            Some(value) => RequestId::parse(value).unwrap_or_else(|| {
+                tracing::debug!("replacing an invalid caller-supplied x-request-id");
+                RequestId::generate()
+            }),
+            None => req
+                .extensions()
+                .get::<RequestId>()
+                .cloned()
+                .unwrap_or_else(RequestId::generate),
+        };
+        req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
+        let span = tracing::info_span!(
+            "request",
+            request_id = id.as_str(),
+            method = %req.method(),
+            endpoint = req.uri().path(),
+            provider = tracing::field::Empty,
+        );
+        if let Some(provider) = &self.provider {
+            span.record("provider", &**provider);
+        }
+        req.extensions_mut().insert(id);
+        let future = span.in_scope(|| self.inner.call(req));
+        future.instrument(span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_eight_lowercase_hex_characters_and_distinct() {
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| RequestId::generate().as_str().to_owned())
+            .collect();
+        // 1000 draws from 2^32 collide with probability ~1e-4.
+        assert!(ids.len() >= 999);
+        for id in &ids {
+            assert_eq!(id.len(), 8);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
+        }
+    }
+
+    #[test]
+    fn only_visible_ascii_up_to_64_bytes_is_accepted() {
+        let ok = |s: &[u8]| RequestId::parse(&HeaderValue::from_bytes(s).unwrap()).is_some();
+        assert!(ok(b"a"));
+        assert!(ok(&[b'x'; 64]));
+        assert!(!ok(&[b'x'; 65]));
+        assert!(!ok(b""));
+        assert!(!ok(b"a b"));
+        assert!(!ok(b"a\tb"));
+        assert!(!ok("caf\u{e9}".as_bytes()));
+        assert!(!ok(&[0x80, b'a']));
+    }
+}

@@ -1,0 +1,257 @@
+//! The delay between attempts: capped exponential backoff with jitter.
+
+use std::time::Duration;
+
+/// How a backoff delay is randomised, after the naming in AWS's "Exponential
+/// Backoff and Jitter".
+///
+/// With `d = min(base_delay * 2^n, max_delay)` for failed attempt `n`:
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Jitter {
+    /// `d ± 50%`: uniform in `[d/2, 3d/2]`, then capped at `max_delay`. The default,
+    /// as in the original design.
+    #[default]
+    Symmetric,
+    /// "Full jitter": uniform in `[0, d]`. Spreads a herd of clients the most.
+    Full,
+    /// "Decorrelated jitter": uniform in `[base_delay, 3 × previous delay]`, capped
+    /// at `max_delay`. Each delay depends on the one before, so it needs a
+    /// [`Backoff`]; [`RetryConfig::delay_for_attempt`] takes the un-jittered
+    /// exponential delay as "previous".
+    Decorrelated,
+    /// No randomness: exactly `d`. For tests and single clients.
+    None,
+}
+
+/// Retry settings shared by [`RetryLayer`](super::RetryLayer),
+/// [`with_retry`](super::with_retry) and [`with_retry_blocking`](super::with_retry_blocking).
+///
+/// `Default`: 3 retries after the first attempt, 500 ms base delay, 10 s cap,
+/// ±50% jitter.
+///
+/// ```
+/// use std::time::Duration;
+/// use stache_resilience::retry::RetryConfig;
+///
+/// let config = RetryConfig { max_retries: 5, base_delay: Duration::from_secs(2),
+///                            max_delay: Duration::from_secs(60), ..Default::default() };
+/// for attempt in 0..10 {
+///     assert!(config.delay_for_attempt(attempt) <= config.max_delay);
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct RetryConfig {
+    /// Retries after the first attempt (default 3): a call makes at most
+    /// `1 + max_retries` attempts.
+    pub max_retries: u32,
+    /// The delay after the first failed attempt, before jitter (default 500 ms).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs"))]
+    pub base_delay: Duration,
+    /// The cap on every delay, jitter and `Retry-After` included (default 10 s).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs"))]
+    pub max_delay: Duration,
+    /// How delays are randomised (default [`Jitter::Symmetric`], ±50%).
+    pub jitter: Jitter,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_retries: 3,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+            jitter: Jitter::Symmetric,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The delay after failed attempt `attempt` (0 for the first attempt).
+    ///
+    /// `d = min(base_delay × 2^attempt, max_delay)`, randomised by
+    /// [`jitter`](Self::jitter) and clamped to `[0, max_delay]`, so the cap holds
+    /// for any `attempt` (no overflow, no panic).
+    pub fn delay_for_attempt(&self, attempt: u32) -> Duration {
+        match self.jitter {
+            Jitter::Decorrelated => {
+                let previous = match attempt {
+                    0 => self.base_delay,
+                    n => self.exponential(n - 1),
+                };
+                self.decorrelated(previous)
+            }
+            _ => self.jittered(self.exponential(attempt)),
+        }
+    }
+
+    /// A stateful sequence of delays for one call, needed for
+    /// [`Jitter::Decorrelated`] and identical to
+    /// [`delay_for_attempt`](Self::delay_for_attempt) otherwise.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            config: *self,
+            attempt: 0,
+            previous: self.base_delay,
+        }
+    }
+
+    /// `min(base_delay × 2^attempt, max_delay)`.
+    fn exponential(&self, attempt: u32) -> Duration {
+        // Past 2^64 any non-zero base exceeds every representable cap.
+        let exponent = attempt.min(64) as i32;
+        let secs = self.base_delay.as_secs_f64() * 2f64.powi(exponent);
+        self.cap(secs)
+    }
+
+    fn jittered(&self, d: Duration) -> Duration {
+        let d = d.as_secs_f64();
+        match self.jitter {
+            Jitter::Symmetric => self.cap(d + (rand::random::<f64>() - 0.5) * d),
+            Jitter::Full => self.cap(rand::random::<f64>() * d),
+            Jitter::None | Jitter::Decorrelated => self.cap(d),
+        }
+    }
+
+    fn decorrelated(&self, previous: Duration) -> Duration {
+        let low = self.base_delay.as_secs_f64();
+        let high = (previous.as_secs_f64() * 3.0).max(low);
+        self.cap(low + rand::random::<f64>() * (high - low))
+    }
+
+    /// Seconds to a `Duration` clamped to `[0, max_delay]`.
+    fn cap(&self, secs: f64) -> Duration {
+        if secs.is_nan() || secs <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(Duration::MAX)
+            .min(self.max_delay)
+    }
+}
+
+/// The delays of one call's retries, in order; from [`RetryConfig::backoff`].
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    config: RetryConfig,
+    attempt: u32,
+    previous: Duration,
+}
+
+impl Backoff {
+    /// The delay before the next retry.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = match self.config.jitter {
+            Jitter::Decorrelated => self.config.decorrelated(self.previous),
+            _ => self.config.delay_for_attempt(self.attempt),
+        };
+        self.attempt = self.attempt.saturating_add(1);
+        self.previous = delay;
+        delay
+    }
+}
+
+impl Iterator for Backoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.next_delay())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(jitter: Jitter) -> RetryConfig {
+        RetryConfig {
+            max_retries: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+            jitter,
+        }
+    }
+
+    #[test]
+    fn symmetric_jitter_stays_within_half_of_the_exponential_delay_and_the_cap() {
+        let c = config(Jitter::Symmetric);
+        for attempt in 0..=64u32 {
+            let d = (2f64.powi(attempt as i32)).min(10.0);
+            let (mut lo, mut hi) = (f64::MAX, 0f64);
+            for _ in 0..400 {
+                let got = c.delay_for_attempt(attempt).as_secs_f64();
+                assert!(
+                    got >= d * 0.5 - 1e-9,
+                    "attempt {attempt}: {got} < {}",
+                    d * 0.5
+                );
+                assert!(
+                    got <= (d * 1.5).min(10.0) + 1e-9,
+                    "attempt {attempt}: {got}"
+                );
+                lo = lo.min(got);
+                hi = hi.max(got);
+            }
+            // The jitter really spreads: 400 samples cover most of the range.
+            let range = (d * 1.5).min(10.0) - d * 0.5;
+            assert!(hi - lo > range * 0.8, "attempt {attempt}: {lo}..{hi}");
+        }
+    }
+
+    #[test]
+    fn the_formula_matches_the_original_examples() {
+        let c = config(Jitter::None);
+        let secs: Vec<f64> = (0..6)
+            .map(|n| c.delay_for_attempt(n).as_secs_f64())
+            .collect();
+        assert_eq!(secs, [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]);
+    }
+
+    #[test]
+    fn full_and_decorrelated_jitter_respect_their_bounds() {
+        let full = config(Jitter::Full);
+        let dec = config(Jitter::Decorrelated);
+        for attempt in 0..=64u32 {
+            let d = (2f64.powi(attempt as i32)).min(10.0);
+            for _ in 0..200 {
+                assert!(full.delay_for_attempt(attempt).as_secs_f64() <= d + 1e-9);
+                let got = dec.delay_for_attempt(attempt);
+                assert!(got >= Duration::from_secs(1) && got <= Duration::from_secs(10));
+            }
+        }
+        let mut backoff = dec.backoff();
+        let mut previous = Duration::from_secs(1);
+        for _ in 0..100 {
+            let next = backoff.next_delay();
+            assert!(next >= Duration::from_secs(1));
+            assert!(next <= (previous * 3).min(Duration::from_secs(10)));
+            previous = next;
+        }
+    }
+
+    #[test]
+    fn extreme_settings_neither_overflow_nor_panic() {
+        let huge = RetryConfig {
+            base_delay: Duration::from_nanos(1),
+            max_delay: Duration::MAX,
+            ..config(Jitter::Symmetric)
+        };
+        for attempt in [0, 1, 63, 64, 65, 1000, u32::MAX] {
+            assert!(huge.delay_for_attempt(attempt) <= Duration::MAX);
+        }
+        let zero = RetryConfig {
+            base_delay: Duration::ZERO,
+            ..config(Jitter::Symmetric)
+        };
+        assert_eq!(zero.delay_for_attempt(u32::MAX), Duration::ZERO);
+        // A base above the cap is capped, not an error.
+        let inverted = RetryConfig {
+            base_delay: Duration::from_secs(100),
+            ..config(Jitter::Symmetric)
+        };
+        assert!(inverted.delay_for_attempt(0) <= Duration::from_secs(10));
+    }
+}

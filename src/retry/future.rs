@@ -1,0 +1,234 @@
+//! The response future of [`RetryService`](super::RetryService).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use super::{Backoff, ReplayRequest, RetryConfig, SharedBudget};
+use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open};
+
+/// What a future needs to send its request again.
+pub(super) struct Replay<S, Req> {
+    pub(super) service: S,
+    pub(super) request: Option<Req>,
+    pub(super) backoff: Backoff,
+    pub(super) budget: Option<SharedBudget>,
+}
+
+pin_project! {
+    /// The future returned by [`RetryService`](super::RetryService).
+    pub struct ResponseFuture<S, Req, C>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future, Req>,
+        replay: Option<Replay<S, Req>>,
+        config: RetryConfig,
+        classifier: C,
+        // Retries sent so far.
+        retries: u32,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, Req> {
+        Called { #[pin] future: F },
+        Sleeping { #[pin] sleep: Sleep, request: Option<Req> },
+        Readying { request: Option<Req> },
+    }
+}
+
+impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
+    pub(super) fn new(
+        future: S::Future,
+        replay: Option<Replay<S, Req>>,
+        config: RetryConfig,
+        classifier: C,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            replay,
+            config,
+            classifier,
+            retries: 0,
+        }
+    }
+}
+
+impl<S, Req, C> Future for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+    S::Error: fmt::Display + 'static,
+    C: ClassifyOutcome<S::Response, S::Error>,
+    Req: ReplayRequest,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let result = ready!(future.poll(cx));
+                    let attempt = *this.retries + 1;
+                    let total = this.config.max_retries.saturating_add(1);
+                    let outcome = this.classifier.classify(result.as_ref());
+                    let delay = match decide(
+                        &outcome,
+                        &result,
+                        this.replay.as_mut(),
+                        this.config,
+                        attempt,
+                        total,
+                    ) {
+                        Some(delay) => delay,
+                        None => {
+                            log_end(&outcome, &result, this.classifier, attempt, total);
+                            return Poll::Ready(result);
+                        }
+                    };
+                    // Copy the stored request for this retry, unless it is the last
+                    // one possible: that one sends the stored copy itself.
+                    let last = attempt >= this.config.max_retries;
+                    let request = this.replay.as_mut().and_then(|replay| {
+                        if last {
+                            replay.request.take()
+                        } else {
+                            replay.request.as_ref().and_then(ReplayRequest::try_clone)
+                        }
+                    });
+                    let Some(request) = request else {
+                        log_end(&outcome, &result, this.classifier, attempt, total);
+                        return Poll::Ready(result);
+                    };
+                    tracing::info!(
+                        attempt,
+                        max_attempts = total,
+                        "attempt {attempt}/{total} failed: {}. Retrying in {:.2}s",
+                        Describe(&result, this.classifier),
+                        delay.as_secs_f64()
+                    );
+                    *this.retries += 1;
+                    this.state.set(State::Sleeping {
+                        sleep: tokio::time::sleep(delay),
+                        request: Some(request),
+                    });
+                }
+                StateProj::Sleeping { sleep, request } => {
+                    ready!(sleep.poll(cx));
+                    let request = request.take();
+                    this.state.set(State::Readying { request });
+                }
+                StateProj::Readying { request } => {
+                    // `decide` only schedules a retry when `replay` holds a request,
+                    // so both are present here.
+                    let replay = this
+                        .replay
+                        .as_mut()
+                        .expect("a retry is only scheduled with a replayable request");
+                    ready!(replay.service.poll_ready(cx))?;
+                    let request = request
+                        .take()
+                        .expect("a retry is only scheduled with a replayable request");
+                    let future = replay.service.call(request);
+                    this.state.set(State::Called { future });
+                }
+            }
+        }
+    }
+}
+
+/// Decides whether to retry after `attempt` (1-based); `None` ends the call.
+fn decide<T, E: 'static, S, Req>(
+    outcome: &Outcome,
+    result: &Result<T, E>,
+    replay: Option<&mut Replay<S, Req>>,
+    config: &RetryConfig,
+    attempt: u32,
+    total: u32,
+) -> Option<std::time::Duration> {
+    if !outcome.is_retryable() || attempt >= total {
+        return None;
+    }
+    if let Err(error) = result {
+        if is_circuit_open(error) {
+            return None;
+        }
+    }
+    let replay = replay?;
+    replay.request.as_ref()?;
+    let mut delay = replay.backoff.next_delay();
+    if let Some(retry_after) = outcome.retry_after() {
+        if retry_after > config.max_delay {
+            tracing::warn!(
+                attempt,
+                "attempt {attempt}/{total}: server asked to retry after {:.2}s, more than max_delay {:.2}s; not retrying",
+                retry_after.as_secs_f64(),
+                config.max_delay.as_secs_f64()
+            );
+            return None;
+        }
+        delay = delay.max(retry_after);
+    }
+    if let Some(budget) = &replay.budget {
+        if !budget.withdraw() {
+            tracing::warn!(
+                attempt,
+                "attempt {attempt}/{total}: retry budget exhausted; not retrying"
+            );
+            return None;
+        }
+    }
+    Some(delay)
+}
+
+fn log_end<T, E: fmt::Display, C: ClassifyOutcome<T, E>>(
+    outcome: &Outcome,
+    result: &Result<T, E>,
+    classifier: &C,
+    attempt: u32,
+    total: u32,
+) {
+    match outcome {
+        Outcome::Success if attempt == 1 => tracing::debug!("succeeded on first attempt"),
+        Outcome::Success => tracing::info!(attempt, "attempt {attempt}/{total} succeeded"),
+        o if o.is_retryable() && attempt >= total => tracing::warn!(
+            attempt,
+            "attempt {attempt}/{total} failed: {}. Giving up",
+            Describe(result, classifier)
+        ),
+        _ => tracing::debug!(
+            attempt,
+            "attempt {attempt}/{total} ended: {}",
+            Describe(result, classifier)
+        ),
+    }
+}
+
+/// Formats a failed result for a log line: the error, or the classifier's
+/// description of the response.
+struct Describe<'a, T, E, C>(&'a Result<T, E>, &'a C);
+
+impl<T, E: fmt::Display, C: ClassifyOutcome<T, E>> fmt::Display for Describe<'_, T, E, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Ok(response) => f.write_str(&self.1.describe(response)),
+            Err(error) => fmt::Display::fmt(error, f),
+        }
+    }
+}
+
+impl<S: Service<Req>, Req, C> fmt::Debug for ResponseFuture<S, Req, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}

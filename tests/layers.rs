@@ -1,0 +1,213 @@
+//! The core layers composed in one ServiceBuilder over a real hyper-util client
+//! talking to a loopback hyper server.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use stache_resilience::classify::HttpClassifier;
+use stache_resilience::retry::{Jitter, RetryConfig, RetryLayer};
+use stache_resilience::timeout::{Elapsed, RequestTimeout, TimeoutLayer};
+use stache_resilience::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen, CircuitState,
+    RequestIdLayer,
+};
+use support::{Reply, Server};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+fn fast_retries(max_retries: u32) -> RetryConfig {
+    RetryConfig {
+        max_retries,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(4),
+        jitter: Jitter::Symmetric,
+    }
+}
+
+fn post(url: &str) -> http::Request<Full<Bytes>> {
+    http::Request::post(format!("{url}/embeddings"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(br#"{"input":["a"]}"#)))
+        .unwrap()
+}
+
+/// RequestId -> CircuitBreaker -> Retry -> Timeout -> hyper-util client.
+fn stack(
+    breaker: &CircuitBreaker,
+    retry: RetryConfig,
+    timeout: Duration,
+) -> impl Service<
+    http::Request<Full<Bytes>>,
+    Response = http::Response<hyper::body::Incoming>,
+    Error = stache_resilience::BoxError,
+> + Clone {
+    ServiceBuilder::new()
+        .layer(RequestIdLayer::new().provider("test"))
+        .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
+        .layer(RetryLayer::new(retry).classifier(HttpClassifier))
+        .layer(TimeoutLayer::new(timeout))
+        .service(support::hyper_client())
+}
+
+#[tokio::test]
+async fn transient_503s_are_retried_with_one_request_id_per_call() {
+    support::init_tracing();
+    let server = Server::replies(vec![
+        Reply::Status(503),
+        Reply::Status(503),
+        Reply::Status(200),
+        Reply::Status(200),
+    ])
+    .await;
+    let breaker = CircuitBreaker::default();
+    let mut svc = stack(&breaker, fast_retries(3), Duration::from_secs(5));
+
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post(&server.url()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post(&server.url()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4);
+    let ids: Vec<String> = seen.iter().map(|s| s.request_id()).collect();
+    assert_eq!(ids[0].len(), 8);
+    assert!(
+        ids[0] == ids[1] && ids[1] == ids[2],
+        "one ID across retries: {ids:?}"
+    );
+    assert_ne!(ids[2], ids[3], "a new call gets a new ID");
+    assert!(
+        seen.iter()
+            .all(|s| s.body.as_ref() == br#"{"input":["a"]}"#)
+    );
+    assert_eq!(breaker.stats().failure_count, 0);
+}
+
+#[tokio::test]
+async fn a_dead_server_sees_every_retry_but_the_breaker_counts_one_failure_per_call() {
+    let server = Server::replies(vec![Reply::Status(500)]).await;
+    let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 2,
+        ..Default::default()
+    });
+    let mut svc = stack(&breaker, fast_retries(3), Duration::from_secs(5));
+
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post(&server.url()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(server.hits(), 4, "1 + max_retries attempts");
+    assert_eq!(breaker.stats().failure_count, 1);
+    assert_eq!(breaker.state(), CircuitState::Closed);
+
+    svc.ready()
+        .await
+        .unwrap()
+        .call(post(&server.url()))
+        .await
+        .unwrap();
+    assert_eq!(server.hits(), 8);
+    assert_eq!(breaker.state(), CircuitState::Open);
+
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post(&server.url()))
+        .await
+        .unwrap_err();
+    assert!(err.is::<CircuitOpen>());
+    assert_eq!(server.hits(), 8, "no attempt reaches the server while open");
+}
+
+#[tokio::test]
+async fn dropped_connections_are_transport_errors_that_are_retried() {
+    let server = Server::replies(vec![Reply::Drop, Reply::Status(200)]).await;
+    let breaker = CircuitBreaker::default();
+    let mut svc = stack(&breaker, fast_retries(3), Duration::from_secs(5));
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post(&server.url()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(server.hits(), 2);
+}
+
+#[tokio::test]
+async fn the_timeout_applies_per_attempt_and_a_request_can_override_it() {
+    let server = Server::replies(vec![Reply::Hang]).await;
+    let breaker = CircuitBreaker::default();
+    let mut svc = stack(&breaker, fast_retries(1), Duration::from_millis(30));
+
+    let started = Instant::now();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post(&server.url()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<Elapsed>().map(Elapsed::limit),
+        Some(Duration::from_millis(30))
+    );
+    assert_eq!(server.hits(), 2, "each attempt timed out on its own");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let mut req = post(&server.url());
+    req.extensions_mut()
+        .insert(RequestTimeout(Duration::from_millis(60)));
+    let err = svc.ready().await.unwrap().call(req).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<Elapsed>().map(Elapsed::limit),
+        Some(Duration::from_millis(60))
+    );
+    assert_eq!(breaker.stats().failure_count, 2);
+}
+
+#[tokio::test]
+async fn retry_outside_the_breaker_counts_every_attempt_and_never_retries_an_open_circuit() {
+    let server = Server::replies(vec![Reply::Status(503)]).await;
+    let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 2,
+        ..Default::default()
+    });
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(fast_retries(5)).classifier(HttpClassifier))
+        .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
+        .service(support::hyper_client());
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post(&server.url()))
+        .await
+        .unwrap_err();
+    assert!(err.is::<CircuitOpen>(), "{err}");
+    assert_eq!(
+        server.hits(),
+        2,
+        "the third attempt met the open circuit and stopped"
+    );
+}
