@@ -190,6 +190,10 @@ pub fn classify_response(status: StatusCode, headers: &http::HeaderMap) -> Outco
 pub fn classify_error<E: 'static>(error: &E) -> Outcome {
     match as_std_error(error) {
         Some(error) if says_nothing_about_service(error) => Outcome::Ignored,
+        // The service answered; a second try would be just as large.
+        Some(error) if chain(error).any(|e| e.is::<crate::client::BodyTooLarge>()) => {
+            Outcome::ClientError
+        }
         _ => Outcome::Failure { retry_after: None },
     }
 }
@@ -209,6 +213,9 @@ fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn StdError + 'static)> {
     let any = error as &dyn Any;
     if let Some(boxed) = any.downcast_ref::<BoxError>() {
         return Some(&**boxed);
+    }
+    if let Some(e) = any.downcast_ref::<crate::Error>() {
+        return Some(e);
     }
     if let Some(e) = any.downcast_ref::<CircuitOpen>() {
         return Some(e);

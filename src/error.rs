@@ -50,3 +50,322 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+
+use crate::RequestId;
+use crate::circuit_breaker::CircuitOpen;
+use crate::classify::chain;
+use crate::pool::PoolTimeout;
+use crate::timeout::Elapsed;
+
+/// What went wrong, broadly; see [`Error::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The circuit breaker is open; nothing was sent.
+    CircuitOpen,
+    /// An attempt, a socket write, or a stream's wait for data ran out of time.
+    Timeout,
+    /// The connection could not be made (refused, DNS, TLS handshake, connect
+    /// timeout).
+    Connect,
+    /// No connection slot came free within the pool timeout; nothing was sent.
+    PoolTimeout,
+    /// The server answered with a status other than 2xx (after retries).
+    Status,
+    /// The connection failed after it was made (reset, closed early).
+    Transport,
+    /// The response body was too large, broken, or not valid text.
+    Body,
+    /// The response body was not the JSON that was asked for.
+    Decode,
+    /// The configuration breaks a rule.
+    Config,
+    /// The request could not be built (a bad endpoint, a body that does not
+    /// serialize).
+    Request,
+}
+
+/// The error of every [`HttpClient`](crate::HttpClient) call.
+///
+/// One opaque type with predicates, in the style of hyper-util's client error:
+/// ask [`is_circuit_open`](Self::is_circuit_open),
+/// [`is_timeout`](Self::is_timeout), [`is_connect`](Self::is_connect),
+/// [`status`](Self::status) and so on, or match on [`kind`](Self::kind). The cause
+/// is kept as the [`source`](std::error::Error::source) chain; the request ID of
+/// the call, if it got one, is in [`request_id`](Self::request_id).
+///
+/// An open circuit displays exactly `Circuit breaker OPEN - rejecting request`.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    source: Option<BoxError>,
+    request_id: Option<RequestId>,
+    status: Option<StatusCode>,
+    headers: Option<HeaderMap>,
+    body: Option<String>,
+    message: Option<Cow<'static, str>>,
+}
+
+/// The most of an error response's body an [`Error`] keeps, in bytes.
+pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                source: None,
+                request_id: None,
+                status: None,
+                headers: None,
+                body: None,
+                message: None,
+            }),
+        }
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.inner.message = Some(message.into());
+        self
+    }
+
+    pub(crate) fn with_request_id(mut self, id: RequestId) -> Self {
+        self.inner.request_id = Some(id);
+        self
+    }
+
+    pub(crate) fn config(error: ConfigError) -> Self {
+        Error::new(ErrorKind::Config).with_source(error)
+    }
+
+    /// A non-2xx answer, keeping at most [`MAX_ERROR_BODY_BYTES`] of its body.
+    pub(crate) fn from_status(status: StatusCode, headers: HeaderMap, body: &[u8]) -> Self {
+        let mut end = body.len().min(MAX_ERROR_BODY_BYTES);
+        // Cut on a character boundary when the body is UTF-8.
+        while end > 0 && end < body.len() && (body[end] & 0b1100_0000) == 0b1000_0000 {
+            end -= 1;
+        }
+        let mut error = Error::new(ErrorKind::Status);
+        error.inner.status = Some(status);
+        error.inner.headers = Some(headers);
+        error.inner.body = Some(String::from_utf8_lossy(&body[..end]).into_owned());
+        error
+    }
+
+    /// Turns an error from the layer stack into an `Error` of the right kind.
+    pub(crate) fn from_stack(error: BoxError) -> Self {
+        let kind = stack_error_kind(&*error);
+        if kind == ErrorKind::CircuitOpen {
+            // The source adds nothing to the message, and keeping it would make
+            // the chain print the same sentence twice.
+            return Error::new(kind).with_source(CircuitOpen::new());
+        }
+        Error::new(kind).with_source(error)
+    }
+
+    /// The broad kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// Whether the circuit breaker refused the call (nothing was sent).
+    pub fn is_circuit_open(&self) -> bool {
+        self.inner.kind == ErrorKind::CircuitOpen
+    }
+
+    /// Whether something ran out of time: an attempt, a connect, a socket write,
+    /// or a stream waiting for its next chunk.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+            || self.inner.source.as_deref().is_some_and(|source| {
+                chain(source).any(|e| {
+                    e.is::<Elapsed>()
+                        || e.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+                })
+            })
+    }
+
+    /// Whether the connection could not be made.
+    pub fn is_connect(&self) -> bool {
+        self.inner.kind == ErrorKind::Connect
+    }
+
+    /// Whether no connection slot came free in time.
+    pub fn is_pool_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::PoolTimeout
+    }
+
+    /// Whether the server answered with a non-2xx status.
+    pub fn is_status(&self) -> bool {
+        self.inner.kind == ErrorKind::Status
+    }
+
+    /// Whether the body was too large, broken, or not valid text.
+    pub fn is_body(&self) -> bool {
+        self.inner.kind == ErrorKind::Body
+    }
+
+    /// Whether the body was not the expected JSON.
+    pub fn is_decode(&self) -> bool {
+        self.inner.kind == ErrorKind::Decode
+    }
+
+    /// The status of a non-2xx answer.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.inner.status
+    }
+
+    /// The headers of a non-2xx answer.
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.inner.headers.as_ref()
+    }
+
+    /// The start of a non-2xx answer's body (at most [`MAX_ERROR_BODY_BYTES`],
+    /// invalid UTF-8 replaced).
+    pub fn body_text(&self) -> Option<&str> {
+        self.inner.body.as_deref()
+    }
+
+    /// The wait a non-2xx answer asked for in `Retry-After`, in seconds or as a
+    /// date (relative to now).
+    pub fn retry_after(&self) -> Option<Duration> {
+        let value = self
+            .inner
+            .headers
+            .as_ref()?
+            .get(http::header::RETRY_AFTER)?;
+        crate::classify::parse_retry_after(value, SystemTime::now())
+    }
+
+    /// The ID of the call, as sent in `x-request-id` and logged.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        self.inner.request_id.as_ref()
+    }
+}
+
+fn stack_error_kind(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    let mut connect = false;
+    for e in chain(error) {
+        if e.is::<CircuitOpen>() {
+            return ErrorKind::CircuitOpen;
+        }
+        if e.is::<PoolTimeout>() {
+            return ErrorKind::PoolTimeout;
+        }
+        if e.is::<Elapsed>() {
+            return ErrorKind::Timeout;
+        }
+        if e.is::<crate::client::BodyTooLarge>() || e.is::<crate::client::BodyError>() {
+            return ErrorKind::Body;
+        }
+        if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connect |= client.is_connect();
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut && !connect {
+                return ErrorKind::Timeout;
+            }
+        }
+    }
+    if connect {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Transport
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        let root = || {
+            inner
+                .source
+                .as_deref()
+                .and_then(|s| chain(s).last())
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        match inner.kind {
+            ErrorKind::CircuitOpen => f.write_str("Circuit breaker OPEN - rejecting request"),
+            ErrorKind::Status => {
+                let status = inner.status.map(|s| s.to_string()).unwrap_or_default();
+                write!(f, "server answered {status}")?;
+                match inner.body.as_deref().map(str::trim) {
+                    Some(body) if !body.is_empty() => {
+                        let snippet: String = body.chars().take(200).collect();
+                        let more = if snippet.len() < body.len() {
+                            "…"
+                        } else {
+                            ""
+                        };
+                        write!(f, ": {snippet}{more}")
+                    }
+                    _ => Ok(()),
+                }
+            }
+            ErrorKind::Timeout => match &inner.message {
+                Some(message) => f.write_str(message),
+                None => write!(f, "timed out: {}", root()),
+            },
+            ErrorKind::PoolTimeout => f.write_str(&root()),
+            ErrorKind::Connect => write!(f, "could not connect: {}", root()),
+            ErrorKind::Transport => write!(f, "connection failed: {}", root()),
+            ErrorKind::Body => write!(f, "bad response body: {}", root()),
+            ErrorKind::Decode => write!(f, "unexpected response: {}", root()),
+            ErrorKind::Config => write!(f, "{}", root()),
+            ErrorKind::Request => match &inner.message {
+                Some(message) => write!(f, "invalid request: {message}"),
+                None => write!(f, "invalid request: {}", root()),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &inner.kind);
+        if let Some(id) = &inner.request_id {
+            d.field("request_id", &id.as_str());
+        }
+        if let Some(status) = inner.status {
+            d.field("status", &status);
+        }
+        if let Some(headers) = &inner.headers {
+            d.field("headers", &crate::client::config::Redacted(headers));
+        }
+        if let Some(body) = &inner.body {
+            d.field("body", body);
+        }
+        if let Some(source) = &inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source.as_deref().map(|e| e as _)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Self {
+        Error::config(error)
+    }
+}

@@ -64,10 +64,15 @@
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "blocking")]
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+pub mod blocking;
 pub mod circuit_breaker;
 pub mod classify;
+pub mod client;
 mod error;
 pub mod pool;
+pub mod registry;
 pub mod request_id;
 pub mod retry;
 #[cfg(feature = "serde")]
@@ -81,7 +86,12 @@ pub use crate::circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen, CircuitState,
     CircuitStats,
 };
-pub use crate::error::{BoxError, ConfigError};
+pub use crate::client::{
+    BodyError, BodyTooLarge, ClientStats, HttpClient, HttpClientConfig, RequestBuilder, Response,
+    StreamRequestBuilder, StreamResponse,
+};
+pub use crate::error::{BoxError, ConfigError, Error, ErrorKind, MAX_ERROR_BODY_BYTES};
+pub use crate::registry::ServiceRegistry;
 pub use crate::request_id::{RequestId, RequestIdLayer};
 pub use crate::retry::{RetryConfig, RetryLayer, with_retry, with_retry_blocking};
 pub use crate::timeout::{Elapsed, RequestTimeout, TimeoutLayer};

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
-#[allow(dead_code)] // used once a serializable type has a duration field
 pub(crate) fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(value.as_secs_f64())
 }
@@ -20,4 +19,19 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
     }
     Duration::try_from_secs_f64(secs)
         .map_err(|_| D::Error::custom(format_args!("{secs} seconds is out of range")))
+}
+
+/// The same for optional fields: absent or `null` is `None`.
+pub(crate) mod option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Secs(#[serde(with = "super")] Duration);
+        Ok(Option::<Secs>::deserialize(deserializer)?.map(|Secs(d)| d))
+    }
 }

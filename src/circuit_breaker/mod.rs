@@ -306,6 +306,11 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether `self` and `other` are handles to the same circuit.
+    pub fn same_as(&self, other: &CircuitBreaker) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// The settings this breaker runs with (zero counts already raised to 1).
     pub fn config(&self) -> CircuitBreakerConfig {
         CircuitBreakerConfig {

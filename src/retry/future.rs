@@ -18,6 +18,7 @@ pub(super) struct Replay<S, Req> {
     pub(super) request: Option<Req>,
     pub(super) backoff: Backoff,
     pub(super) budget: Option<SharedBudget>,
+    pub(super) stats: std::sync::Arc<super::RetryStats>,
 }
 
 pin_project! {
@@ -116,6 +117,9 @@ where
                         delay.as_secs_f64()
                     );
                     *this.retries += 1;
+                    if let Some(replay) = this.replay.as_ref() {
+                        replay.stats.count_retry();
+                    }
                     this.state.set(State::Sleeping {
                         sleep: tokio::time::sleep(delay),
                         request: Some(request),
@@ -179,6 +183,7 @@ fn decide<T, E: 'static, S, Req>(
     }
     if let Some(budget) = &replay.budget {
         if !budget.withdraw() {
+            replay.stats.count_budget_exhausted();
             tracing::warn!(
                 attempt,
                 "attempt {attempt}/{total}: retry budget exhausted; not retrying"

@@ -71,6 +71,38 @@ pub use crate::classify::parse_retry_after;
 /// A retry budget shared by every clone of a [`RetryLayer`]'s services.
 pub type SharedBudget = Arc<dyn Budget + Send + Sync>;
 
+/// Counters kept by one [`RetryLayer`] and all its services; from
+/// [`RetryLayer::stats`]. Only retries touch them: a call that succeeds at once
+/// costs nothing here.
+#[derive(Debug, Default)]
+pub struct RetryStats {
+    retries: std::sync::atomic::AtomicU64,
+    budget_exhausted: std::sync::atomic::AtomicU64,
+}
+
+impl RetryStats {
+    /// Retries sent so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Retries refused because the budget was spent.
+    pub fn budget_exhausted(&self) -> u64 {
+        self.budget_exhausted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_budget_exhausted(&self) {
+        self.budget_exhausted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The default budget: retries may add 20% on top of first attempts over a
 /// 10-second window, plus a floor of 10 retries a second.
 pub fn default_budget() -> SharedBudget {
@@ -159,6 +191,7 @@ impl<B: ReplayBody> ReplayRequest for http::Request<B> {
 pub struct RetryLayer<C = ErrorsAreFailures> {
     config: RetryConfig,
     budget: Option<SharedBudget>,
+    stats: Arc<RetryStats>,
     classifier: C,
 }
 
@@ -169,6 +202,7 @@ impl RetryLayer {
         RetryLayer {
             config,
             budget: Some(default_budget()),
+            stats: Arc::default(),
             classifier: ErrorsAreFailures,
         }
     }
@@ -180,8 +214,14 @@ impl<C> RetryLayer<C> {
         RetryLayer {
             config: self.config,
             budget: self.budget,
+            stats: self.stats,
             classifier,
         }
+    }
+
+    /// The counters shared by every service this layer makes.
+    pub fn stats(&self) -> Arc<RetryStats> {
+        self.stats.clone()
     }
 
     /// Replaces the retry budget, for example with a
@@ -213,6 +253,7 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
             inner,
             config: self.config,
             budget: self.budget.clone(),
+            stats: self.stats.clone(),
             classifier: self.classifier.clone(),
         }
     }
@@ -243,6 +284,7 @@ pub struct RetryService<S, C = ErrorsAreFailures> {
     inner: S,
     config: RetryConfig,
     budget: Option<SharedBudget>,
+    stats: Arc<RetryStats>,
     classifier: C,
 }
 
@@ -291,6 +333,7 @@ where
                 request: Some(request),
                 backoff: self.config.backoff(),
                 budget: self.budget.clone(),
+                stats: self.stats.clone(),
             })
         } else {
             None

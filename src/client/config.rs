@@ -1,0 +1,471 @@
+//! [`HttpClientConfig`]: every setting of one provider's client, with validation.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+
+use crate::ConfigError;
+use crate::circuit_breaker::CircuitBreakerConfig;
+use crate::retry::{Jitter, RetryConfig};
+
+/// The settings of one provider's [`HttpClient`](crate::HttpClient).
+///
+/// [`HttpClientConfig::new`] fills in the defaults below; change the public
+/// fields as needed. Nothing is checked until a client is built, when
+/// [`validate`](Self::validate) reports the first field that breaks a rule.
+///
+/// | field | default |
+/// | --- | --- |
+/// | `base_url` | required: absolute `http://` or `https://` URL with a host |
+/// | `headers` | empty (sent on every request, e.g. `Authorization`) |
+/// | `default_timeout` | 60 s per attempt, reading the body included |
+/// | `connect_timeout` | 10 s (TCP connect and TLS handshake) |
+/// | `write_timeout` | 10 s (a write to the socket that makes no progress) |
+/// | `pool_timeout` | 5 s (waiting for a free connection slot) |
+/// | `max_connections` | 50 requests in flight at once |
+/// | `max_keepalive_connections` | 20 idle connections kept |
+/// | `keepalive_expiry` | 30 s before an idle connection is closed |
+/// | `max_retries` | 3 |
+/// | `retry_base_delay` | 1 s |
+/// | `retry_max_delay` | 10 s |
+/// | `retry_budget` | on (retries add at most 20% + 10/s) |
+/// | `circuit_breaker_threshold` | 15 consecutive failed calls |
+/// | `circuit_breaker_timeout` | 60 s |
+/// | `circuit_breaker_half_open_max_calls` | 3 |
+/// | `max_response_bytes` | 32 MiB for a buffered body |
+/// | `stream_idle_timeout` | 60 s between chunks of a stream |
+/// | `max_line_bytes` | 8 MiB for one NDJSON line |
+/// | `user_agent` | `stache-resilience/<version>` |
+/// | `extra_root_certificates` | none (PEM or DER, trusted besides the webpki roots) |
+///
+/// # Debug and logs
+///
+/// `Debug` prints sensitive header values (`Authorization`,
+/// `Proxy-Authorization`, `Cookie`, and any header whose name contains `key` or
+/// `token`) as `[redacted]`; the client never logs header values.
+///
+/// # From a settings file
+///
+/// With the `serde` feature a config deserializes from TOML or JSON, durations in
+/// (fractional) seconds, unknown fields rejected:
+///
+/// ```toml
+/// [providers.ollama]
+/// base_url = "http://localhost:11434"
+/// default_timeout = 90.0
+/// circuit_breaker_threshold = 15
+/// headers = { "x-tenant" = "acme" }
+/// ```
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use stache_resilience::HttpClientConfig;
+///
+/// let mut config = HttpClientConfig::new("https://api.example.com/v1");
+/// config.default_timeout = Duration::from_secs(30);
+/// config.max_connections = 0;
+/// let err = config.validate().unwrap_err();
+/// assert_eq!(err.field(), "max_connections");
+/// ```
+#[derive(Clone)]
+pub struct HttpClientConfig {
+    /// Base URL that endpoints are appended to, e.g. `https://api.mixedbread.com/v1`.
+    pub base_url: String,
+    /// Headers sent on every request.
+    pub headers: HeaderMap,
+    /// Deadline of each attempt, reading a buffered body included.
+    pub default_timeout: Duration,
+    /// Deadline for the TCP connect and the TLS handshake.
+    pub connect_timeout: Duration,
+    /// Deadline for a socket write that makes no progress (a peer that stops
+    /// reading).
+    pub write_timeout: Duration,
+    /// How long a call waits for a free connection slot.
+    pub pool_timeout: Duration,
+    /// Requests in flight at once for this provider.
+    pub max_connections: usize,
+    /// Idle connections kept open for reuse.
+    pub max_keepalive_connections: usize,
+    /// How long an idle connection is kept.
+    pub keepalive_expiry: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Backoff before the first retry (before jitter).
+    pub retry_base_delay: Duration,
+    /// Cap on any backoff delay, and on the `Retry-After` the client will wait.
+    pub retry_max_delay: Duration,
+    /// Whether retries are limited by a budget (20% of calls + 10/s).
+    pub retry_budget: bool,
+    /// Consecutive failed calls that open the circuit.
+    pub circuit_breaker_threshold: u32,
+    /// Time the circuit stays open before test calls.
+    pub circuit_breaker_timeout: Duration,
+    /// Test calls in half-open state.
+    pub circuit_breaker_half_open_max_calls: u32,
+    /// Largest buffered response body; larger bodies fail with a body error.
+    pub max_response_bytes: usize,
+    /// Longest wait for the next chunk of a streamed response.
+    pub stream_idle_timeout: Duration,
+    /// Longest NDJSON line a stream will buffer.
+    pub max_line_bytes: usize,
+    /// The `User-Agent` header, unless `headers` sets one.
+    pub user_agent: String,
+    /// Extra trusted root certificates, PEM or DER (`https` only).
+    pub extra_root_certificates: Vec<Vec<u8>>,
+    /// Set by a preset whose API key cannot be a header value; reported by
+    /// `validate` rather than panicking in the preset.
+    invalid_api_key: bool,
+}
+
+impl HttpClientConfig {
+    /// A config for `base_url` with every other field at its default.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        HttpClientConfig {
+            base_url: base_url.into(),
+            headers: HeaderMap::new(),
+            default_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            pool_timeout: Duration::from_secs(5),
+            max_connections: 50,
+            max_keepalive_connections: 20,
+            keepalive_expiry: Duration::from_secs(30),
+            max_retries: 3,
+            retry_base_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(10),
+            retry_budget: true,
+            circuit_breaker_threshold: 15,
+            circuit_breaker_timeout: Duration::from_secs(60),
+            circuit_breaker_half_open_max_calls: 3,
+            max_response_bytes: 32 * 1024 * 1024,
+            stream_idle_timeout: Duration::from_secs(60),
+            max_line_bytes: 8 * 1024 * 1024,
+            user_agent: concat!("stache-resilience/", env!("CARGO_PKG_VERSION")).to_owned(),
+            extra_root_certificates: Vec::new(),
+            invalid_api_key: false,
+        }
+    }
+
+    /// The preset for a local Ollama server: 90 s timeout (large embedding
+    /// batches), 3 retries from 1 s to 10 s, and a tolerant breaker (15 failures,
+    /// 60 s, 3 test calls).
+    pub fn ollama(base_url: impl Into<String>) -> Self {
+        HttpClientConfig {
+            default_timeout: Duration::from_secs(90),
+            ..HttpClientConfig::new(base_url)
+        }
+    }
+
+    /// The preset for the Mixedbread cloud API: base
+    /// `https://api.mixedbread.com/v1`, `Authorization: Bearer <api_key>`, 60 s
+    /// timeout, 3 retries from 1 s to 10 s, and a breaker that opens sooner
+    /// (10 failures, 60 s, 3 test calls).
+    ///
+    /// An API key that cannot be a header value (a newline, say) is left out of
+    /// the headers and reported by [`validate`](Self::validate).
+    pub fn mixedbread(api_key: &str) -> Self {
+        let mut config = HttpClientConfig {
+            circuit_breaker_threshold: 10,
+            ..HttpClientConfig::new("https://api.mixedbread.com/v1")
+        };
+        match HeaderValue::try_from(format!("Bearer {api_key}")) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                config.headers.insert(http::header::AUTHORIZATION, value);
+            }
+            Err(_) => config.invalid_api_key = true,
+        }
+        config
+    }
+
+    /// Adds a header sent on every request; builder-style.
+    ///
+    /// Sensitive headers are marked so that `http`'s own `Debug` hides them too.
+    pub fn header(mut self, name: HeaderName, mut value: HeaderValue) -> Self {
+        if is_sensitive(&name) {
+            value.set_sensitive(true);
+        }
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Checks every rule, naming the first field that breaks one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.base_uri()?;
+        if self.invalid_api_key {
+            return Err(ConfigError::new(
+                "headers",
+                "the API key cannot be sent as a header value",
+            ));
+        }
+        let timeouts = [
+            ("default_timeout", self.default_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("write_timeout", self.write_timeout),
+            ("pool_timeout", self.pool_timeout),
+            ("circuit_breaker_timeout", self.circuit_breaker_timeout),
+            ("stream_idle_timeout", self.stream_idle_timeout),
+        ];
+        for (field, value) in timeouts {
+            if value.is_zero() {
+                return Err(ConfigError::new(field, "must be greater than zero"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("max_connections", "must be at least 1"));
+        }
+        if self.max_keepalive_connections > self.max_connections {
+            return Err(ConfigError::new(
+                "max_keepalive_connections",
+                format!(
+                    "must not exceed max_connections ({} > {})",
+                    self.max_keepalive_connections, self.max_connections
+                ),
+            ));
+        }
+        if self.retry_base_delay > self.retry_max_delay {
+            return Err(ConfigError::new(
+                "retry_base_delay",
+                format!(
+                    "must not exceed retry_max_delay ({:?} > {:?})",
+                    self.retry_base_delay, self.retry_max_delay
+                ),
+            ));
+        }
+        if self.circuit_breaker_threshold == 0 {
+            return Err(ConfigError::new(
+                "circuit_breaker_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.circuit_breaker_half_open_max_calls == 0 {
+            return Err(ConfigError::new(
+                "circuit_breaker_half_open_max_calls",
+                "must be at least 1",
+            ));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(ConfigError::new("max_response_bytes", "must be at least 1"));
+        }
+        if self.max_line_bytes == 0 {
+            return Err(ConfigError::new("max_line_bytes", "must be at least 1"));
+        }
+        if HeaderValue::try_from(self.user_agent.as_str()).is_err() {
+            return Err(ConfigError::new(
+                "user_agent",
+                "must be a valid header value",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed base URL, checked: absolute, `http` or `https`, with a host.
+    pub(crate) fn base_uri(&self) -> Result<Uri, ConfigError> {
+        let uri: Uri = self
+            .base_url
+            .parse()
+            .map_err(|e| ConfigError::new("base_url", format!("is not a valid URL: {e}")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") if cfg!(feature = "rustls") => {}
+            Some("https") => {
+                return Err(ConfigError::new(
+                    "base_url",
+                    "https needs the `rustls` feature",
+                ));
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "base_url",
+                    format!("must use http or https, not {other}"),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "base_url",
+                    "must be an absolute URL such as https://api.example.com/v1",
+                ));
+            }
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(ConfigError::new("base_url", "must name a host"));
+        }
+        Ok(uri)
+    }
+
+    pub(crate) fn retry_config(&self) -> RetryConfig {
+        RetryConfig {
+            max_retries: self.max_retries,
+            base_delay: self.retry_base_delay,
+            max_delay: self.retry_max_delay,
+            jitter: Jitter::Symmetric,
+        }
+    }
+
+    pub(crate) fn breaker_config(&self) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold: self.circuit_breaker_threshold,
+            timeout: self.circuit_breaker_timeout,
+            half_open_max_calls: self.circuit_breaker_half_open_max_calls,
+        }
+    }
+
+    /// Whether two configs would build the same client (used by the registry to
+    /// warn about a provider asked for with different settings).
+    pub(crate) fn same_as(&self, other: &HttpClientConfig) -> bool {
+        format!("{self:?}") == format!("{other:?}") && self.headers == other.headers
+    }
+}
+
+/// Whether a header's value must never reach a log or `Debug` output.
+pub(crate) fn is_sensitive(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || name.contains("key")
+        || name.contains("token")
+        || name.contains("secret")
+}
+
+/// Formats headers with sensitive values replaced by `[redacted]`.
+pub(crate) struct Redacted<'a>(pub(crate) &'a HeaderMap);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            if is_sensitive(name) {
+                map.entry(&name.as_str(), &"[redacted]");
+            } else {
+                map.entry(&name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+            }
+        }
+        map.finish()
+    }
+}
+
+impl fmt::Debug for HttpClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClientConfig")
+            .field("base_url", &self.base_url)
+            .field("headers", &Redacted(&self.headers))
+            .field("default_timeout", &self.default_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("pool_timeout", &self.pool_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_keepalive_connections", &self.max_keepalive_connections)
+            .field("keepalive_expiry", &self.keepalive_expiry)
+            .field("max_retries", &self.max_retries)
+            .field("retry_base_delay", &self.retry_base_delay)
+            .field("retry_max_delay", &self.retry_max_delay)
+            .field("retry_budget", &self.retry_budget)
+            .field("circuit_breaker_threshold", &self.circuit_breaker_threshold)
+            .field("circuit_breaker_timeout", &self.circuit_breaker_timeout)
+            .field(
+                "circuit_breaker_half_open_max_calls",
+                &self.circuit_breaker_half_open_max_calls,
+            )
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("user_agent", &self.user_agent)
+            .field(
+                "extra_root_certificates",
+                &self.extra_root_certificates.len(),
+            )
+            .finish()
+    }
+}
+
+#[cfg(feature = "serde")]
+mod de {
+    use std::time::Duration;
+
+    use http::{HeaderName, HeaderValue};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    use super::HttpClientConfig;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        base_url: String,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        default_timeout: Option<Duration>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        connect_timeout: Option<Duration>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        write_timeout: Option<Duration>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        pool_timeout: Option<Duration>,
+        max_connections: Option<usize>,
+        max_keepalive_connections: Option<usize>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        keepalive_expiry: Option<Duration>,
+        max_retries: Option<u32>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        retry_base_delay: Option<Duration>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        retry_max_delay: Option<Duration>,
+        retry_budget: Option<bool>,
+        circuit_breaker_threshold: Option<u32>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        circuit_breaker_timeout: Option<Duration>,
+        circuit_breaker_half_open_max_calls: Option<u32>,
+        max_response_bytes: Option<usize>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        stream_idle_timeout: Option<Duration>,
+        max_line_bytes: Option<usize>,
+        user_agent: Option<String>,
+    }
+
+    impl<'de> Deserialize<'de> for HttpClientConfig {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let raw = Raw::deserialize(deserializer)?;
+            let mut config = HttpClientConfig::new(raw.base_url);
+            for (name, value) in raw.headers {
+                let name = HeaderName::try_from(name.as_str())
+                    .map_err(|e| D::Error::custom(format_args!("headers: {name:?}: {e}")))?;
+                let value = HeaderValue::try_from(value.as_str())
+                    .map_err(|e| D::Error::custom(format_args!("headers: {name}: {e}")))?;
+                config = config.header(name, value);
+            }
+            macro_rules! set {
+                ($($field:ident),*) => {$(
+                    if let Some(value) = raw.$field {
+                        config.$field = value;
+                    }
+                )*};
+            }
+            set!(
+                default_timeout,
+                connect_timeout,
+                write_timeout,
+                pool_timeout,
+                max_connections,
+                max_keepalive_connections,
+                keepalive_expiry,
+                max_retries,
+                retry_base_delay,
+                retry_max_delay,
+                retry_budget,
+                circuit_breaker_threshold,
+                circuit_breaker_timeout,
+                circuit_breaker_half_open_max_calls,
+                max_response_bytes,
+                stream_idle_timeout,
+                max_line_bytes,
+                user_agent
+            );
+            Ok(config)
+        }
+    }
+}

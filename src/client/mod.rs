@@ -1,0 +1,688 @@
+//! [`HttpClient`]: one provider's resilient, pooled JSON client.
+//!
+//! A call runs through the provider's stack:
+//!
+//! ```text
+//! RequestId -> CircuitBreaker -> Retry -> Timeout -> PoolLimit -> hyper-util client
+//! ```
+//!
+//! so it gets one request ID for all its attempts, is refused at once while the
+//! circuit is open, retries transient failures (one breaker outcome per call,
+//! after its retries), bounds each attempt (body included) by the timeout, waits a
+//! bounded time for a connection slot, and reuses pooled connections.
+//!
+//! A 2xx answer is `Ok(`[`Response`]`)` with the body already read; anything else
+//! ends, after retries, as an [`Error`](crate::Error) carrying the status, headers
+//! and the start of the body.
+//!
+//! # Example
+//!
+//! ```
+//! # async fn run() -> Result<(), stache_resilience::Error> {
+//! use std::time::Duration;
+//! use stache_resilience::{HttpClient, HttpClientConfig};
+//!
+//! let client = HttpClient::new(HttpClientConfig::ollama("http://localhost:11434"))?;
+//! let body = serde_json::json!({ "model": "nomic-embed-text", "input": ["hello"] });
+//! match client.post("/api/embed", &body).timeout(Duration::from_secs(120)).await {
+//!     Ok(response) => {
+//!         let value: serde_json::Value = response.json()?;
+//!         println!("{} embeddings", value["embeddings"].as_array().map_or(0, Vec::len));
+//!     }
+//!     Err(e) if e.is_circuit_open() => println!("Ollama is down; try later"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(()) }
+//! ```
+
+pub(crate) mod config;
+mod response;
+pub(crate) mod transport;
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Serialize;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use crate::circuit_breaker::{CircuitBreakerService, CircuitState};
+use crate::classify::HttpClassifier;
+use crate::error::{Error, ErrorKind, MAX_ERROR_BODY_BYTES};
+use crate::pool::{HoldSlot, PoolLimitLayer, PoolLimitService};
+use crate::request_id::RequestIdService;
+use crate::retry::{RetryLayer, RetryService, RetryStats};
+use crate::timeout::{RequestTimeout, TimeoutLayer, TimeoutService};
+use crate::{CircuitBreaker, CircuitBreakerLayer, RequestId, RequestIdLayer};
+
+pub use self::config::HttpClientConfig;
+pub use self::response::{Response, StreamResponse};
+use self::transport::{ClientBody, Streaming, Transport};
+
+type Stack = RequestIdService<
+    CircuitBreakerService<
+        RetryService<TimeoutService<PoolLimitService<Transport>>, HttpClassifier>,
+        HttpClassifier,
+    >,
+>;
+
+/// A resilient HTTP client for one provider; see the [module documentation](self).
+///
+/// # Clone
+///
+/// Cheap: clones share one connection pool, one circuit breaker, one retry
+/// budget and one set of stats. Use [`ServiceRegistry`](crate::ServiceRegistry) to
+/// share one client per provider across an application.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    config: HttpClientConfig,
+    /// `base_url` without a trailing slash.
+    base: String,
+    /// Default headers plus the user agent and JSON content negotiation.
+    headers: HeaderMap,
+    stack: Stack,
+    breaker: CircuitBreaker,
+    counters: Arc<Counters>,
+    retry_stats: Arc<RetryStats>,
+    pool: PoolLimitLayer,
+    provider: Option<Arc<str>>,
+}
+
+impl HttpClient {
+    /// Builds a client, checking `config` first.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error ([`ErrorKind::Config`]) naming the field and rule.
+    pub fn new(config: HttpClientConfig) -> Result<Self, Error> {
+        Self::build(None, config)
+    }
+
+    /// Builds a client whose request spans carry `provider` (as
+    /// [`ServiceRegistry`](crate::ServiceRegistry) does).
+    pub fn for_provider(provider: &str, config: HttpClientConfig) -> Result<Self, Error> {
+        Self::build(Some(Arc::from(provider)), config)
+    }
+
+    fn build(provider: Option<Arc<str>>, config: HttpClientConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let base = config.base_url.trim_end_matches('/').to_owned();
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let user_agent = HeaderValue::try_from(config.user_agent.as_str())
+            .map_err(|_| crate::ConfigError::new("user_agent", "must be a valid header value"))?;
+        headers.insert(USER_AGENT, user_agent);
+        for (name, value) in &config.headers {
+            let mut value = value.clone();
+            if config::is_sensitive(name) {
+                value.set_sensitive(true);
+            }
+            headers.insert(name.clone(), value);
+        }
+
+        let counters = Arc::new(Counters::default());
+        let breaker = CircuitBreaker::new(config.breaker_config());
+        let mut retry = RetryLayer::new(config.retry_config()).classifier(HttpClassifier);
+        if !config.retry_budget {
+            retry = retry.without_budget();
+        }
+        let retry_stats = retry.stats();
+        let pool = PoolLimitLayer::new(config.max_connections, config.pool_timeout);
+        let transport = Transport::new(
+            transport::build_client(&config)?,
+            config.max_response_bytes,
+            counters.clone(),
+        );
+        let mut request_id = RequestIdLayer::new();
+        if let Some(provider) = &provider {
+            request_id = request_id.provider(provider.clone());
+        }
+        let stack = ServiceBuilder::new()
+            .layer(request_id)
+            .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
+            .layer(retry)
+            .layer(TimeoutLayer::new(config.default_timeout))
+            .layer(pool.clone())
+            .service(transport);
+        Ok(HttpClient {
+            inner: Arc::new(ClientInner {
+                config,
+                base,
+                headers,
+                stack,
+                breaker,
+                counters,
+                retry_stats,
+                pool,
+                provider,
+            }),
+        })
+    }
+
+    /// A `GET` of `endpoint` (appended to the base URL).
+    pub fn get<'a>(&'a self, endpoint: &'a str) -> RequestBuilder<'a> {
+        RequestBuilder::new(self, Method::GET, endpoint, Ok(None))
+    }
+
+    /// A `POST` of `body`, serialized as JSON, to `endpoint`.
+    pub fn post<'a, T: Serialize + ?Sized>(
+        &'a self,
+        endpoint: &'a str,
+        body: &T,
+    ) -> RequestBuilder<'a> {
+        RequestBuilder::new(self, Method::POST, endpoint, json_body(body))
+    }
+
+    /// A request with any method; add a body with [`RequestBuilder::json`].
+    pub fn request<'a>(&'a self, method: Method, endpoint: &'a str) -> RequestBuilder<'a> {
+        RequestBuilder::new(self, method, endpoint, Ok(None))
+    }
+
+    /// A `POST` whose response is read as it arrives, line by line (NDJSON).
+    pub fn stream_post<'a, T: Serialize + ?Sized>(
+        &'a self,
+        endpoint: &'a str,
+        body: &T,
+    ) -> StreamRequestBuilder<'a> {
+        StreamRequestBuilder {
+            request: RequestBuilder::new(self, Method::POST, endpoint, json_body(body)),
+        }
+    }
+
+    /// The provider's circuit breaker.
+    pub fn circuit_breaker(&self) -> &CircuitBreaker {
+        &self.inner.breaker
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &HttpClientConfig {
+        &self.inner.config
+    }
+
+    /// The provider name given to [`for_provider`](Self::for_provider), if any.
+    pub fn provider(&self) -> Option<&str> {
+        self.inner.provider.as_deref()
+    }
+
+    /// Settings and live counters.
+    pub fn stats(&self) -> ClientStats {
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        let config = &inner.config;
+        ClientStats {
+            base_url: config.base_url.clone(),
+            default_timeout: config.default_timeout,
+            max_connections: config.max_connections,
+            max_keepalive_connections: config.max_keepalive_connections,
+            max_retries: config.max_retries,
+            retry_base_delay: config.retry_base_delay,
+            retry_max_delay: config.retry_max_delay,
+            circuit_breaker_state: inner.breaker.state(),
+            circuit_breaker_threshold: config.circuit_breaker_threshold,
+            requests: c.requests.load(Ordering::Relaxed),
+            attempts: c.attempts.load(Ordering::Relaxed),
+            retries: inner.retry_stats.retries(),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            in_flight: c.in_flight.load(Ordering::Relaxed),
+            free_connection_slots: inner.pool.available(),
+        }
+    }
+
+    /// Builds the request and runs it through the stack.
+    async fn execute(
+        &self,
+        builder: RequestBuilder<'_>,
+        streaming: bool,
+    ) -> Result<(http::Response<ClientBody>, RequestId), Error> {
+        let inner = &*self.inner;
+        let counters = &inner.counters;
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight::enter(counters);
+        let id = builder.request_id.unwrap_or_else(RequestId::generate);
+
+        let request = self.build_request(
+            builder.method,
+            builder.endpoint,
+            builder.body,
+            builder.headers,
+            builder.timeout,
+            streaming,
+            &id,
+        );
+        let request = request.map_err(|e| e.with_request_id(id.clone()))?;
+
+        let mut stack = inner.stack.clone();
+        let result = match stack.ready().await {
+            Ok(ready) => ready.call(request).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(response) => Ok((response, id)),
+            Err(e) => {
+                let error = Error::from_stack(e).with_request_id(id);
+                if error.is_circuit_open() {
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    counters.failures.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_request(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Result<Option<Bytes>, Error>,
+        extra_headers: HeaderMap,
+        timeout: Option<Duration>,
+        streaming: bool,
+        id: &RequestId,
+    ) -> Result<http::Request<Full<Bytes>>, Error> {
+        let body = body?;
+        if !endpoint.is_empty() && !endpoint.starts_with('/') && !endpoint.starts_with('?') {
+            return Err(Error::new(ErrorKind::Request).with_message(format!(
+                "endpoint {endpoint:?} must be a path starting with '/'"
+            )));
+        }
+        let url = format!("{}{}", self.inner.base, endpoint);
+        let uri: http::Uri = url.parse().map_err(|e| {
+            Error::new(ErrorKind::Request)
+                .with_message(format!("endpoint {endpoint:?} does not form a valid URL"))
+                .with_source(e)
+        })?;
+        let mut request = http::Request::new(Full::new(body.clone().unwrap_or_default()));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.clone_from(&self.inner.headers);
+        if body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if streaming {
+            headers.insert(ACCEPT, HeaderValue::from_static("application/x-ndjson"));
+        }
+        for (name, value) in extra_headers {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
+        }
+        // The caller's ID wins over any header of the same name.
+        headers.insert(crate::request_id::X_REQUEST_ID, id.header_value().clone());
+        let extensions = request.extensions_mut();
+        extensions.insert(id.clone());
+        if let Some(limit) = timeout {
+            extensions.insert(RequestTimeout(limit));
+        }
+        if streaming {
+            extensions.insert(Streaming);
+            extensions.insert(HoldSlot);
+        }
+        Ok(request)
+    }
+
+    async fn send(&self, builder: RequestBuilder<'_>) -> Result<Response, Error> {
+        let (response, id) = self.execute(builder, false).await?;
+        let (parts, body) = response.into_parts();
+        let body = match body {
+            ClientBody::Buffered(bytes) => bytes,
+            // Only requests marked `Streaming` come back unread.
+            ClientBody::Streaming(_) => Bytes::new(),
+        };
+        if parts.status.is_success() {
+            return Ok(Response::new(parts.status, parts.headers, body, id));
+        }
+        self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+        Err(Error::from_status(parts.status, parts.headers, &body).with_request_id(id))
+    }
+
+    async fn send_streaming(&self, builder: RequestBuilder<'_>) -> Result<StreamResponse, Error> {
+        let idle = self.inner.config.stream_idle_timeout;
+        let (response, id) = self.execute(builder, true).await?;
+        let (parts, body) = response.into_parts();
+        let body = match body {
+            ClientBody::Streaming(body) => body,
+            ClientBody::Buffered(_) => {
+                return Err(Error::new(ErrorKind::Body)
+                    .with_message("expected a streamed body")
+                    .with_request_id(id));
+            }
+        };
+        if !parts.status.is_success() {
+            self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+            // Keep the start of the error body, without waiting on a stalled one.
+            let text =
+                tokio::time::timeout(idle, Limited::new(body, MAX_ERROR_BODY_BYTES).collect())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+            return Err(Error::from_status(parts.status, parts.headers, &text).with_request_id(id));
+        }
+        Ok(StreamResponse::new(
+            http::Response::from_parts(parts, body),
+            id,
+            idle,
+            self.inner.config.max_line_bytes,
+        ))
+    }
+}
+
+fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Option<Bytes>, Error> {
+    serde_json::to_vec(body)
+        .map(|v| Some(Bytes::from(v)))
+        .map_err(|e| {
+            Error::new(ErrorKind::Request)
+                .with_message(format!("the body does not serialize to JSON: {e}"))
+                .with_source(e)
+        })
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("provider", &self.inner.provider)
+            .field("config", &self.inner.config)
+            .field("breaker", &self.inner.breaker)
+            .finish()
+    }
+}
+
+// ===== request builders =====
+
+/// A request being prepared; `.await` it to send it.
+///
+/// Built by [`HttpClient::get`], [`HttpClient::post`] and
+/// [`HttpClient::request`].
+#[must_use = "a request does nothing until it is awaited"]
+pub struct RequestBuilder<'a> {
+    client: &'a HttpClient,
+    method: Method,
+    endpoint: &'a str,
+    body: Result<Option<Bytes>, Error>,
+    headers: HeaderMap,
+    timeout: Option<Duration>,
+    request_id: Option<RequestId>,
+}
+
+impl<'a> RequestBuilder<'a> {
+    fn new(
+        client: &'a HttpClient,
+        method: Method,
+        endpoint: &'a str,
+        body: Result<Option<Bytes>, Error>,
+    ) -> Self {
+        RequestBuilder {
+            client,
+            method,
+            endpoint,
+            body,
+            headers: HeaderMap::new(),
+            timeout: None,
+            request_id: None,
+        }
+    }
+
+    /// Overrides the provider's per-attempt timeout for this request.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the JSON body.
+    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
+        self.body = json_body(body);
+        self
+    }
+
+    /// Adds a header for this request only.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Sends the request under `id` instead of a fresh one — to carry an incoming
+    /// request's ID on to the calls it makes.
+    pub fn request_id(mut self, id: RequestId) -> Self {
+        self.request_id = Some(id);
+        self
+    }
+
+    /// Sends the request; the same as `.await`.
+    pub async fn send(self) -> Result<Response, Error> {
+        let client = self.client;
+        client.send(self).await
+    }
+}
+
+impl<'a> IntoFuture for RequestBuilder<'a> {
+    type Output = Result<Response, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+impl fmt::Debug for RequestBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBuilder")
+            .field("method", &self.method)
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A streaming request being prepared; `.await` it to get a [`StreamResponse`].
+#[must_use = "a request does nothing until it is awaited"]
+pub struct StreamRequestBuilder<'a> {
+    request: RequestBuilder<'a>,
+}
+
+impl<'a> StreamRequestBuilder<'a> {
+    /// Overrides the time allowed until the response headers arrive.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.request = self.request.timeout(timeout);
+        self
+    }
+
+    /// Sends the request under `id` instead of a fresh one.
+    pub fn request_id(mut self, id: RequestId) -> Self {
+        self.request = self.request.request_id(id);
+        self
+    }
+
+    /// Sends the request; the same as `.await`.
+    pub async fn send(self) -> Result<StreamResponse, Error> {
+        let client = self.request.client;
+        client.send_streaming(self.request).await
+    }
+}
+
+impl<'a> IntoFuture for StreamRequestBuilder<'a> {
+    type Output = Result<StreamResponse, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+impl fmt::Debug for StreamRequestBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StreamRequestBuilder")
+            .field(&self.request)
+            .finish()
+    }
+}
+
+// ===== stats =====
+
+/// A client's settings and live counters; from [`HttpClient::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// The base URL.
+    pub base_url: String,
+    /// Per-attempt timeout (seconds when serialized).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs"))]
+    pub default_timeout: Duration,
+    /// Requests in flight at once.
+    pub max_connections: usize,
+    /// Idle connections kept.
+    pub max_keepalive_connections: usize,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First backoff delay (seconds when serialized).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs"))]
+    pub retry_base_delay: Duration,
+    /// Backoff cap (seconds when serialized).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs"))]
+    pub retry_max_delay: Duration,
+    /// The breaker's state now.
+    pub circuit_breaker_state: CircuitState,
+    /// Consecutive failures that open the circuit.
+    pub circuit_breaker_threshold: u32,
+    /// Calls made (each counts once, whatever its retries).
+    pub requests: u64,
+    /// Attempts sent to the server (first attempts and retries).
+    pub attempts: u64,
+    /// Retries sent.
+    pub retries: u64,
+    /// Calls refused by the open circuit.
+    pub rejected: u64,
+    /// Calls that ended in an error other than an open circuit.
+    pub failures: u64,
+    /// Calls in progress now.
+    pub in_flight: u64,
+    /// Connection slots free now (of `max_connections`).
+    pub free_connection_slots: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests: AtomicU64,
+    attempts: AtomicU64,
+    rejected: AtomicU64,
+    failures: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn count_attempt(&self) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a call as in flight until dropped, even if the caller drops its future.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Counters) -> Self {
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+// ===== body errors =====
+
+/// A buffered response body was larger than `max_response_bytes`.
+///
+/// Found in the source chain of an [`Error`] whose [`kind`](Error::kind) is
+/// [`ErrorKind::Body`]. Not retried: the next answer would be as large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTooLarge {
+    limit: usize,
+}
+
+impl BodyTooLarge {
+    pub(crate) fn new(limit: usize) -> Self {
+        BodyTooLarge { limit }
+    }
+
+    /// The limit that was exceeded, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "response body is larger than max_response_bytes ({} bytes)",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+/// Reading a response body failed part-way (the connection broke, the body was
+/// shorter than announced, a line was too long).
+#[derive(Debug)]
+pub struct BodyError {
+    source: Option<crate::BoxError>,
+    message: String,
+}
+
+impl BodyError {
+    pub(crate) fn new(source: impl Into<crate::BoxError>) -> Self {
+        let source = source.into();
+        BodyError {
+            message: format!("reading the response body failed: {source}"),
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn msg(message: String) -> Self {
+        BodyError {
+            source: None,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<HttpClient>();
+    is::<Error>();
+    is::<Response>();
+    is::<StatusCode>();
+}

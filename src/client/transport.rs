@@ -1,0 +1,227 @@
+//! The bottom of a provider's stack: the pooled hyper-util client, its connector
+//! (connect and write timeouts, TLS), and a service that reads buffered bodies
+//! inside the attempt.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_timeout::TimeoutConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{self, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::config::HttpClientConfig;
+use super::{BodyError, BodyTooLarge, Counters};
+use crate::{BoxError, ConfigError};
+
+#[cfg(feature = "rustls")]
+type Connector = TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
+#[cfg(not(feature = "rustls"))]
+type Connector = TimeoutConnector<HttpConnector>;
+
+pub(crate) type HyperClient = Client<Connector, Full<Bytes>>;
+
+/// Put in a request's extensions to get the body back unread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Streaming;
+
+/// A response body: read in full inside the attempt, or left to the caller.
+pub(crate) enum ClientBody {
+    Buffered(Bytes),
+    Streaming(Incoming),
+}
+
+impl fmt::Debug for ClientBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientBody::Buffered(bytes) => write!(f, "Buffered({} bytes)", bytes.len()),
+            ClientBody::Streaming(_) => f.write_str("Streaming"),
+        }
+    }
+}
+
+pub(crate) fn build_client(config: &HttpClientConfig) -> Result<HyperClient, ConfigError> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(config.connect_timeout));
+
+    #[cfg(feature = "rustls")]
+    let inner = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(config)?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    #[cfg(not(feature = "rustls"))]
+    let inner = http;
+
+    // hyper-timeout bounds the whole connect (TCP and TLS) and every socket
+    // write that stalls; hyper-util has no write timeout of its own.
+    let mut connector = TimeoutConnector::new(inner);
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.set_write_timeout(Some(config.write_timeout));
+
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(config.keepalive_expiry)
+        .pool_max_idle_per_host(config.max_keepalive_connections)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector))
+}
+
+#[cfg(feature = "rustls")]
+fn tls_config(config: &HttpClientConfig) -> Result<rustls::ClientConfig, ConfigError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for (i, cert) in config.extra_root_certificates.iter().enumerate() {
+        let bad = |e: &dyn fmt::Display| {
+            ConfigError::new(
+                "extra_root_certificates",
+                format!("certificate {i} is not usable: {e}"),
+            )
+        };
+        let ders: Vec<CertificateDer<'static>> = if cert.starts_with(b"-----BEGIN") {
+            CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad(&e))?
+        } else {
+            vec![CertificateDer::from(cert.clone())]
+        };
+        if ders.is_empty() {
+            return Err(bad(&"no certificate found"));
+        }
+        for der in ders {
+            roots.add(der).map_err(|e| bad(&e))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new("extra_root_certificates", e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Sends one attempt and, unless the request asked for [`Streaming`], reads the
+/// whole body (at most `max_response_bytes`) before answering — so the attempt's
+/// timeout covers the body and a body that breaks mid-way is retried.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    client: HyperClient,
+    max_response_bytes: usize,
+    counters: Arc<Counters>,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        client: HyperClient,
+        max_response_bytes: usize,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Transport {
+            client,
+            max_response_bytes,
+            counters,
+        }
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<http::Request<Full<Bytes>>> for Transport {
+    type Response = http::Response<ClientBody>;
+    type Error = BoxError;
+    type Future = TransportFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.client.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+        self.counters.count_attempt();
+        let streaming = req.extensions().get::<Streaming>().is_some();
+        tracing::debug!(method = %req.method(), uri = %req.uri(), "sending attempt");
+        TransportFuture {
+            state: TransportState::Sending {
+                future: self.client.call(req),
+            },
+            streaming,
+            limit: self.max_response_bytes,
+        }
+    }
+}
+
+pin_project! {
+    pub(crate) struct TransportFuture {
+        #[pin]
+        state: TransportState,
+        streaming: bool,
+        limit: usize,
+    }
+}
+
+pin_project! {
+    #[project = TransportStateProj]
+    enum TransportState {
+        Sending { #[pin] future: legacy::ResponseFuture },
+        Reading { #[pin] body: Collect<Limited<Incoming>>, parts: Option<http::response::Parts> },
+    }
+}
+
+impl Future for TransportFuture {
+    type Output = Result<http::Response<ClientBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                TransportStateProj::Sending { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    if *this.streaming {
+                        return Poll::Ready(Ok(response.map(ClientBody::Streaming)));
+                    }
+                    let (parts, body) = response.into_parts();
+                    this.state.set(TransportState::Reading {
+                        body: Limited::new(body, *this.limit).collect(),
+                        parts: Some(parts),
+                    });
+                }
+                TransportStateProj::Reading { body, parts } => {
+                    let collected = ready!(body.poll(cx));
+                    let body = match collected {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                            return Poll::Ready(Err(Box::new(BodyTooLarge::new(*this.limit))));
+                        }
+                        Err(e) => return Poll::Ready(Err(Box::new(BodyError::new(e)))),
+                    };
+                    let Some(parts) = parts.take() else {
+                        return Poll::Ready(Err("transport future polled after completion".into()));
+                    };
+                    return Poll::Ready(Ok(http::Response::from_parts(
+                        parts,
+                        ClientBody::Buffered(body),
+                    )));
+                }
+            }
+        }
+    }
+}
