@@ -4,7 +4,7 @@
 //! The client owns a small Tokio runtime; every method blocks the calling thread
 //! until the call ends. It is safe to call from many threads at once. Calling it
 //! from inside an async runtime would block that runtime's thread, so it is
-//! refused there with an error ([`ErrorKind::Request`](crate::ErrorKind::Request))
+//! refused there with an error ([`ErrorKind::Request`](crate::ErrorKind))
 //! instead.
 //!
 //! # Example

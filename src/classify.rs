@@ -186,7 +186,7 @@ pub fn classify_response(status: StatusCode, headers: &http::HeaderMap) -> Outco
 
 /// Classifies an error of any type: [`Outcome::Ignored`] for an open circuit or a
 /// pool timeout (found anywhere in the source chain of a [`BoxError`] or a
-/// `crate::Error`), a retryable [`Outcome::Failure`] for everything else.
+/// [`crate::Error`]), a retryable [`Outcome::Failure`] for everything else.
 pub fn classify_error<E: 'static>(error: &E) -> Outcome {
     match as_std_error(error) {
         Some(error) if says_nothing_about_service(error) => Outcome::Ignored,

@@ -2,7 +2,8 @@
 //!
 //! `stache-resilience` gives each outside "provider" (an embedding API, a language
 //! model, any REST API) a shared stack of [`tower`] layers over a pooled hyper
-//! client:
+//! client — as a ready [`HttpClient`], one per provider from a
+//! [`ServiceRegistry`], or as layers to put on any service:
 //!
 //! * a [circuit breaker](circuit_breaker) that stops calling a service that keeps
 //!   failing, and rejects at once with `Circuit breaker OPEN - rejecting request`;
@@ -18,7 +19,26 @@
 //! is retried and counts against the breaker; a 404 is neither; a 429 is retried
 //! but leaves the breaker alone).
 //!
-//! # Example
+//! # Example: a provider client
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), stache_resilience::Error> {
+//! use stache_resilience::{HttpClientConfig, ServiceRegistry};
+//!
+//! // One shared client per provider: its own pool, breaker and retry budget.
+//! let ollama = ServiceRegistry::global()
+//!     .get_client("ollama", HttpClientConfig::ollama("http://localhost:11434"))?;
+//!
+//! let body = serde_json::json!({ "model": "nomic-embed-text", "input": ["hello"] });
+//! match ollama.post("/api/embed", &body).await {
+//!     Ok(response) => println!("{}", response.text()?),
+//!     Err(e) if e.is_circuit_open() => println!("Ollama is down, not calling it"),
+//!     Err(e) => println!("failed after retries: {e} (request {:?})", e.request_id()),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: the layers on their own
 //!
 //! The layers compose in any `ServiceBuilder`, over any service:
 //!

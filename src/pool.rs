@@ -8,7 +8,7 @@
 //!
 //! Over a hyper-util client this caps the connections one provider can open (an
 //! HTTP/1 connection carries one request at a time), which is how
-//! `HttpClient` enforces `max_connections` and
+//! [`HttpClient`](crate::HttpClient) enforces `max_connections` and
 //! `pool_timeout`.
 //!
 //! # Example

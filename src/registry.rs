@@ -104,7 +104,7 @@ impl ServiceRegistry {
 }
 
 fn warn_if_different(provider: &str, client: &HttpClient, config: &HttpClientConfig) {
-    if !client.config().same_as(config) {
+    if client.config() != config {
         tracing::warn!(
             provider,
             "get_client was given a config that differs from the one this provider's client was built with; the existing client is returned unchanged"

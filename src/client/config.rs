@@ -70,7 +70,7 @@ use crate::retry::{Jitter, RetryConfig};
 /// let err = config.validate().unwrap_err();
 /// assert_eq!(err.field(), "max_connections");
 /// ```
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpClientConfig {
     /// Base URL that endpoints are appended to, e.g. `https://api.mixedbread.com/v1`.
     pub base_url: String,
@@ -311,12 +311,6 @@ impl HttpClientConfig {
             timeout: self.circuit_breaker_timeout,
             half_open_max_calls: self.circuit_breaker_half_open_max_calls,
         }
-    }
-
-    /// Whether two configs would build the same client (used by the registry to
-    /// warn about a provider asked for with different settings).
-    pub(crate) fn same_as(&self, other: &HttpClientConfig) -> bool {
-        format!("{self:?}") == format!("{other:?}") && self.headers == other.headers
     }
 }
 

@@ -12,7 +12,7 @@
 //! bounded time for a connection slot, and reuses pooled connections.
 //!
 //! A 2xx answer is `Ok(`[`Response`]`)` with the body already read; anything else
-//! ends, after retries, as an [`Error`](crate::Error) carrying the status, headers
+//! ends, after retries, as a [`crate::Error`] carrying the status, headers
 //! and the start of the body.
 //!
 //! # Example

@@ -6,7 +6,7 @@
 //! extensions, which replaces the default for that request alone — a long batch
 //! call on a provider whose usual calls are short.
 //!
-//! Placed below a retry layer, as `HttpClient` does, the
+//! Placed below a retry layer, as [`HttpClient`](crate::HttpClient) does, the
 //! deadline applies to each attempt, not to the call as a whole.
 //!
 //! # Example

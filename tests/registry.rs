@@ -1,0 +1,256 @@
+//! ServiceRegistry sharing, configs from settings files, stats serialization,
+//! and the blocking client.
+
+mod support;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use stache_resilience::{CircuitState, HttpClientConfig, ServiceRegistry};
+
+#[test]
+fn sixteen_threads_asking_at_once_share_one_client() {
+    let registry = Arc::new(ServiceRegistry::new());
+    let barrier = Arc::new(Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let (registry, barrier) = (registry.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                registry
+                    .get_client("ollama", HttpClientConfig::ollama("http://127.0.0.1:9"))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let clients: Vec<_> = handles.into_iter().map(|t| t.join().unwrap()).collect();
+    for client in &clients {
+        assert!(
+            client
+                .circuit_breaker()
+                .same_as(clients[0].circuit_breaker())
+        );
+    }
+    assert_eq!(registry.providers(), ["ollama"]);
+    assert_eq!(clients[0].provider(), Some("ollama"));
+}
+
+#[test]
+fn different_providers_never_share_state() {
+    let registry = ServiceRegistry::new();
+    let ollama = registry
+        .get_client("ollama", HttpClientConfig::ollama("http://127.0.0.1:9"))
+        .unwrap();
+    let mixedbread = registry
+        .get_client("mixedbread", HttpClientConfig::mixedbread("key"))
+        .unwrap();
+    for _ in 0..15 {
+        ollama.circuit_breaker().record_failure();
+    }
+    assert_eq!(ollama.circuit_breaker().state(), CircuitState::Open);
+    assert_eq!(mixedbread.circuit_breaker().state(), CircuitState::Closed);
+    assert!(
+        !ollama
+            .circuit_breaker()
+            .same_as(mixedbread.circuit_breaker())
+    );
+    assert_eq!(registry.providers(), ["mixedbread", "ollama"]);
+    assert!(
+        registry
+            .get("ollama")
+            .unwrap()
+            .circuit_breaker()
+            .same_as(ollama.circuit_breaker())
+    );
+    assert!(registry.get("openai").is_none());
+}
+
+#[test]
+fn a_differing_config_is_warned_about_and_the_first_client_kept() {
+    let registry = ServiceRegistry::new();
+    let logs = support::capture_logs();
+    let _guard = logs.install();
+    let first = registry
+        .get_client("p", HttpClientConfig::new("http://127.0.0.1:9"))
+        .unwrap();
+    let mut other = HttpClientConfig::new("http://127.0.0.1:9");
+    other.max_retries = 7;
+    let second = registry.get_client("p", other).unwrap();
+    assert!(first.circuit_breaker().same_as(second.circuit_breaker()));
+    assert_eq!(second.config().max_retries, 3);
+    assert!(logs.text().contains("differs"), "{}", logs.text());
+    // The same config again: no new warning.
+    let before = logs.text().matches("differs").count();
+    registry
+        .get_client("p", HttpClientConfig::new("http://127.0.0.1:9"))
+        .unwrap();
+    assert_eq!(logs.text().matches("differs").count(), before);
+}
+
+#[test]
+fn an_invalid_config_stores_nothing_and_reset_starts_afresh() {
+    let registry = ServiceRegistry::new();
+    let mut bad = HttpClientConfig::new("http://127.0.0.1:9");
+    bad.max_connections = 0;
+    assert!(registry.get_client("p", bad).is_err());
+    assert!(registry.providers().is_empty());
+
+    let old = registry
+        .get_client("p", HttpClientConfig::new("http://127.0.0.1:9"))
+        .unwrap();
+    old.circuit_breaker().record_failure();
+    registry.reset();
+    assert!(registry.providers().is_empty());
+    let new = registry
+        .get_client("p", HttpClientConfig::new("http://127.0.0.1:9"))
+        .unwrap();
+    assert!(!new.circuit_breaker().same_as(old.circuit_breaker()));
+    assert_eq!(new.circuit_breaker().stats().failure_count, 0);
+    assert!(std::ptr::eq(
+        ServiceRegistry::global(),
+        ServiceRegistry::global()
+    ));
+}
+
+#[cfg(feature = "serde")]
+mod settings {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Settings {
+        providers: std::collections::BTreeMap<String, HttpClientConfig>,
+    }
+
+    #[test]
+    fn a_config_reads_from_a_toml_table_with_durations_in_seconds() {
+        let settings: Settings = toml::from_str(
+            r#"
+            [providers.ollama]
+            base_url = "http://localhost:11434"
+            default_timeout = 90.0
+            retry_base_delay = 0.5
+            circuit_breaker_threshold = 20
+            headers = { "x-tenant" = "acme", "x-api-key" = "k" }
+            "#,
+        )
+        .unwrap();
+        let ollama = &settings.providers["ollama"];
+        assert_eq!(ollama.default_timeout, Duration::from_secs(90));
+        assert_eq!(ollama.retry_base_delay, Duration::from_millis(500));
+        assert_eq!(ollama.circuit_breaker_threshold, 20);
+        assert_eq!(ollama.max_retries, 3, "unset fields keep their defaults");
+        assert_eq!(ollama.headers["x-tenant"], "acme");
+        assert!(ollama.headers["x-api-key"].is_sensitive());
+        ollama.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_rejected_with_the_field_named() {
+        let parse = |body: &str| {
+            toml::from_str::<HttpClientConfig>(&format!("base_url = \"http://h\"\n{body}"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let err = parse("default_timeout = \"ninety\"");
+        assert!(err.contains("default_timeout"), "{err}");
+        let err = parse("connect_timeout = -1.0");
+        assert!(
+            err.contains("connect_timeout") && err.contains("non-negative"),
+            "{err}"
+        );
+        let err = parse("write_timeout = nan");
+        assert!(err.contains("write_timeout"), "{err}");
+        let err = parse("max_conections = 5");
+        assert!(err.contains("max_conections"), "{err}");
+        let err = parse("max_connections = -5");
+        assert!(err.contains("max_connections"), "{err}");
+        let err = toml::from_str::<HttpClientConfig>("default_timeout = 1.0")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("base_url"), "{err}");
+        let json: HttpClientConfig =
+            serde_json::from_str(r#"{"base_url":"http://h","pool_timeout":2.5}"#).unwrap();
+        assert_eq!(json.pool_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn stats_serialize_with_durations_in_seconds() {
+        let client =
+            stache_resilience::HttpClient::new(HttpClientConfig::ollama("http://127.0.0.1:9"))
+                .unwrap();
+        let value = serde_json::to_value(client.stats()).unwrap();
+        assert_eq!(value["default_timeout"], 90.0);
+        assert_eq!(value["circuit_breaker_state"], "closed");
+        assert_eq!(value["max_connections"], 50);
+        assert_eq!(value["requests"], 0);
+    }
+}
+
+#[cfg(feature = "blocking")]
+mod blocking {
+    use super::*;
+    use serde_json::json;
+    use stache_resilience::blocking::HttpClient;
+    use support::{Reply, Server};
+
+    #[test]
+    fn the_blocking_client_works_from_many_threads() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let server = runtime.block_on(Server::replies(vec![
+            Reply::Status(503),
+            Reply::json(200, r#"{"ok":true}"#),
+        ]));
+        let mut config = HttpClientConfig::new(server.url());
+        config.retry_base_delay = Duration::from_millis(1);
+        config.retry_max_delay = Duration::from_millis(2);
+        let client = HttpClient::new(config).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let client = client.clone();
+                std::thread::spawn(move || {
+                    let res = client.post("/embeddings", &json!({ "i": i })).unwrap();
+                    res.json::<serde_json::Value>().unwrap()["ok"].as_bool()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Some(true));
+        }
+        assert_eq!(server.hits(), 9, "one 503 retried, then eight answers");
+        assert_eq!(client.stats().requests, 8);
+        let res = client
+            .get_with_timeout("/", Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
+    #[test]
+    fn the_blocking_client_streams_lines() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let server = runtime.block_on(Server::replies(vec![Reply::Chunks {
+            status: 200,
+            chunks: vec![bytes::Bytes::from_static(b"a\nb\n")],
+            gap: Duration::ZERO,
+        }]));
+        let client = HttpClient::new(HttpClientConfig::new(server.url())).unwrap();
+        let lines: Result<Vec<String>, _> = client.stream_post("/x", &json!({})).unwrap().collect();
+        assert_eq!(lines.unwrap(), ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn the_blocking_client_refuses_to_block_an_async_runtime() {
+        let client = tokio::task::spawn_blocking(|| {
+            HttpClient::new(HttpClientConfig::new("http://127.0.0.1:9")).unwrap()
+        })
+        .await
+        .unwrap();
+        let err = client.get("/").unwrap_err();
+        assert_eq!(err.kind(), stache_resilience::ErrorKind::Request);
+        // Dropping a runtime inside another one panics; drop it off the runtime.
+        tokio::task::spawn_blocking(move || drop(client))
+            .await
+            .unwrap();
+    }
+}

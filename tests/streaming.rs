@@ -1,0 +1,162 @@
+//! stream_post: NDJSON lines as they arrive, bounded in time and size.
+
+mod support;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use stache_resilience::{HttpClient, HttpClientConfig, StreamResponse};
+use support::{Reply, Server};
+
+fn config(url: &str) -> HttpClientConfig {
+    let mut c = HttpClientConfig::new(url);
+    c.retry_base_delay = Duration::from_millis(1);
+    c.retry_max_delay = Duration::from_millis(5);
+    c.stream_idle_timeout = Duration::from_millis(100);
+    c
+}
+
+fn chunks(parts: &[&'static str]) -> Reply {
+    Reply::Chunks {
+        status: 200,
+        chunks: parts
+            .iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect(),
+        gap: Duration::from_millis(1),
+    }
+}
+
+#[tokio::test]
+async fn lines_are_returned_as_they_arrive_whatever_the_chunking() {
+    let server = Server::replies(vec![chunks(&[
+        "{\"response\":\"Hel\"}\n{\"resp",
+        "onse\":\"lo\"}\r\n\n",
+        "{\"response\":\"!\",\"done\":true}",
+    ])])
+    .await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let mut stream = client
+        .stream_post("/api/generate", &json!({"prompt": "hi", "stream": true}))
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.request_id().as_str(), server.seen()[0].request_id());
+    assert_eq!(server.seen()[0].headers["accept"], "application/x-ndjson");
+    let mut tokens = String::new();
+    while let Some(line) = stream.next_line().await.unwrap() {
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        tokens.push_str(value["response"].as_str().unwrap());
+    }
+    assert_eq!(tokens, "Hello!");
+    assert_eq!(stream.next_line().await.unwrap(), None);
+}
+
+async fn next(stream: &mut StreamResponse) -> Option<Result<String, stache_resilience::Error>> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *stream), cx)).await
+}
+
+#[tokio::test]
+async fn the_response_is_also_a_stream_of_lines() {
+    let server = Server::replies(vec![chunks(&["a\nb\n", "c\n"])]).await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(line) = next(&mut stream).await {
+        lines.push(line.unwrap());
+    }
+    assert_eq!(lines, ["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn a_stalled_stream_fails_after_the_idle_timeout_and_frees_its_slot() {
+    let server = Server::replies(vec![Reply::Stall {
+        status: 200,
+        first: Bytes::from_static(b"{\"n\":1}\n"),
+    }])
+    .await;
+    let mut c = config(&server.url());
+    c.max_connections = 1;
+    c.max_keepalive_connections = 1;
+    let client = HttpClient::new(c).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    assert_eq!(
+        client.stats().free_connection_slots,
+        0,
+        "the stream holds its slot"
+    );
+    assert_eq!(
+        stream.next_line().await.unwrap().as_deref(),
+        Some("{\"n\":1}")
+    );
+    let started = std::time::Instant::now();
+    let err = stream.next_line().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(err.to_string().contains("stream_idle_timeout"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(stream.next_line().await.unwrap(), None, "the stream ended");
+    drop(stream);
+    assert_eq!(client.stats().free_connection_slots, 1);
+}
+
+#[tokio::test]
+async fn an_endless_line_and_invalid_utf8_are_body_errors() {
+    let endless = "x".repeat(200);
+    let server = Server::replies(vec![Reply::Chunks {
+        status: 200,
+        chunks: vec![Bytes::from(endless.clone()), Bytes::from(endless)],
+        gap: Duration::ZERO,
+    }])
+    .await;
+    let mut c = config(&server.url());
+    c.max_line_bytes = 64;
+    let client = HttpClient::new(c).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    let err = stream.next_line().await.unwrap_err();
+    assert!(err.is_body(), "{err:?}");
+    assert!(err.to_string().contains("max_line_bytes"), "{err}");
+
+    let server = Server::replies(vec![Reply::Chunks {
+        status: 200,
+        chunks: vec![Bytes::from_static(b"ok\n\xff\xfe\n")],
+        gap: Duration::ZERO,
+    }])
+    .await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    assert_eq!(stream.next_line().await.unwrap().as_deref(), Some("ok"));
+    assert!(stream.next_line().await.unwrap_err().is_body());
+}
+
+#[tokio::test]
+async fn failures_before_the_headers_are_retried_and_errors_keep_their_body() {
+    let server = Server::replies(vec![Reply::Status(503), chunks(&["done\n"])]).await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    assert_eq!(stream.next_line().await.unwrap().as_deref(), Some("done"));
+    assert_eq!(server.hits(), 2);
+
+    let server = Server::replies(vec![Reply::json(400, r#"{"error":"bad model"}"#)]).await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let err = client.stream_post("/x", &json!({})).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST));
+    assert_eq!(err.body_text(), Some(r#"{"error":"bad model"}"#));
+    assert_eq!(client.stats().free_connection_slots, 50);
+}
+
+#[tokio::test]
+async fn the_timeout_covers_the_wait_for_headers() {
+    let server = Server::replies(vec![Reply::Hang]).await;
+    let mut c = config(&server.url());
+    c.max_retries = 0;
+    let client = HttpClient::new(c).unwrap();
+    let err = client
+        .stream_post("/x", &json!({}))
+        .timeout(Duration::from_millis(30))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(err.to_string().ends_with("after 30ms"), "{err}");
+}
