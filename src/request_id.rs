@@ -247,4 +247,37 @@ mod tests {
         assert!(!ok("caf\u{e9}".as_bytes()));
         assert!(!ok(&[0x80, b'a']));
     }
+
+    async fn forwarded_id(header: Option<&[u8]>) -> String {
+        use tower::{Service, ServiceExt};
+        let mut svc =
+            RequestIdLayer::new().layer(tower::service_fn(|req: http::Request<()>| async move {
+                let header = req.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
+                let ext = req
+                    .extensions()
+                    .get::<RequestId>()
+                    .unwrap()
+                    .as_str()
+                    .to_owned();
+                assert_eq!(header, ext);
+                Ok::<_, std::convert::Infallible>(header)
+            }));
+        let mut req = http::Request::new(());
+        if let Some(value) = header {
+            req.headers_mut()
+                .insert(X_REQUEST_ID, HeaderValue::from_bytes(value).unwrap());
+        }
+        svc.ready().await.unwrap().call(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_valid_caller_id_is_kept_and_an_invalid_one_replaced() {
+        assert_eq!(forwarded_id(Some(b"trace-42")).await, "trace-42");
+        for bad in [&b"caf\xc3\xa9"[..], b"has space", &[b'x'; 65]] {
+            let id = forwarded_id(Some(bad)).await;
+            assert_eq!(id.len(), 8, "{bad:?} was forwarded as {id:?}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_eq!(forwarded_id(None).await.len(), 8);
+    }
 }
