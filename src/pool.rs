@@ -180,11 +180,13 @@ where
         let ready = std::mem::replace(&mut self.inner, fresh);
         ResponseFuture {
             state: State::Waiting {
-                acquire: Box::pin(self.semaphore.clone().acquire_owned()),
-                deadline: tokio::time::sleep(self.timeout),
-                waited: self.timeout,
-                service: Some(ready),
-                request: Some(req),
+                waiting: Box::pin(Waiting {
+                    acquire: Box::pin(self.semaphore.clone().acquire_owned()),
+                    deadline: tokio::time::sleep(self.timeout),
+                    waited: self.timeout,
+                    service: Some(ready),
+                    request: Some(req),
+                }),
             },
             hold,
         }
@@ -208,18 +210,27 @@ pin_project! {
 }
 
 pin_project! {
+    /// The slow path, boxed so that the common case (a free slot) carries none of
+    /// its weight through every layer above.
+    #[project = WaitingProj]
+    struct Waiting<S, Req> {
+        acquire: Acquire,
+        #[pin]
+        deadline: Sleep,
+        waited: Duration,
+        service: Option<S>,
+        request: Option<Req>,
+    }
+}
+
+pin_project! {
     #[project = StateProj]
     enum State<S, Req>
     where
         S: Service<Req>,
     {
         Waiting {
-            acquire: Acquire,
-            #[pin]
-            deadline: Sleep,
-            waited: Duration,
-            service: Option<S>,
-            request: Option<Req>,
+            waiting: Pin<Box<Waiting<S, Req>>>,
         },
         Called {
             #[pin]
@@ -240,13 +251,14 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Waiting {
-                    acquire,
-                    deadline,
-                    waited,
-                    service,
-                    request,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let WaitingProj {
+                        acquire,
+                        deadline,
+                        waited,
+                        service,
+                        request,
+                    } = waiting.as_mut().project();
                     let permit = match acquire.as_mut().poll(cx) {
                         Poll::Ready(Ok(permit)) => permit,
                         Poll::Ready(Err(closed)) => return Poll::Ready(Err(Box::new(closed))),

@@ -187,6 +187,19 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // Already tagged (HttpClient does this, to know the ID it sent): keep it.
+        let tagged = match (
+            req.extensions().get::<RequestId>(),
+            req.headers().get(X_REQUEST_ID),
+        ) {
+            (Some(id), Some(header)) if id.0 == header => Some(id.clone()),
+            _ => None,
+        };
+        if let Some(id) = tagged {
+            let span = request_span(&req, &id, self.provider.as_deref());
+            let future = span.in_scope(|| self.inner.call(req));
+            return future.instrument(span);
+        }
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(value) => RequestId::parse(value).unwrap_or_else(|| {
                 tracing::debug!("replacing an invalid caller-supplied x-request-id");
@@ -199,20 +212,29 @@ where
                 .unwrap_or_else(RequestId::generate),
         };
         req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
-        let span = tracing::info_span!(
-            "request",
-            request_id = id.as_str(),
-            method = %req.method(),
-            endpoint = req.uri().path(),
-            provider = tracing::field::Empty,
-        );
-        if let Some(provider) = &self.provider {
-            span.record("provider", &**provider);
-        }
+        let span = request_span(&req, &id, self.provider.as_deref());
         req.extensions_mut().insert(id);
         let future = span.in_scope(|| self.inner.call(req));
         future.instrument(span)
     }
+}
+
+fn request_span<B>(
+    req: &http::Request<B>,
+    id: &RequestId,
+    provider: Option<&str>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.as_str(),
+        method = %req.method(),
+        endpoint = req.uri().path(),
+        provider = tracing::field::Empty,
+    );
+    if let Some(provider) = provider {
+        span.record("provider", provider);
+    }
+    span
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::{CircuitBreaker, Permit};
+use super::{CircuitBreaker, Handle, Permit};
 use crate::BoxError;
 use crate::classify::{ClassifyOutcome, ErrorsAreFailures};
+use crate::sync::Arc;
 
 /// Applies a shared [`CircuitBreaker`] to a service.
 ///
@@ -56,7 +57,7 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreakerService {
             inner,
-            breaker: self.breaker.clone(),
+            breaker: Arc::new(Handle(self.breaker.clone())),
             classifier: self.classifier.clone(),
             admission: Admission::Unchecked,
         }
@@ -92,7 +93,8 @@ impl<C: fmt::Debug> fmt::Debug for CircuitBreakerLayer<C> {
 /// [`CircuitOpen`](super::CircuitOpen).
 pub struct CircuitBreakerService<S, C = ErrorsAreFailures> {
     inner: S,
-    breaker: CircuitBreaker,
+    // This service's own handle; see `Permit`.
+    breaker: Arc<Handle>,
     classifier: C,
     admission: Admission,
 }
@@ -108,7 +110,7 @@ impl<S, C> CircuitBreakerService<S, C> {
     pub fn new(inner: S, breaker: CircuitBreaker, classifier: C) -> Self {
         CircuitBreakerService {
             inner,
-            breaker,
+            breaker: Arc::new(Handle(breaker)),
             classifier,
             admission: Admission::Unchecked,
         }
@@ -116,7 +118,7 @@ impl<S, C> CircuitBreakerService<S, C> {
 
     /// The breaker guarding this service.
     pub fn breaker(&self) -> &CircuitBreaker {
-        &self.breaker
+        &self.breaker.0
     }
 
     /// A reference to the inner service.
@@ -197,7 +199,7 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerService")
             .field("inner", &self.inner)
-            .field("breaker", &self.breaker)
+            .field("breaker", &self.breaker.0)
             .field("classifier", &self.classifier)
             .finish()
     }

@@ -446,6 +446,7 @@ impl CircuitBreaker {
     ///
     /// Outcomes from an earlier period (the circuit changed state since the call
     /// was admitted) are stale and change nothing but the last-failure time.
+    #[inline]
     pub(crate) fn settle(&self, ticket: Ticket, verdict: Verdict) {
         match verdict {
             Verdict::Success => self.on_success(Some(ticket.generation)),
@@ -455,10 +456,15 @@ impl CircuitBreaker {
     }
 
     /// Gives back a half-open slot whose call ended without an outcome.
+    #[inline]
     pub(crate) fn release(&self, ticket: Ticket) {
-        if !ticket.half_open {
-            return;
+        if ticket.half_open {
+            self.release_slot(ticket);
         }
+    }
+
+    #[cold]
+    fn release_slot(&self, ticket: Ticket) {
         let mut probes = lock(&self.shared.probes);
         let word = self.shared.word.load(Ordering::Acquire);
         if word == pack(CircuitState::HalfOpen, ticket.generation) {
@@ -627,16 +633,21 @@ impl Default for CircuitBreaker {
 
 /// An admitted call's claim on the breaker. Dropping it unsettled gives back a
 /// half-open slot and records nothing.
+///
+/// It holds the service's own handle (`Arc<CircuitBreaker>`), not the breaker's
+/// shared state directly: services built by separate `layer` calls (one per
+/// worker, say) then bump separate reference counts, and a breaker shared by
+/// many threads costs no cache-line traffic on its closed path.
 pub(crate) struct Permit {
-    breaker: CircuitBreaker,
+    breaker: Arc<Handle>,
     ticket: Ticket,
     settled: bool,
 }
 
 impl Permit {
     #[inline]
-    pub(crate) fn acquire(breaker: &CircuitBreaker) -> Option<Permit> {
-        breaker.try_acquire().map(|ticket| Permit {
+    pub(crate) fn acquire(breaker: &Arc<Handle>) -> Option<Permit> {
+        breaker.0.try_acquire().map(|ticket| Permit {
             breaker: breaker.clone(),
             ticket,
             settled: false,
@@ -646,14 +657,22 @@ impl Permit {
     #[inline]
     pub(crate) fn settle(mut self, verdict: Verdict) {
         self.settled = true;
-        self.breaker.settle(self.ticket, verdict);
+        self.breaker.0.settle(self.ticket, verdict);
     }
 }
 
+/// One service's handle to a breaker, alone on its cache lines (128 bytes, as
+/// crossbeam pads for x86's adjacent-line prefetch): the reference counts of two
+/// services' handles must not share a line, or two threads' closed paths would
+/// contend on it after all.
+#[repr(align(128))]
+pub(crate) struct Handle(pub(crate) CircuitBreaker);
+
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if !self.settled {
-            self.breaker.release(self.ticket);
+            self.breaker.0.release(self.ticket);
         }
     }
 }

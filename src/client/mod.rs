@@ -89,8 +89,12 @@ struct ClientInner {
     config: HttpClientConfig,
     /// `base_url` without a trailing slash.
     base: String,
-    /// Default headers plus the user agent and JSON content negotiation.
+    /// Default headers plus the user agent and JSON content negotiation, and a
+    /// placeholder `x-request-id`: each request overwrites it in place, so
+    /// copying the template is the only allocation headers cost.
     headers: HeaderMap,
+    /// The same with `content-type: application/json`, for requests with a body.
+    json_headers: HeaderMap,
     stack: Stack,
     breaker: CircuitBreaker,
     counters: Arc<Counters>,
@@ -130,6 +134,12 @@ impl HttpClient {
             }
             headers.insert(name.clone(), value);
         }
+        headers.insert(
+            crate::request_id::X_REQUEST_ID,
+            HeaderValue::from_static("00000000"),
+        );
+        let mut json_headers = headers.clone();
+        json_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
 
         let counters = Arc::new(Counters::default());
         let breaker = CircuitBreaker::new(config.breaker_config());
@@ -160,6 +170,7 @@ impl HttpClient {
                 config,
                 base,
                 headers,
+                json_headers,
                 stack,
                 breaker,
                 counters,
@@ -309,10 +320,11 @@ impl HttpClient {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        headers.clone_from(&self.inner.headers);
-        if body.is_some() {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
+        headers.clone_from(if body.is_some() {
+            &self.inner.json_headers
+        } else {
+            &self.inner.headers
+        });
         if streaming {
             headers.insert(ACCEPT, HeaderValue::from_static("application/x-ndjson"));
         }

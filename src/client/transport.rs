@@ -117,8 +117,16 @@ fn tls_config(config: &HttpClientConfig) -> Result<rustls::ClientConfig, ConfigE
 /// Sends one attempt and, unless the request asked for [`Streaming`], reads the
 /// whole body (at most `max_response_bytes`) before answering — so the attempt's
 /// timeout covers the body and a body that breaks mid-way is retried.
+///
+/// Everything sits behind one `Arc`: the stack is cloned for every call (and
+/// once more for its retries), and one reference count is cheaper to bump than
+/// the handful a hyper-util client holds.
 #[derive(Clone)]
 pub(crate) struct Transport {
+    inner: Arc<TransportInner>,
+}
+
+struct TransportInner {
     client: HyperClient,
     max_response_bytes: usize,
     counters: Arc<Counters>,
@@ -131,9 +139,11 @@ impl Transport {
         counters: Arc<Counters>,
     ) -> Self {
         Transport {
-            client,
-            max_response_bytes,
-            counters,
+            inner: Arc::new(TransportInner {
+                client,
+                max_response_bytes,
+                counters,
+            }),
         }
     }
 }
@@ -141,7 +151,7 @@ impl Transport {
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
-            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_response_bytes", &self.inner.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -151,20 +161,23 @@ impl Service<http::Request<Full<Bytes>>> for Transport {
     type Error = BoxError;
     type Future = TransportFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.client.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // hyper-util's legacy client is always ready: it queues for a connection
+        // inside the response future.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-        self.counters.count_attempt();
+        let inner = &*self.inner;
+        inner.counters.count_attempt();
         let streaming = req.extensions().get::<Streaming>().is_some();
         tracing::debug!(method = %req.method(), uri = %req.uri(), "sending attempt");
         TransportFuture {
             state: TransportState::Sending {
-                future: self.client.call(req),
+                future: inner.client.request(req),
             },
             streaming,
-            limit: self.max_response_bytes,
+            limit: inner.max_response_bytes,
         }
     }
 }

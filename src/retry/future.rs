@@ -28,7 +28,7 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future, Req>,
+        state: State<S::Future>,
         replay: Option<Replay<S, Req>>,
         config: RetryConfig,
         classifier: C,
@@ -39,10 +39,10 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, Req> {
+    enum State<F> {
         Called { #[pin] future: F },
-        Sleeping { #[pin] sleep: Sleep, request: Option<Req> },
-        Readying { request: Option<Req> },
+        Sleeping { #[pin] sleep: Sleep },
+        Readying,
     }
 }
 
@@ -95,20 +95,6 @@ where
                             return Poll::Ready(result);
                         }
                     };
-                    // Copy the stored request for this retry, unless it is the last
-                    // one possible: that one sends the stored copy itself.
-                    let last = attempt >= this.config.max_retries;
-                    let request = this.replay.as_mut().and_then(|replay| {
-                        if last {
-                            replay.request.take()
-                        } else {
-                            replay.request.as_ref().and_then(ReplayRequest::try_clone)
-                        }
-                    });
-                    let Some(request) = request else {
-                        log_end(&outcome, &result, this.classifier, attempt, total);
-                        return Poll::Ready(result);
-                    };
                     tracing::info!(
                         attempt,
                         max_attempts = total,
@@ -122,25 +108,35 @@ where
                     }
                     this.state.set(State::Sleeping {
                         sleep: tokio::time::sleep(delay),
-                        request: Some(request),
                     });
                 }
-                StateProj::Sleeping { sleep, request } => {
+                StateProj::Sleeping { sleep } => {
                     ready!(sleep.poll(cx));
-                    let request = request.take();
-                    this.state.set(State::Readying { request });
+                    this.state.set(State::Readying);
                 }
-                StateProj::Readying { request } => {
-                    // `decide` only schedules a retry when `replay` holds a request,
-                    // so both are present here.
+                StateProj::Readying => {
+                    // `decide` schedules a retry only when `replay` holds a
+                    // request, and only a retry takes it (the last one).
                     let replay = this
                         .replay
                         .as_mut()
                         .expect("a retry is only scheduled with a replayable request");
                     ready!(replay.service.poll_ready(cx))?;
-                    let request = request
-                        .take()
-                        .expect("a retry is only scheduled with a replayable request");
+                    // Copy the stored request, except for the last retry possible,
+                    // which sends the stored one itself.
+                    let last = *this.retries >= this.config.max_retries;
+                    let copy = if last {
+                        None
+                    } else {
+                        replay.request.as_ref().and_then(ReplayRequest::try_clone)
+                    };
+                    let request = match copy {
+                        Some(copy) => copy,
+                        None => replay
+                            .request
+                            .take()
+                            .expect("a retry is only scheduled with a replayable request"),
+                    };
                     let future = replay.service.call(request);
                     this.state.set(State::Called { future });
                 }

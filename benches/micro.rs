@@ -1,0 +1,67 @@
+//! Small costs paid on every attempt: backoff delays and request IDs; and the
+//! fail-fast cost of a rejected `HttpClient::post` while the circuit is open.
+
+use std::future::{Future, IntoFuture};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use stache_resilience::retry::{Jitter, RetryConfig};
+use stache_resilience::{HttpClient, HttpClientConfig, RequestId};
+
+fn bench_backoff(c: &mut Criterion) {
+    let mut group = c.benchmark_group("backoff");
+    for (name, jitter) in [
+        ("symmetric", Jitter::Symmetric),
+        ("full", Jitter::Full),
+        ("decorrelated", Jitter::Decorrelated),
+        ("none", Jitter::None),
+    ] {
+        let config = RetryConfig {
+            jitter,
+            ..RetryConfig::default()
+        };
+        group.bench_function(name, |b| b.iter(|| config.delay_for_attempt(black_box(3))));
+    }
+    group.finish();
+}
+
+fn bench_request_id(c: &mut Criterion) {
+    c.bench_function("request_id/generate", |b| b.iter(RequestId::generate));
+}
+
+fn bench_fail_fast(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let mut config = HttpClientConfig::new("http://127.0.0.1:9");
+    config.circuit_breaker_timeout = Duration::from_secs(3600);
+    let client = HttpClient::new(config).unwrap();
+    for _ in 0..15 {
+        client.circuit_breaker().record_failure();
+    }
+    let body = serde_json::json!({ "model": "m", "input": ["a short text to embed"] });
+    c.bench_function("fail_fast/http_client_post_open", |b| {
+        b.iter(|| {
+            let mut cx = Context::from_waker(Waker::noop());
+            let fut = pin!(client.post("/embeddings", &body).into_future());
+            match fut.poll(&mut cx) {
+                Poll::Ready(Err(e)) => assert!(e.is_circuit_open()),
+                _ => panic!("a rejected call must finish in one poll"),
+            }
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    targets = bench_backoff, bench_request_id, bench_fail_fast
+}
+criterion_main!(benches);

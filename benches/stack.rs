@@ -1,0 +1,159 @@
+//! Stack overhead under load: a closed loop of 64 callers against a loopback
+//! server in a child process, for the bare hyper-util client, our full
+//! `HttpClient` stack, tower's own timeout + retry, and reqwest. Runs are
+//! interleaved (bare, ours, bare, tower, bare, reqwest, ...) so drift cancels out;
+//! each figure is reported as a ratio to the bare client's median.
+//!
+//! `cargo bench --bench stack` (set `STACK_SECS` and `STACK_ROUNDS` to change the
+//! run length, default 3 s and 3 rounds).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Kind, ServerChild};
+
+const CONCURRENCY: usize = 64;
+
+struct Run {
+    requests: u64,
+    elapsed: Duration,
+    cpu_ns: u64,
+    p50_us: u32,
+    p99_us: u32,
+}
+
+impl Run {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn cpu_us_per_req(&self) -> f64 {
+        self.cpu_ns as f64 / self.requests as f64 / 1000.0
+    }
+}
+
+async fn run(kind: &Kind, url: &str, secs: f64) -> Run {
+    let body = Arc::new(common::request_body());
+    // Warm the pool.
+    for _ in 0..CONCURRENCY {
+        kind.send(url, &body).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let cpu_before = common::process_cpu_ns();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (kind, body, url) = (kind.clone(), body.clone(), url.to_owned());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(4096);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    std::hint::black_box(kind.send(&url, &body).await);
+                    latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("caller task"));
+    }
+    let elapsed = started.elapsed();
+    let cpu_ns = common::process_cpu_ns() - cpu_before;
+    latencies.sort_unstable();
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Run {
+        requests: latencies.len() as u64,
+        elapsed,
+        cpu_ns,
+        p50_us: pick(0.50),
+        p99_us: pick(0.99),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn main() {
+    common::serve_if_child();
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and test discovery
+    }
+    let secs: f64 = std::env::var("STACK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let rounds: usize = std::env::var("STACK_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let server = ServerChild::spawn();
+    let url = server.url();
+    // One client thread, one server thread: the 2-core machine is not shared
+    // between more.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let kinds = Kind::all(&url, CONCURRENCY);
+    // `STACK_PROFILE=<index>` runs one client alone, for a profiler.
+    if let Some(index) = std::env::var("STACK_PROFILE")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        let r = runtime.block_on(run(&kinds[index.min(kinds.len() - 1)], &url, secs));
+        eprintln!("{:.0} req/s, cpu {:.2} us/req", r.rps(), r.cpu_us_per_req());
+        return;
+    }
+    let mut results: Vec<Vec<Run>> = (0..kinds.len()).map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (i, kind) in kinds.iter().enumerate().skip(1) {
+            for (index, k) in [(0, &kinds[0]), (i, kind)] {
+                let r = runtime.block_on(run(k, &url, secs));
+                eprintln!(
+                    "round {round} {:<20} {:>9.0} req/s  p50 {:>5} us  p99 {:>6} us  cpu {:>6.2} us/req",
+                    k.name(),
+                    r.rps(),
+                    r.p50_us,
+                    r.p99_us,
+                    r.cpu_us_per_req()
+                );
+                results[index].push(r);
+            }
+        }
+    }
+    let stat = |runs: &Vec<Run>, f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    let base_cpu = stat(&results[0], &|r| r.cpu_us_per_req());
+    let base_p50 = stat(&results[0], &|r| r.p50_us as f64);
+    let base_p99 = stat(&results[0], &|r| r.p99_us as f64);
+    let base_rps = stat(&results[0], &|r| r.rps());
+    println!(
+        "\n| client | req/s | p50 µs | p99 µs | client CPU µs/req | CPU ratio | p99 ratio | req/s ratio |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (kind, runs) in kinds.iter().zip(&results) {
+        let cpu = stat(runs, &|r| r.cpu_us_per_req());
+        let p50 = stat(runs, &|r| r.p50_us as f64);
+        let p99 = stat(runs, &|r| r.p99_us as f64);
+        let rps = stat(runs, &|r| r.rps());
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} |",
+            kind.name(),
+            rps,
+            p50,
+            p99,
+            cpu,
+            cpu / base_cpu,
+            p99 / base_p99,
+            rps / base_rps
+        );
+    }
+    println!(
+        "\n(medians of {rounds} runs of {secs} s each, {CONCURRENCY} callers; bare p50 {base_p50:.0} µs)"
+    );
+}
