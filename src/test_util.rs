@@ -1,4 +1,6 @@
 //! Helpers for unit tests: capture tracing events with their fields.
+// The model-check build (`--cfg loom`) compiles out the tests that read them.
+#![cfg_attr(loom, allow(dead_code))]
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};

@@ -249,6 +249,9 @@ struct Shared {
     epoch: Instant,
     /// Guards every transition and the half-open bookkeeping.
     probes: Mutex<Probes>,
+    /// Transitions made, for the model checks.
+    #[cfg(all(test, loom))]
+    transitions: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -302,6 +305,8 @@ impl CircuitBreaker {
                 last_failure: AtomicU64::new(0),
                 epoch: Instant::now(),
                 probes: Mutex::new(Probes::default()),
+                #[cfg(all(test, loom))]
+                transitions: AtomicU64::new(0),
             }),
         }
     }
@@ -393,6 +398,15 @@ impl CircuitBreaker {
     }
 
     // ===== admission and outcomes used by the layer =====
+
+    /// Whether a call made now would certainly be refused: open, with the
+    /// recovery timeout still running. Takes no slot and changes nothing, so a
+    /// caller can skip building a request the breaker would refuse anyway.
+    #[inline]
+    pub(crate) fn refuses_now(&self) -> bool {
+        let word = self.shared.word.load(Ordering::Acquire);
+        CircuitState::from_bits(word) == CircuitState::Open && !self.recovery_due()
+    }
 
     /// Admits a call if the circuit allows it.
     #[inline]
@@ -571,6 +585,8 @@ impl CircuitBreaker {
         let from = CircuitState::from_bits(word);
         let generation = (word & !STATE_MASK).wrapping_add(GENERATION_ONE);
         *probes = Probes::default();
+        #[cfg(all(test, loom))]
+        shared.transitions.fetch_add(1, Ordering::SeqCst);
         match to {
             CircuitState::Open => {
                 let timeout = u64::try_from(shared.timeout.as_nanos()).unwrap_or(u64::MAX);
@@ -687,3 +703,6 @@ impl fmt::Debug for Permit {
 
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

@@ -262,6 +262,12 @@ impl HttpClient {
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight::enter(counters);
         let id = builder.request_id.unwrap_or_else(RequestId::generate);
+        if inner.breaker.refuses_now() {
+            // The breaker layer would refuse this call too; refusing here skips
+            // building a request that would never be sent.
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::from_stack(Box::new(crate::CircuitOpen::new())).with_request_id(id));
+        }
 
         let request = self.build_request(
             builder.method,

@@ -1,0 +1,149 @@
+//! Model checks of the breaker's shared state with loom: every interleaving of
+//! a few threads around each transition. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_`.
+
+use std::time::Duration;
+
+use loom::thread;
+
+use super::*;
+
+fn breaker(threshold: u32, half_open: u32) -> CircuitBreaker {
+    CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: threshold,
+        // Zero: an open circuit may be probed at once, so the model needs no clock.
+        timeout: Duration::ZERO,
+        half_open_max_calls: half_open,
+    })
+}
+
+/// Runs `f` under loom with a bounded number of preemptions (as tokio does with
+/// `LOOM_MAX_PREEMPTIONS=2`), so that three-thread models finish in seconds.
+/// `LOOM_MAX_PREEMPTIONS` overrides the bound.
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.check(f);
+}
+
+fn word(cb: &CircuitBreaker) -> u64 {
+    cb.shared.word.load(Ordering::SeqCst)
+}
+
+fn transitions(cb: &CircuitBreaker) -> u64 {
+    cb.shared.transitions.load(Ordering::SeqCst)
+}
+
+fn admitted(cb: &CircuitBreaker) -> u32 {
+    lock(&cb.shared.probes).admitted
+}
+
+#[test]
+fn loom_two_probes_never_share_one_slot() {
+    model(|| {
+        let cb = breaker(1, 1);
+        cb.record_failure(); // open; recovery due at once
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let cb = cb.clone();
+                thread::spawn(move || {
+                    cb.try_acquire()
+                        .filter(|t| t.half_open)
+                        .map(|t| t.generation)
+                })
+            })
+            .collect();
+        let got: Vec<Option<u64>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let probes: Vec<u64> = got.into_iter().flatten().collect();
+        assert_eq!(
+            probes.len(),
+            1,
+            "exactly one probe in the period: {probes:?}"
+        );
+        assert_eq!(CircuitState::from_bits(word(&cb)), CircuitState::HalfOpen);
+        assert_eq!(admitted(&cb), 1);
+    });
+}
+
+#[test]
+fn loom_concurrent_failures_open_the_circuit_exactly_once() {
+    model(|| {
+        // Three failures against a threshold of two: two threads can both see
+        // the count at or past the threshold.
+        let cb = breaker(2, 1);
+        let tickets = [
+            cb.try_acquire().unwrap(),
+            cb.try_acquire().unwrap(),
+            cb.try_acquire().unwrap(),
+        ];
+        let threads: Vec<_> = tickets
+            .into_iter()
+            .map(|ticket| {
+                let cb = cb.clone();
+                thread::spawn(move || cb.settle(ticket, Verdict::Failure))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let w = word(&cb);
+        assert_eq!(CircuitState::from_bits(w), CircuitState::Open);
+        assert_eq!(w >> 2, 1);
+        assert_eq!(transitions(&cb), 1, "one transition, not two");
+    });
+}
+
+#[test]
+fn loom_a_failure_racing_a_success_in_half_open_always_reopens() {
+    model(|| {
+        let cb = breaker(1, 2);
+        cb.record_failure();
+        let a = cb.try_acquire().unwrap();
+        let b = cb.try_acquire().unwrap();
+        assert!(a.half_open && b.half_open);
+        let cb1 = cb.clone();
+        let t1 = thread::spawn(move || cb1.settle(a, Verdict::Success));
+        let cb2 = cb.clone();
+        let t2 = thread::spawn(move || cb2.settle(b, Verdict::Failure));
+        t1.join().unwrap();
+        t2.join().unwrap();
+        let w = word(&cb);
+        assert_eq!(CircuitState::from_bits(w), CircuitState::Open);
+        // closed -> open -> half_open -> open: three transitions, none lost or
+        // doubled.
+        assert_eq!(w >> 2, 3);
+        assert_eq!(transitions(&cb), 3);
+    });
+}
+
+#[test]
+fn loom_a_dropped_probe_never_strands_the_half_open_circuit() {
+    model(|| {
+        let cb = breaker(1, 1);
+        cb.record_failure();
+        let handle = Arc::new(Handle(cb.clone()));
+        let first = Permit::acquire(&handle).expect("the first probe is admitted");
+        let h2 = handle.clone();
+        let dropper = thread::spawn(move || drop(first));
+        let prober =
+            thread::spawn(move || Permit::acquire(&h2).map(|p| p.settle(Verdict::Success)));
+        dropper.join().unwrap();
+        let probed = prober.join().unwrap().is_some();
+        // Nothing is in flight now. Either the second probe closed the circuit,
+        // or its slot is free again for the next caller.
+        let state = CircuitState::from_bits(word(&cb));
+        if probed {
+            assert_eq!(state, CircuitState::Closed);
+        } else {
+            assert_eq!(state, CircuitState::HalfOpen);
+            assert_eq!(
+                admitted(&cb),
+                0,
+                "stuck: no slot free and nothing in flight"
+            );
+            assert!(cb.can_attempt());
+        }
+    });
+}
