@@ -704,5 +704,8 @@ impl fmt::Debug for Permit {
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+#[cfg(all(test, not(loom)))]
+mod prop_tests;
+
 #[cfg(all(test, loom))]
 mod loom_tests;

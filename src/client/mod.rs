@@ -36,6 +36,7 @@
 //! ```
 
 pub(crate) mod config;
+mod lines;
 mod response;
 pub(crate) mod transport;
 

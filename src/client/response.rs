@@ -6,13 +6,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use super::BodyError;
+use super::lines::{LineError, Lines};
 use crate::RequestId;
 use crate::error::{Error, ErrorKind};
 use crate::pool::PoolSlot;
@@ -115,12 +116,9 @@ pub struct StreamResponse {
     headers: HeaderMap,
     request_id: RequestId,
     body: Option<Incoming>,
-    buffer: BytesMut,
-    /// How much of `buffer` is known to hold no newline.
-    scanned: usize,
+    lines: Lines,
     idle_timeout: Duration,
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
-    max_line_bytes: usize,
     _slot: Option<PoolSlot>,
 }
 
@@ -138,11 +136,9 @@ impl StreamResponse {
             headers: parts.headers,
             request_id,
             body: Some(body),
-            buffer: BytesMut::new(),
-            scanned: 0,
+            lines: Lines::new(max_line_bytes),
             idle_timeout,
             idle: None,
-            max_line_bytes,
             _slot: slot,
         }
     }
@@ -177,74 +173,46 @@ impl StreamResponse {
         Error::new(kind).with_request_id(self.request_id.clone())
     }
 
-    fn take_line(&mut self, end: usize) -> Result<Option<String>, Error> {
-        let mut line = self.buffer.split_to(end + 1);
-        self.scanned = 0;
-        line.truncate(end);
-        if line.last() == Some(&b'\r') {
-            line.truncate(end - 1);
+    fn line_error(&mut self, error: LineError) -> Error {
+        // After an error the stream is over: nothing after it can be trusted.
+        self.body = None;
+        self.lines = Lines::new(0);
+        match error {
+            LineError::TooLong { max } => {
+                self.error(ErrorKind::Body)
+                    .with_source(BodyError::msg(format!(
+                        "a line is longer than max_line_bytes ({max})"
+                    )))
+            }
+            LineError::Utf8(e) => self.error(ErrorKind::Body).with_source(e),
         }
-        if line.len() > self.max_line_bytes {
-            return Err(self.line_too_long());
-        }
-        String::from_utf8(line.to_vec())
-            .map(Some)
-            .map_err(|e| self.error(ErrorKind::Body).with_source(e))
-    }
-
-    fn line_too_long(&self) -> Error {
-        self.error(ErrorKind::Body)
-            .with_source(BodyError::msg(format!(
-                "a line is longer than max_line_bytes ({})",
-                self.max_line_bytes
-            )))
     }
 
     fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<String>, Error>> {
         loop {
-            // A complete line already buffered?
-            if let Some(pos) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') {
-                let end = self.scanned + pos;
-                match self.take_line(end) {
-                    Ok(Some(line)) if line.is_empty() => continue,
-                    other => return Poll::Ready(other),
-                }
-            }
-            self.scanned = self.buffer.len();
-            if self.buffer.len() > self.max_line_bytes {
-                self.body = None;
-                return Poll::Ready(Err(self.line_too_long()));
+            match self.lines.next_line() {
+                Some(Ok(line)) => return Poll::Ready(Ok(Some(line))),
+                Some(Err(e)) => return Poll::Ready(Err(self.line_error(e))),
+                None => {}
             }
             let Some(body) = self.body.as_mut() else {
                 // End of body: whatever is left is the last line.
-                if self.buffer.is_empty() {
-                    return Poll::Ready(Ok(None));
-                }
-                let rest = self.buffer.split();
-                self.scanned = 0;
-                let text = String::from_utf8(rest.to_vec())
-                    .map_err(|e| self.error(ErrorKind::Body).with_source(e));
-                return Poll::Ready(match text {
-                    Ok(line) if line.trim().is_empty() => Ok(None),
-                    Ok(line) => Ok(Some(line.trim_end_matches('\r').to_owned())),
-                    Err(e) => Err(e),
+                return Poll::Ready(match self.lines.finish() {
+                    None => Ok(None),
+                    Some(Ok(line)) => Ok(Some(line)),
+                    Some(Err(e)) => Err(self.line_error(e)),
                 });
             };
             match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     self.idle = None;
-                    if let Ok(mut data) = frame.into_data() {
-                        while data.has_remaining() {
-                            let chunk = data.chunk();
-                            self.buffer.extend_from_slice(chunk);
-                            let n = chunk.len();
-                            data.advance(n);
-                        }
+                    if let Ok(data) = frame.into_data() {
+                        self.lines.push(data);
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     self.body = None;
-                    self.buffer.clear();
+                    self.lines = Lines::new(0);
                     return Poll::Ready(Err(self
                         .error(ErrorKind::Body)
                         .with_source(BodyError::new(e))));
@@ -257,10 +225,9 @@ impl StreamResponse {
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                     ready!(idle.as_mut().poll(cx));
                     self.body = None;
-                    self.buffer.clear();
+                    self.lines = Lines::new(0);
                     return Poll::Ready(Err(self.error(ErrorKind::Timeout).with_message(format!(
-                        "stream sent no data for {:?} (stream_idle_timeout)",
-                        timeout
+                        "stream sent no data for {timeout:?} (stream_idle_timeout)"
                     ))));
                 }
             }

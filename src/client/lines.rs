@@ -1,0 +1,170 @@
+//! Splitting a byte stream into lines, bounded: the NDJSON reader of
+//! [`StreamResponse`](crate::StreamResponse), kept free of I/O so it can be fed
+//! anything in tests.
+
+use bytes::{Buf, BytesMut};
+
+/// Why a line could not be returned.
+#[derive(Debug)]
+pub(crate) enum LineError {
+    /// More than `max` bytes arrived without a newline.
+    TooLong { max: usize },
+    /// The line is not UTF-8.
+    Utf8(std::string::FromUtf8Error),
+}
+
+/// Bytes in, lines out. A line ends at `\n`; a `\r` before it is dropped; lines
+/// that are empty after that are skipped. Never holds more than `max` bytes of an
+/// unfinished line (plus the chunk being added).
+#[derive(Debug)]
+pub(crate) struct Lines {
+    buffer: BytesMut,
+    /// How much of `buffer` is known to hold no newline.
+    scanned: usize,
+    max: usize,
+}
+
+impl Lines {
+    pub(crate) fn new(max: usize) -> Self {
+        Lines {
+            buffer: BytesMut::new(),
+            scanned: 0,
+            max,
+        }
+    }
+
+    pub(crate) fn push(&mut self, mut data: impl Buf) {
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            self.buffer.extend_from_slice(chunk);
+            let n = chunk.len();
+            data.advance(n);
+        }
+    }
+
+    /// The next complete line, if one is buffered; `Err` if the unfinished one
+    /// is already too long.
+    pub(crate) fn next_line(&mut self) -> Option<Result<String, LineError>> {
+        loop {
+            let Some(pos) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') else {
+                self.scanned = self.buffer.len();
+                if self.buffer.len() > self.max {
+                    self.buffer.clear();
+                    self.scanned = 0;
+                    return Some(Err(LineError::TooLong { max: self.max }));
+                }
+                return None;
+            };
+            let end = self.scanned + pos;
+            let mut line = self.buffer.split_to(end + 1);
+            self.scanned = 0;
+            line.truncate(end);
+            if let Some(line) = self.finish_line(line) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// At the end of the input: whatever is left is the last line.
+    pub(crate) fn finish(&mut self) -> Option<Result<String, LineError>> {
+        let rest = self.buffer.split();
+        self.scanned = 0;
+        self.finish_line(rest)
+    }
+
+    fn finish_line(&self, mut line: BytesMut) -> Option<Result<String, LineError>> {
+        if line.last() == Some(&b'\r') {
+            line.truncate(line.len() - 1);
+        }
+        if line.is_empty() {
+            return None;
+        }
+        if line.len() > self.max {
+            return Some(Err(LineError::TooLong { max: self.max }));
+        }
+        Some(String::from_utf8(line.to_vec()).map_err(LineError::Utf8))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `chunks`, collecting every answer, then finishes.
+    fn feed(max: usize, chunks: &[Vec<u8>]) -> (Vec<Result<String, String>>, usize) {
+        let mut lines = Lines::new(max);
+        let mut out = Vec::new();
+        let mut peak = 0;
+        let mut push = |r: Result<String, LineError>| {
+            out.push(r.map_err(|e| match e {
+                LineError::TooLong { .. } => "too long".to_owned(),
+                LineError::Utf8(_) => "utf8".to_owned(),
+            }))
+        };
+        for chunk in chunks {
+            lines.push(&chunk[..]);
+            peak = peak.max(lines.buffer.len());
+            while let Some(r) = lines.next_line() {
+                push(r);
+            }
+        }
+        if let Some(r) = lines.finish() {
+            push(r);
+        }
+        (out, peak)
+    }
+
+    #[test]
+    fn lines_split_across_chunks_and_crlf() {
+        let (out, _) = feed(64, &[b"a\r\nb".to_vec(), b"c\n\n\r\nd".to_vec()]);
+        assert_eq!(out, [Ok("a".into()), Ok("bc".into()), Ok("d".into())]);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_memory_stays_bounded(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..32),
+            max in 1usize..128,
+        ) {
+            let (_, peak) = feed(max, &chunks);
+            prop_assert!(peak <= max + 64, "peak {peak} with max {max}");
+        }
+
+        #[test]
+        fn any_chunking_of_valid_lines_gives_back_the_lines(
+            lines in proptest::collection::vec("[a-z0-9{}\":, ]{1,20}", 0..20),
+            cuts in proptest::collection::vec(any::<usize>(), 0..10),
+            crlf in any::<bool>(),
+        ) {
+            let sep = if crlf { "\r\n" } else { "\n" };
+            let text: String = lines.iter().map(|l| format!("{l}{sep}")).collect();
+            let bytes = text.into_bytes();
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut start = 0;
+            for p in points {
+                chunks.push(bytes[start..p].to_vec());
+                start = p;
+            }
+            chunks.push(bytes[start..].to_vec());
+            let (out, _) = feed(64, &chunks);
+            let expected: Vec<Result<String, String>> = lines.into_iter().map(Ok).collect();
+            prop_assert_eq!(out, expected);
+        }
+
+        #[test]
+        fn the_retry_after_parser_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(value) = http::HeaderValue::from_bytes(&bytes) {
+                let now = std::time::SystemTime::now();
+                if let Some(wait) = crate::classify::parse_retry_after(&value, now) {
+                    // Only digits (a count of seconds) or a date parse.
+                    let text = value.to_str().unwrap_or_default().trim();
+                    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+                    prop_assert!(digits || httpdate::parse_http_date(text).is_ok(), "{text:?} -> {wait:?}");
+                }
+            }
+        }
+    }
+}
