@@ -340,3 +340,38 @@ impl Logs {
 pub fn capture_logs() -> Logs {
     Logs::default()
 }
+
+/// A tracing layer that records the circuit breaker's transitions as
+/// `(generation, from, to)`.
+pub struct TransitionLayer(pub Arc<Mutex<Vec<(u64, String, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TransitionLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        #[derive(Default)]
+        struct Fields {
+            generation: Option<u64>,
+            from: Option<String>,
+            to: Option<String>,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                if field.name() == "generation" {
+                    self.generation = Some(value);
+                }
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                match field.name() {
+                    "from" => self.from = Some(value.to_owned()),
+                    "to" => self.to = Some(value.to_owned()),
+                    _ => {}
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if let (Some(g), Some(from), Some(to)) = (fields.generation, fields.from, fields.to) {
+            self.0.lock().unwrap().push((g, from, to));
+        }
+    }
+}

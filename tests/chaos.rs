@@ -1,0 +1,370 @@
+//! Faults, load and cancellation: a soak against a server that misbehaves at
+//! random, callers that give up at random points, and a server that dies and
+//! comes back. Loopback only, bounded in count and time.
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use stache_resilience::{CircuitState, ErrorKind, HttpClient, HttpClientConfig};
+use tokio::net::TcpListener;
+
+/// What the chaotic server counts.
+#[derive(Default)]
+struct Chaos {
+    attempts: AtomicU64,
+    per_id: Mutex<HashMap<String, u32>>,
+    down: AtomicBool,
+}
+
+enum Act {
+    Ok,
+    Unavailable,
+    Throttle,
+    Reset,
+    Stall,
+}
+
+async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)));
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (chaos, rng) = (chaos.clone(), rng.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let (chaos, rng) = (chaos.clone(), rng.clone());
+                    async move {
+                        chaos.attempts.fetch_add(1, Ordering::SeqCst);
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        *chaos.per_id.lock().unwrap().entry(id).or_default() += 1;
+                        let act = if chaos.down.load(Ordering::SeqCst) {
+                            Act::Unavailable
+                        } else {
+                            match rng.lock().unwrap().random_range(0..100) {
+                                0..60 => Act::Ok,
+                                60..75 => Act::Unavailable,
+                                75..87 => Act::Throttle,
+                                87..97 => Act::Reset,
+                                _ => Act::Stall,
+                            }
+                        };
+                        let response = |status: u16, retry_after: Option<&'static str>| {
+                            let mut res = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
+                            *res.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            if let Some(ra) = retry_after {
+                                res.headers_mut().insert("retry-after", http::HeaderValue::from_static(ra));
+                            }
+                            res
+                        };
+                        match act {
+                            Act::Ok => Ok(response(200, None)),
+                            Act::Unavailable => Ok(response(503, None)),
+                            Act::Throttle => Ok(response(429, Some("0"))),
+                            Act::Reset => Err(std::io::Error::other("reset")),
+                            Act::Stall => {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                Ok(response(200, None))
+                            }
+                        }
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// A global subscriber recording the breaker's transitions (the soak runs on
+/// several worker threads).
+fn transitions_recorder() -> Arc<Mutex<Vec<(u64, String, String)>>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layer = support::TransitionLayer(seen.clone());
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
+    const CALLERS: usize = 64;
+    const CALLS_EACH: usize = 320; // 20,480 calls
+    let transitions = transitions_recorder();
+    let fds_before = open_fds();
+    let chaos = Arc::new(Chaos::default());
+    let (addr, server) = chaos_server(chaos.clone(), 7).await;
+
+    let mut config = HttpClientConfig::new(format!("http://{addr}"));
+    config.max_retries = 3;
+    config.retry_base_delay = Duration::from_millis(1);
+    config.retry_max_delay = Duration::from_millis(4);
+    config.retry_budget = false;
+    config.default_timeout = Duration::from_millis(100);
+    config.circuit_breaker_threshold = 10;
+    config.circuit_breaker_timeout = Duration::from_millis(20);
+    config.max_connections = CALLERS;
+    config.max_keepalive_connections = CALLERS;
+    let client = HttpClient::new(config).unwrap();
+
+    // The service goes down for two stretches during the run.
+    let outage = {
+        let chaos = chaos.clone();
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                chaos.down.store(true, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                chaos.down.store(false, Ordering::SeqCst);
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut tally: HashMap<&'static str, u64> = HashMap::new();
+                for _ in 0..CALLS_EACH {
+                    let kind = match client.post("/embeddings", &json!({"input": ["x"]})).await {
+                        Ok(r) if r.status() == 200 => "ok",
+                        Ok(_) => "ok-other",
+                        Err(e) => match e.kind() {
+                            ErrorKind::CircuitOpen => "circuit_open",
+                            ErrorKind::Status => "status",
+                            ErrorKind::Timeout => "timeout",
+                            ErrorKind::Transport => "transport",
+                            ErrorKind::Connect => "connect",
+                            other => panic!("unexpected error kind {other:?}: {e:?}"),
+                        },
+                    };
+                    *tally.entry(kind).or_default() += 1;
+                    if kind == "circuit_open" {
+                        // As an application would: back off while the provider
+                        // is refused, so the run spans outages and recoveries.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut tally: HashMap<&'static str, u64> = HashMap::new();
+    for caller in callers {
+        let done = tokio::time::timeout(Duration::from_secs(120), caller)
+            .await
+            .expect("a caller hung")
+            .expect("a caller panicked");
+        for (k, v) in done {
+            *tally.entry(k).or_default() += v;
+        }
+    }
+    outage.await.unwrap();
+    let took = started.elapsed();
+    eprintln!("soak: {tally:?} in {took:?}");
+
+    let total: u64 = tally.values().sum();
+    assert_eq!(total, (CALLERS * CALLS_EACH) as u64, "every call ended");
+    assert!(tally["ok"] > total / 2, "most calls succeed: {tally:?}");
+    assert!(tally.get("circuit_open").copied().unwrap_or(0) > 0, "the outages opened the circuit");
+
+    let stats = client.stats();
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!(stats.free_connection_slots, CALLERS);
+    // Let server tasks finish recording what they were sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        chaos.attempts.load(Ordering::SeqCst),
+        stats.attempts,
+        "the server saw every attempt the client counted, and no other"
+    );
+    let most = chaos.per_id.lock().unwrap().values().copied().max().unwrap_or(0);
+    assert!(most <= 4, "a call made {most} attempts (limit 1 + max_retries)");
+    assert_eq!(stats.requests, total);
+
+    // The breaker's transitions form one valid chain.
+    let mut seen = transitions.lock().unwrap().clone();
+    seen.sort();
+    assert!(seen.len() >= 3, "{seen:?}");
+    let mut state = "closed".to_owned();
+    for (i, (generation, from, to)) in seen.iter().enumerate() {
+        assert_eq!(*generation, i as u64 + 1, "lost or doubled transition: {seen:?}");
+        assert_eq!(from, &state);
+        assert!(matches!(
+            (from.as_str(), to.as_str()),
+            ("closed", "open") | ("open", "half_open") | ("half_open", "closed") | ("half_open", "open")
+        ));
+        state = to.clone();
+    }
+
+    // Nothing left open once the client and the server are gone.
+    drop(client);
+    server.abort();
+    let _ = server.await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_fds() > fds_before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(open_fds() <= fds_before, "{} fds open, {} before", open_fds(), fds_before);
+}
+
+#[tokio::test]
+async fn callers_that_give_up_at_random_points_leave_no_slot_taken() {
+    use support::{Reply, Server};
+    // Slow answers, failures and streams, so that cancellation lands during
+    // connects, attempts, backoff sleeps, half-open probes and streaming.
+    let server = Server::start(|n, seen| {
+        if seen.path == "/stream" {
+            return Reply::Chunks {
+                status: 200,
+                chunks: vec![Bytes::from_static(b"a\n"); 5],
+                gap: Duration::from_millis(3),
+            };
+        }
+        match n % 5 {
+            0 => Reply::Status(503),
+            1 => Reply::Chunks {
+                status: 200,
+                chunks: vec![Bytes::from_static(b"{}")],
+                gap: Duration::from_millis(4),
+            },
+            2 => Reply::Drop,
+            _ => Reply::json(200, "{}"),
+        }
+    })
+    .await;
+    let mut config = HttpClientConfig::new(server.url());
+    config.retry_base_delay = Duration::from_millis(2);
+    config.retry_max_delay = Duration::from_millis(8);
+    config.circuit_breaker_threshold = 3;
+    config.circuit_breaker_timeout = Duration::from_millis(10);
+    config.circuit_breaker_half_open_max_calls = 2;
+    config.max_connections = 8;
+    config.max_keepalive_connections = 8;
+    let client = HttpClient::new(config).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut cancelled = 0;
+    for round in 0..40 {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let client = client.clone();
+                let give_up = Duration::from_micros(rng.random_range(0..12_000));
+                tokio::spawn(async move {
+                    let work = async {
+                        if (round + i) % 4 == 0 {
+                            let mut stream = client.stream_post("/stream", &json!({})).await?;
+                            while stream.next_line().await?.is_some() {}
+                            Ok::<_, stache_resilience::Error>(())
+                        } else {
+                            client.post("/x", &json!({})).await.map(|_| ())
+                        }
+                    };
+                    tokio::time::timeout(give_up, work).await.is_err()
+                })
+            })
+            .collect();
+        for t in tasks {
+            cancelled += usize::from(t.await.unwrap());
+        }
+    }
+    assert!(cancelled > 50, "the test cancelled too few calls ({cancelled})");
+    let stats = client.stats();
+    assert_eq!(stats.in_flight, 0, "{stats:?}");
+    assert_eq!(stats.free_connection_slots, 8, "{stats:?}");
+    // No half-open slot is stranded: once the circuit may probe, probes get in.
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    let breaker = client.circuit_breaker();
+    if breaker.state() == CircuitState::HalfOpen {
+        assert!(breaker.can_attempt(), "half-open with every slot stranded");
+        breaker.record_success();
+        breaker.record_success();
+    }
+    let healthy = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let mut config = client.config().clone();
+    config.base_url = healthy.url();
+    drop(client);
+    let client = HttpClient::new(config).unwrap();
+    for _ in 0..5 {
+        client.post("/x", &json!({})).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_dies_and_comes_back_is_used_again_without_a_restart() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = |listener: TcpListener| {
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req: hyper::Request<Incoming>| async {
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{}"))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        })
+    };
+    let server = serve(listener);
+    let mut config = HttpClientConfig::new(format!("http://{addr}"));
+    config.max_retries = 1;
+    config.retry_base_delay = Duration::from_millis(1);
+    config.retry_max_delay = Duration::from_millis(2);
+    config.circuit_breaker_threshold = 2;
+    config.circuit_breaker_timeout = Duration::from_millis(50);
+    config.max_keepalive_connections = 0;
+    let client = HttpClient::new(config).unwrap();
+    client.get("/").await.unwrap();
+
+    // Down: the port refuses connections.
+    server.abort();
+    let _ = server.await;
+    for _ in 0..2 {
+        assert!(client.get("/").await.unwrap_err().is_connect());
+    }
+    assert_eq!(client.circuit_breaker().state(), CircuitState::Open);
+    assert!(client.get("/").await.unwrap_err().is_circuit_open());
+
+    // Back on the same port.
+    let back = Instant::now();
+    let server = serve(TcpListener::bind(addr).await.unwrap());
+    let recovered = loop {
+        match client.get("/").await {
+            Ok(_) => break back.elapsed(),
+            Err(e) => assert!(e.is_circuit_open(), "{e:?}"),
+        }
+        assert!(back.elapsed() < Duration::from_secs(2), "never recovered");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    assert!(
+        recovered < Duration::from_millis(50 + 100),
+        "recovery took {recovered:?}: more than one breaker timeout plus a probe"
+    );
+    server.abort();
+}
