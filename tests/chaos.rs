@@ -67,10 +67,12 @@ async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> (SocketAddr, tokio::task:
                             }
                         };
                         let response = |status: u16, retry_after: Option<&'static str>| {
-                            let mut res = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
+                            let mut res =
+                                hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
                             *res.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                             if let Some(ra) = retry_after {
-                                res.headers_mut().insert("retry-after", http::HeaderValue::from_static(ra));
+                                res.headers_mut()
+                                    .insert("retry-after", http::HeaderValue::from_static(ra));
                             }
                             res
                         };
@@ -96,7 +98,9 @@ async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> (SocketAddr, tokio::task:
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// A global subscriber recording the breaker's transitions (the soak runs on
@@ -190,7 +194,10 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     let total: u64 = tally.values().sum();
     assert_eq!(total, (CALLERS * CALLS_EACH) as u64, "every call ended");
     assert!(tally["ok"] > total / 2, "most calls succeed: {tally:?}");
-    assert!(tally.get("circuit_open").copied().unwrap_or(0) > 0, "the outages opened the circuit");
+    assert!(
+        tally.get("circuit_open").copied().unwrap_or(0) > 0,
+        "the outages opened the circuit"
+    );
 
     let stats = client.stats();
     assert_eq!(stats.in_flight, 0);
@@ -202,8 +209,18 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
         stats.attempts,
         "the server saw every attempt the client counted, and no other"
     );
-    let most = chaos.per_id.lock().unwrap().values().copied().max().unwrap_or(0);
-    assert!(most <= 4, "a call made {most} attempts (limit 1 + max_retries)");
+    let most = chaos
+        .per_id
+        .lock()
+        .unwrap()
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most <= 4,
+        "a call made {most} attempts (limit 1 + max_retries)"
+    );
     assert_eq!(stats.requests, total);
 
     // The breaker's transitions form one valid chain.
@@ -212,11 +229,18 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     assert!(seen.len() >= 3, "{seen:?}");
     let mut state = "closed".to_owned();
     for (i, (generation, from, to)) in seen.iter().enumerate() {
-        assert_eq!(*generation, i as u64 + 1, "lost or doubled transition: {seen:?}");
+        assert_eq!(
+            *generation,
+            i as u64 + 1,
+            "lost or doubled transition: {seen:?}"
+        );
         assert_eq!(from, &state);
         assert!(matches!(
             (from.as_str(), to.as_str()),
-            ("closed", "open") | ("open", "half_open") | ("half_open", "closed") | ("half_open", "open")
+            ("closed", "open")
+                | ("open", "half_open")
+                | ("half_open", "closed")
+                | ("half_open", "open")
         ));
         state = to.clone();
     }
@@ -229,7 +253,12 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     while open_fds() > fds_before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(open_fds() <= fds_before, "{} fds open, {} before", open_fds(), fds_before);
+    assert!(
+        open_fds() <= fds_before,
+        "{} fds open, {} before",
+        open_fds(),
+        fds_before
+    );
 }
 
 #[tokio::test]
@@ -291,7 +320,10 @@ async fn callers_that_give_up_at_random_points_leave_no_slot_taken() {
             cancelled += usize::from(t.await.unwrap());
         }
     }
-    assert!(cancelled > 50, "the test cancelled too few calls ({cancelled})");
+    assert!(
+        cancelled > 50,
+        "the test cancelled too few calls ({cancelled})"
+    );
     let stats = client.stats();
     assert_eq!(stats.in_flight, 0, "{stats:?}");
     assert_eq!(stats.free_connection_slots, 8, "{stats:?}");
@@ -322,7 +354,9 @@ async fn a_server_that_dies_and_comes_back_is_used_again_without_a_restart() {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(|_req: hyper::Request<Incoming>| async {
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{}"))))
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                            b"{}",
+                        ))))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
