@@ -69,6 +69,52 @@
 //! # }
 //! ```
 //!
+//! # Choosing a configuration
+//!
+//! [`HttpClientConfig::new`] starts from defaults that suit most providers. The
+//! original design's guidance, by kind of service:
+//!
+//! | kind | timeout | `max_retries` | breaker threshold | breaker timeout |
+//! | --- | --- | --- | --- | --- |
+//! | cloud APIs (Mixedbread, OpenAI, …) | 30–60 s (they have their own limits) | 3 (rate limits, transient errors) | 10–15 (they can be flaky) | 60 s |
+//! | local services (Ollama) | 90–120 s (large batches) | 3 (the local network is reliable) | 15–20 (local failures are rare) | 60 s |
+//! | databases and SDKs, through [`retry::with_retry`] | the driver's own | 2–3 | – | – |
+//!
+//! For databases also use a short `base_delay` (0.5–1 s) and a `retry_if` that
+//! accepts only the driver's transient errors (timeouts, "too many
+//! connections"), never constraint violations. The presets
+//! [`HttpClientConfig::ollama`] and [`HttpClientConfig::mixedbread`] carry these
+//! numbers. Use a per-request [`timeout`](client::RequestBuilder::timeout) for the
+//! odd long call (a large embedding batch) rather than raising every call's
+//! timeout; keep health checks short (5 s).
+//!
+//! # Troubleshooting
+//!
+//! **The breaker keeps opening** (calls refused, the state going back and forth
+//! between open and half-open). Check the service itself first; the
+//! `circuit breaker opened` WARN event and [`ClientStats`] show when and how often.
+//! If the service is healthy but slow, calls time out and count as failures:
+//! raise `default_timeout` (or the per-request timeout for the slow calls). If it
+//! fails in bursts it survives, raise `circuit_breaker_threshold` (say 20).
+//!
+//! **Calls are slow, and retries are why.** Worst case, a call takes
+//! `(1 + max_retries) × timeout` plus the backoff in between. Lower `max_retries`
+//! (2 instead of 3), lower `retry_base_delay` and `retry_max_delay` (0.5 s and
+//! 5 s), or lower `circuit_breaker_threshold` so a dead service is refused sooner.
+//!
+//! **A retry does not happen.** Only transient outcomes are retried (see the
+//! table above): a 4xx other than 408 and 429 is the caller's mistake and is
+//! returned at once, and so is a `Retry-After` longer than `retry_max_delay`.
+//! The retry budget (20% of calls plus 10 a second) also stops retries during
+//! a storm (`retry_budget = false` turns it off). With [`retry::with_retry`], check
+//! that `retry_if` accepts the error you see: log its type.
+//!
+//! **Pool exhaustion** ([`Error::is_pool_timeout`]): every one of
+//! `max_connections` slots was busy for `pool_timeout`. Raise `max_connections`
+//! (100), shorten `default_timeout` so that hung calls give their slot back
+//! sooner, and drop [`StreamResponse`]s as soon as you are done with them: a
+//! stream holds its slot until it is dropped.
+//!
 //! # Features
 //!
 //! | feature | default | what it adds |
@@ -87,6 +133,7 @@
 #[cfg(feature = "blocking")]
 #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking;
+mod builder;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod client;
@@ -102,6 +149,7 @@ mod sync;
 mod test_util;
 pub mod timeout;
 
+pub use crate::builder::ServiceBuilderExt;
 pub use crate::circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen, CircuitState,
     CircuitStats,

@@ -249,6 +249,9 @@ struct Shared {
     epoch: Instant,
     /// Guards every transition and the half-open bookkeeping.
     probes: Mutex<Probes>,
+    /// The state for subscribers; updated under `probes`, so it always ends on
+    /// the latest state.
+    watch: tokio::sync::watch::Sender<CircuitState>,
     /// Transitions made, for the model checks.
     #[cfg(all(test, loom))]
     transitions: AtomicU64,
@@ -305,6 +308,7 @@ impl CircuitBreaker {
                 last_failure: AtomicU64::new(0),
                 epoch: Instant::now(),
                 probes: Mutex::new(Probes::default()),
+                watch: tokio::sync::watch::Sender::new(CircuitState::Closed),
                 #[cfg(all(test, loom))]
                 transitions: AtomicU64::new(0),
             }),
@@ -371,6 +375,30 @@ impl CircuitBreaker {
             return CircuitState::from_bits(word);
         }
         state
+    }
+
+    /// A subscription to the breaker's state, for an application that alerts or
+    /// fails over when a provider's circuit opens.
+    ///
+    /// The receiver always ends on the latest state; a slow reader may miss
+    /// intermediate ones (use the `tracing` events for a full log). The move from
+    /// open to half-open happens on the first look after the timeout, so a
+    /// subscriber sees it only once something looks.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use stache_resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreakerConfig { failure_threshold: 1, ..Default::default() });
+    /// let mut states = breaker.subscribe();
+    /// breaker.record_failure();
+    /// states.changed().await.unwrap();
+    /// assert_eq!(*states.borrow(), CircuitState::Open);
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<CircuitState> {
+        self.shared.watch.subscribe()
     }
 
     /// A snapshot of the state, counts and the time of the last failure.
@@ -597,6 +625,7 @@ impl CircuitBreaker {
             CircuitState::Closed => shared.failure_count.store(0, Ordering::Release),
         }
         shared.word.store(pack(to, generation), Ordering::Release);
+        shared.watch.send_replace(to);
         Transition {
             from,
             to,
