@@ -55,3 +55,94 @@ async fn graceful_degradation_falls_back_while_open_and_returns_to_the_primary()
         ]
     );
 }
+
+#[path = "../examples/ollama_embeddings.rs"]
+#[allow(dead_code)]
+mod ollama_embeddings;
+
+#[path = "../examples/mixedbread_embeddings.rs"]
+#[allow(dead_code)]
+mod mixedbread_embeddings;
+
+#[path = "../examples/streaming.rs"]
+#[allow(dead_code)]
+mod streaming;
+
+#[tokio::test]
+async fn ollama_embeddings_batches_checks_health_and_reports_an_outage_as_its_own_error() {
+    use ollama_embeddings::{OllamaEmbeddings, ProviderError};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let up = Arc::new(AtomicBool::new(true));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let url = ollama_embeddings::fake_ollama(up.clone(), batches.clone())
+        .await
+        .unwrap();
+    let registry = stache_resilience::ServiceRegistry::new();
+    let mut config = stache_resilience::HttpClientConfig::ollama(url);
+    config.retry_base_delay = Duration::from_millis(1);
+    config.retry_max_delay = Duration::from_millis(2);
+    let provider = OllamaEmbeddings::new(&registry, config, "nomic-embed-text").unwrap();
+    assert!(provider.health_check().await);
+    let texts: Vec<String> = (0..250).map(|i| format!("text {i}")).collect();
+    let embeddings = provider.embed(&texts).await.unwrap();
+    assert_eq!(embeddings.len(), 250);
+    assert_eq!(
+        embeddings[249][0], 49.0,
+        "the third batch held texts 200..250"
+    );
+    assert_eq!(batches.load(Ordering::SeqCst), 3);
+
+    // Down: calls fail until the circuit opens, then the provider says so.
+    up.store(false, Ordering::SeqCst);
+    assert!(!provider.health_check().await);
+    let breaker = provider.client().circuit_breaker().clone();
+    for _ in 0..15 {
+        breaker.record_failure();
+    }
+    assert!(matches!(
+        provider.embed(&texts).await,
+        Err(ProviderError::ServiceUnavailable)
+    ));
+}
+
+#[tokio::test]
+async fn mixedbread_embeddings_sends_the_key_and_never_shows_it() {
+    let url = mixedbread_embeddings::fake_mixedbread("sk-test-123")
+        .await
+        .unwrap();
+    let registry = stache_resilience::ServiceRegistry::new();
+    let provider =
+        mixedbread_embeddings::MixedbreadEmbeddings::new(&registry, "sk-test-123", Some(&url))
+            .unwrap();
+    let embeddings = provider.embed(&["a", "b", "c"]).await.unwrap();
+    assert_eq!(embeddings.len(), 3);
+    assert_eq!(provider.client().config().circuit_breaker_threshold, 10);
+    let shown = format!("{:?}", provider.client());
+    assert!(
+        !shown.contains("sk-test-123") && shown.contains("[redacted]"),
+        "{shown}"
+    );
+
+    // A wrong key is the caller's mistake: not retried, not a breaker failure.
+    let registry = stache_resilience::ServiceRegistry::new();
+    let wrong = mixedbread_embeddings::MixedbreadEmbeddings::new(&registry, "sk-wrong", Some(&url))
+        .unwrap();
+    let err = wrong.embed(&["a"]).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED));
+    assert_eq!(wrong.client().circuit_breaker().stats().failure_count, 0);
+}
+
+#[tokio::test]
+async fn streaming_prints_tokens_as_they_arrive() {
+    let url = streaming::fake_generate().await.unwrap();
+    let client =
+        stache_resilience::HttpClient::new(stache_resilience::HttpClientConfig::new(url)).unwrap();
+    let mut tokens = Vec::new();
+    let text = streaming::generate(&client, "m", "hi", |t| tokens.push(t.to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(text, "Resilience is a feature.");
+    assert_eq!(tokens.len(), 5);
+}
