@@ -122,6 +122,7 @@
 //! | `rustls` | yes | `https://` through rustls (ring provider, webpki roots) |
 //! | `serde` | no | configs from TOML/JSON (durations in seconds), serializable stats |
 //! | `blocking` | no | a blocking facade over the HTTP client |
+//! | `metrics` | no | counters, a gauge and a histogram per provider through the `metrics` facade ([`telemetry`](crate#features) lists them) |
 //! | `full` | no | all of the above |
 //!
 //! The minimum supported Rust version is 1.85 (edition 2024).
@@ -145,6 +146,16 @@ pub mod retry;
 #[cfg(feature = "serde")]
 mod serde_secs;
 mod sync;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod telemetry;
+/// Metric names, present whatever the features so that call sites need no cfg.
+mod telemetry_names {
+    pub(crate) const REQUESTS: &str = "stache_requests_total";
+    pub(crate) const BREAKER_REJECTIONS: &str = "stache_breaker_rejections_total";
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const FAILURES: &str = "stache_failures_total";
+}
 #[cfg(test)]
 mod test_util;
 pub mod timeout;

@@ -252,6 +252,9 @@ struct Shared {
     /// The state for subscribers; updated under `probes`, so it always ends on
     /// the latest state.
     watch: tokio::sync::watch::Sender<CircuitState>,
+    /// The provider name the state gauge is labelled with.
+    #[cfg(feature = "metrics")]
+    label: Option<std::sync::Arc<str>>,
     /// Transitions made, for the model checks.
     #[cfg(all(test, loom))]
     transitions: AtomicU64,
@@ -297,6 +300,20 @@ impl CircuitBreaker {
     /// Zero counts in `config` are treated as 1 (see
     /// [`CircuitBreakerConfig::validate`]).
     pub fn new(config: CircuitBreakerConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A breaker whose state is reported as the `stache_breaker_state` gauge
+    /// with `provider = label` (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn labelled(config: CircuitBreakerConfig, label: std::sync::Arc<str>) -> Self {
+        let breaker = Self::build(config, Some(label));
+        breaker.report(CircuitState::Closed);
+        breaker
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn build(config: CircuitBreakerConfig, label: Option<std::sync::Arc<str>>) -> Self {
         CircuitBreaker {
             shared: Arc::new(Shared {
                 failure_threshold: config.failure_threshold.max(1),
@@ -309,6 +326,8 @@ impl CircuitBreaker {
                 epoch: Instant::now(),
                 probes: Mutex::new(Probes::default()),
                 watch: tokio::sync::watch::Sender::new(CircuitState::Closed),
+                #[cfg(feature = "metrics")]
+                label,
                 #[cfg(all(test, loom))]
                 transitions: AtomicU64::new(0),
             }),
@@ -596,6 +615,16 @@ impl CircuitBreaker {
 
     // ===== transitions =====
 
+    #[inline]
+    fn report(&self, state: CircuitState) {
+        #[cfg(feature = "metrics")]
+        if let Some(label) = &self.shared.label {
+            ::metrics::gauge!(crate::telemetry::BREAKER_STATE, "provider" => label.clone())
+                .set(state.to_bits() as f64);
+        }
+        let _ = state;
+    }
+
     fn now_nanos(&self) -> u64 {
         let elapsed = Instant::now().saturating_duration_since(self.shared.epoch);
         u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
@@ -626,6 +655,7 @@ impl CircuitBreaker {
         }
         shared.word.store(pack(to, generation), Ordering::Release);
         shared.watch.send_replace(to);
+        self.report(to);
         Transition {
             from,
             to,

@@ -102,6 +102,9 @@ struct ClientInner {
     retry_stats: Arc<RetryStats>,
     pool: PoolLimitLayer,
     provider: Option<Arc<str>>,
+    /// The `provider` label of the metrics: the provider name, or `default`.
+    #[cfg(feature = "metrics")]
+    label: Arc<str>,
 }
 
 impl HttpClient {
@@ -143,8 +146,15 @@ impl HttpClient {
         json_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
 
         let counters = Arc::new(Counters::default());
+        let label: Arc<str> = provider.clone().unwrap_or_else(|| Arc::from("default"));
+        #[cfg(feature = "metrics")]
+        let breaker = CircuitBreaker::labelled(config.breaker_config(), label.clone());
+        #[cfg(not(feature = "metrics"))]
         let breaker = CircuitBreaker::new(config.breaker_config());
-        let mut retry = RetryLayer::new(config.retry_config()).classifier(HttpClassifier);
+        let retry = RetryLayer::new(config.retry_config());
+        #[cfg(feature = "metrics")]
+        let retry = retry.labelled(label.clone());
+        let mut retry = retry.classifier(HttpClassifier);
         if !config.retry_budget {
             retry = retry.without_budget();
         }
@@ -154,6 +164,7 @@ impl HttpClient {
             transport::build_client(&config)?,
             config.max_response_bytes,
             counters.clone(),
+            label.clone(),
         );
         let mut request_id = RequestIdLayer::new();
         if let Some(provider) = &provider {
@@ -178,6 +189,8 @@ impl HttpClient {
                 retry_stats,
                 pool,
                 provider,
+                #[cfg(feature = "metrics")]
+                label,
             }),
         })
     }
@@ -252,6 +265,33 @@ impl HttpClient {
         }
     }
 
+    fn count_failure(&self, kind: ErrorKind) {
+        self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.metric_count(
+            crate::telemetry_names::FAILURES,
+            Some(crate::telemetry::failure_class(kind)),
+        );
+        let _ = kind;
+    }
+
+    /// Increments a metrics counter labelled with the provider (and `outcome`).
+    #[inline]
+    fn metric_count(&self, name: &'static str, outcome: Option<&'static str>) {
+        #[cfg(feature = "metrics")]
+        {
+            let provider = self.inner.label.clone();
+            match outcome {
+                Some(outcome) => {
+                    ::metrics::counter!(name, "provider" => provider, "outcome" => outcome)
+                        .increment(1)
+                }
+                None => ::metrics::counter!(name, "provider" => provider).increment(1),
+            }
+        }
+        let _ = (name, outcome);
+    }
+
     /// Builds the request and runs it through the stack.
     async fn execute(
         &self,
@@ -261,12 +301,14 @@ impl HttpClient {
         let inner = &*self.inner;
         let counters = &inner.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.metric_count(crate::telemetry_names::REQUESTS, None);
         let _in_flight = InFlight::enter(counters);
         let id = builder.request_id.unwrap_or_else(RequestId::generate);
         if inner.breaker.refuses_now() {
             // The breaker layer would refuse this call too; refusing here skips
             // building a request that would never be sent.
             counters.rejected.fetch_add(1, Ordering::Relaxed);
+            self.metric_count(crate::telemetry_names::BREAKER_REJECTIONS, None);
             return Err(Error::from_stack(Box::new(crate::CircuitOpen::new())).with_request_id(id));
         }
 
@@ -292,8 +334,9 @@ impl HttpClient {
                 let error = Error::from_stack(e).with_request_id(id);
                 if error.is_circuit_open() {
                     counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.metric_count(crate::telemetry_names::BREAKER_REJECTIONS, None);
                 } else {
-                    counters.failures.fetch_add(1, Ordering::Relaxed);
+                    self.count_failure(error.kind());
                 }
                 Err(error)
             }
@@ -365,7 +408,7 @@ impl HttpClient {
         if parts.status.is_success() {
             return Ok(Response::new(parts.status, parts.headers, body, id));
         }
-        self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+        self.count_failure(ErrorKind::Status);
         Err(Error::from_status(parts.status, parts.headers, &body).with_request_id(id))
     }
 
@@ -382,7 +425,7 @@ impl HttpClient {
             }
         };
         if !parts.status.is_success() {
-            self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+            self.count_failure(ErrorKind::Status);
             // Keep the start of the error body, without waiting on a stalled one.
             let text =
                 tokio::time::timeout(idle, Limited::new(body, MAX_ERROR_BODY_BYTES).collect())

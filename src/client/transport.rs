@@ -130,19 +130,26 @@ struct TransportInner {
     client: HyperClient,
     max_response_bytes: usize,
     counters: Arc<Counters>,
+    /// The provider label of the attempt metrics.
+    #[cfg(feature = "metrics")]
+    label: Arc<str>,
 }
 
 impl Transport {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn new(
         client: HyperClient,
         max_response_bytes: usize,
         counters: Arc<Counters>,
+        label: Arc<str>,
     ) -> Self {
         Transport {
             inner: Arc::new(TransportInner {
                 client,
                 max_response_bytes,
                 counters,
+                #[cfg(feature = "metrics")]
+                label,
             }),
         }
     }
@@ -178,6 +185,10 @@ impl Service<http::Request<Full<Bytes>>> for Transport {
             },
             streaming,
             limit: inner.max_response_bytes,
+            #[cfg(feature = "metrics")]
+            timer: AttemptTimer::start(inner.label.clone()),
+            #[cfg(not(feature = "metrics"))]
+            timer: AttemptTimer,
         }
     }
 }
@@ -188,6 +199,7 @@ pin_project! {
         state: TransportState,
         streaming: bool,
         limit: usize,
+        timer: AttemptTimer,
     }
 }
 
@@ -203,38 +215,111 @@ impl Future for TransportFuture {
     type Output = Result<http::Response<ClientBody>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                TransportStateProj::Sending { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    if *this.streaming {
-                        return Poll::Ready(Ok(response.map(ClientBody::Streaming)));
+        let this = self.project();
+        let result = ready!(poll_attempt(this.state, *this.streaming, *this.limit, cx));
+        this.timer.finish(&result);
+        Poll::Ready(result)
+    }
+}
+
+/// Drives one attempt: the response head, then (unless streaming) the body.
+fn poll_attempt(
+    mut state: Pin<&mut TransportState>,
+    streaming: bool,
+    limit: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Result<http::Response<ClientBody>, BoxError>> {
+    loop {
+        match state.as_mut().project() {
+            TransportStateProj::Sending { future } => {
+                let response = ready!(future.poll(cx))?;
+                if streaming {
+                    return Poll::Ready(Ok(response.map(ClientBody::Streaming)));
+                }
+                let (parts, body) = response.into_parts();
+                state.set(TransportState::Reading {
+                    body: Limited::new(body, limit).collect(),
+                    parts: Some(parts),
+                });
+            }
+            TransportStateProj::Reading { body, parts } => {
+                let collected = ready!(body.poll(cx));
+                let body = match collected {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                        return Poll::Ready(Err(Box::new(BodyTooLarge::new(limit))));
                     }
-                    let (parts, body) = response.into_parts();
-                    this.state.set(TransportState::Reading {
-                        body: Limited::new(body, *this.limit).collect(),
-                        parts: Some(parts),
-                    });
-                }
-                TransportStateProj::Reading { body, parts } => {
-                    let collected = ready!(body.poll(cx));
-                    let body = match collected {
-                        Ok(collected) => collected.to_bytes(),
-                        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                            return Poll::Ready(Err(Box::new(BodyTooLarge::new(*this.limit))));
-                        }
-                        Err(e) => return Poll::Ready(Err(Box::new(BodyError::new(e)))),
-                    };
-                    let Some(parts) = parts.take() else {
-                        return Poll::Ready(Err("transport future polled after completion".into()));
-                    };
-                    return Poll::Ready(Ok(http::Response::from_parts(
-                        parts,
-                        ClientBody::Buffered(body),
-                    )));
-                }
+                    Err(e) => return Poll::Ready(Err(Box::new(BodyError::new(e)))),
+                };
+                let Some(parts) = parts.take() else {
+                    return Poll::Ready(Err("transport future polled after completion".into()));
+                };
+                return Poll::Ready(Ok(http::Response::from_parts(
+                    parts,
+                    ClientBody::Buffered(body),
+                )));
             }
         }
     }
+}
+
+/// Times one attempt for `stache_attempt_duration_seconds`, and counts it in
+/// `stache_attempts_total`. An attempt dropped before it finished (its timeout
+/// fired, or the caller gave up) is recorded as `cancelled`.
+#[cfg(feature = "metrics")]
+struct AttemptTimer {
+    label: Arc<str>,
+    started: std::time::Instant,
+    done: bool,
+}
+
+#[cfg(feature = "metrics")]
+impl AttemptTimer {
+    fn start(label: Arc<str>) -> Self {
+        ::metrics::counter!(crate::telemetry::ATTEMPTS, "provider" => label.clone()).increment(1);
+        AttemptTimer {
+            label,
+            started: std::time::Instant::now(),
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, result: &Result<http::Response<ClientBody>, BoxError>) {
+        let outcome = match result {
+            Ok(response) => {
+                crate::classify::classify_response(response.status(), response.headers())
+            }
+            Err(error) => crate::classify::classify_error(error),
+        };
+        self.record(crate::telemetry::outcome_label(&outcome));
+    }
+
+    fn record(&mut self, outcome: &'static str) {
+        self.done = true;
+        ::metrics::histogram!(
+            crate::telemetry::ATTEMPT_DURATION,
+            "provider" => self.label.clone(),
+            "outcome" => outcome
+        )
+        .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for AttemptTimer {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record("cancelled");
+        }
+    }
+}
+
+/// Without the `metrics` feature the timer is nothing at all.
+#[cfg(not(feature = "metrics"))]
+struct AttemptTimer;
+
+#[cfg(not(feature = "metrics"))]
+impl AttemptTimer {
+    #[inline(always)]
+    fn finish(&mut self, _result: &Result<http::Response<ClientBody>, BoxError>) {}
 }

@@ -78,6 +78,9 @@ pub type SharedBudget = Arc<dyn Budget + Send + Sync>;
 pub struct RetryStats {
     retries: std::sync::atomic::AtomicU64,
     budget_exhausted: std::sync::atomic::AtomicU64,
+    /// The provider the `stache_retries_total` counter is labelled with.
+    #[cfg(feature = "metrics")]
+    label: Option<Arc<str>>,
 }
 
 impl RetryStats {
@@ -95,6 +98,11 @@ impl RetryStats {
     pub(crate) fn count_retry(&self) {
         self.retries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(label) = &self.label {
+            ::metrics::counter!(crate::telemetry::RETRIES, "provider" => label.clone())
+                .increment(1);
+        }
     }
 
     pub(crate) fn count_budget_exhausted(&self) {
@@ -217,6 +225,16 @@ impl<C> RetryLayer<C> {
             stats: self.stats,
             classifier,
         }
+    }
+
+    /// Reports retries as `stache_retries_total{provider = label}`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn labelled(mut self, label: Arc<str>) -> Self {
+        self.stats = Arc::new(RetryStats {
+            label: Some(label),
+            ..RetryStats::default()
+        });
+        self
     }
 
     /// The counters shared by every service this layer makes.
