@@ -146,3 +146,79 @@ async fn streaming_prints_tokens_as_they_arrive() {
     assert_eq!(text, "Resilience is a feature.");
     assert_eq!(tokens.len(), 5);
 }
+
+#[path = "../examples/axum_gateway.rs"]
+#[allow(dead_code)]
+mod axum_gateway;
+
+#[tokio::test]
+async fn axum_gateway_carries_the_callers_request_id_upstream_and_reports_health() {
+    use http_body_util::BodyExt;
+    let upstream = axum_gateway::upstream().await.unwrap();
+    let registry = stache_resilience::ServiceRegistry::new();
+    let provider = registry
+        .get_client(
+            "ollama",
+            stache_resilience::HttpClientConfig::ollama(upstream),
+        )
+        .unwrap();
+    let addr = axum_gateway::serve(axum_gateway::router(provider.clone()))
+        .await
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let call = |id: Option<&'static str>| {
+        let mut req = http::Request::post(format!("http://{addr}/embed"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                br#"{"input":["a","b"]}"#,
+            )))
+            .unwrap();
+        if let Some(id) = id {
+            req.headers_mut()
+                .insert("x-request-id", http::HeaderValue::from_static(id));
+        }
+        client.request(req)
+    };
+
+    // The caller's ID reaches the upstream and comes back on the response.
+    let res = call(Some("trace-42")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "trace-42");
+    let body: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["request_id"], "trace-42",
+        "the upstream saw the caller's ID"
+    );
+    assert_eq!(body["embeddings"].as_array().map(Vec::len), Some(2));
+
+    // Without one, the gateway makes an 8-character ID and uses it upstream too.
+    let res = call(None).await.unwrap();
+    let made = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made.len(), 8);
+    let body: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["request_id"], made.as_str());
+
+    // /health shows the breaker; an open circuit is a 503 for the gateway's callers.
+    let health = client
+        .get(format!("http://{addr}/health").parse().unwrap())
+        .await
+        .unwrap();
+    let health: serde_json::Value =
+        serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(health["breaker"], "closed");
+    assert_eq!(health["requests"], 2);
+    for _ in 0..15 {
+        provider.circuit_breaker().record_failure();
+    }
+    assert_eq!(call(Some("t")).await.unwrap().status(), 503);
+    let health = client
+        .get(format!("http://{addr}/health").parse().unwrap())
+        .await
+        .unwrap();
+    let health: serde_json::Value =
+        serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(health["breaker"], "open");
+}
