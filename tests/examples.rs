@@ -151,9 +151,14 @@ async fn streaming_prints_tokens_as_they_arrive() {
 #[allow(dead_code)]
 mod axum_gateway;
 
+/// Reads a response body as JSON.
+async fn json_of(res: http::Response<hyper::body::Incoming>) -> serde_json::Value {
+    use http_body_util::BodyExt;
+    serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
 #[tokio::test]
 async fn axum_gateway_carries_the_callers_request_id_upstream_and_reports_health() {
-    use http_body_util::BodyExt;
     let upstream = axum_gateway::upstream().await.unwrap();
     let registry = stache_resilience::ServiceRegistry::new();
     let provider = registry
@@ -185,8 +190,7 @@ async fn axum_gateway_carries_the_callers_request_id_upstream_and_reports_health
     let res = call(Some("trace-42")).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-request-id"], "trace-42");
-    let body: serde_json::Value =
-        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body = json_of(res).await;
     assert_eq!(
         body["request_id"], "trace-42",
         "the upstream saw the caller's ID"
@@ -197,28 +201,18 @@ async fn axum_gateway_carries_the_callers_request_id_upstream_and_reports_health
     let res = call(None).await.unwrap();
     let made = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made.len(), 8);
-    let body: serde_json::Value =
-        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body = json_of(res).await;
     assert_eq!(body["request_id"], made.as_str());
 
     // /health shows the breaker; an open circuit is a 503 for the gateway's callers.
-    let health = client
-        .get(format!("http://{addr}/health").parse().unwrap())
-        .await
-        .unwrap();
-    let health: serde_json::Value =
-        serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let health_uri: http::Uri = format!("http://{addr}/health").parse().unwrap();
+    let health = json_of(client.get(health_uri.clone()).await.unwrap()).await;
     assert_eq!(health["breaker"], "closed");
     assert_eq!(health["requests"], 2);
     for _ in 0..15 {
         provider.circuit_breaker().record_failure();
     }
     assert_eq!(call(Some("t")).await.unwrap().status(), 503);
-    let health = client
-        .get(format!("http://{addr}/health").parse().unwrap())
-        .await
-        .unwrap();
-    let health: serde_json::Value =
-        serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let health = json_of(client.get(health_uri.clone()).await.unwrap()).await;
     assert_eq!(health["breaker"], "open");
 }
