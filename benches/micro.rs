@@ -28,6 +28,16 @@ fn bench_backoff(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_budget(c: &mut Criterion) {
+    use tower::retry::budget::{Budget, TpsBudget};
+    let mut group = c.benchmark_group("budget_deposit");
+    let tps = TpsBudget::new(Duration::from_secs(10), 10, 0.2);
+    group.bench_function("tower_tps_budget", |b| b.iter(|| tps.deposit()));
+    let ours = stache_resilience::retry::RetryBudget::new(0.2, 10, 100);
+    group.bench_function("stache_retry_budget", |b| b.iter(|| ours.deposit()));
+    group.finish();
+}
+
 fn bench_request_id(c: &mut Criterion) {
     c.bench_function("request_id/generate", |b| b.iter(RequestId::generate));
 }
@@ -62,6 +72,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = bench_backoff, bench_request_id, bench_fail_fast
+    targets = bench_backoff, bench_budget, bench_request_id, bench_fail_fast
 }
 criterion_main!(benches);

@@ -49,22 +49,23 @@
 //! ```
 
 mod backoff;
+mod budget;
 pub mod future;
 mod with_retry;
 
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::budget::Budget;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::classify::{ClassifyOutcome, ErrorsAreFailures};
 
 pub use self::backoff::{Backoff, Jitter, RetryConfig};
+pub use self::budget::RetryBudget;
 pub use self::with_retry::{with_retry, with_retry_blocking};
 pub use crate::classify::parse_retry_after;
 
@@ -111,10 +112,11 @@ impl RetryStats {
     }
 }
 
-/// The default budget: retries may add 20% on top of first attempts over a
-/// 10-second window, plus a floor of 10 retries a second.
+/// The default budget: retries may add 20% on top of first attempts, plus a
+/// floor of 10 retries a second, with at most 100 banked for a burst (a
+/// [`RetryBudget`]).
 pub fn default_budget() -> SharedBudget {
-    Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2))
+    Arc::new(RetryBudget::new(0.2, 10, 100))
 }
 
 /// Requests that the retry layer can send again.
