@@ -50,7 +50,11 @@ impl RetryBudget {
     /// `max_retries_banked` (which it starts with, so a new client can retry at
     /// once).
     pub fn new(ratio: f64, floor_per_sec: u32, max_retries_banked: u32) -> Self {
-        let ratio = if ratio.is_nan() { 0.0 } else { ratio.clamp(0.0, 1000.0) };
+        let ratio = if ratio.is_nan() {
+            0.0
+        } else {
+            ratio.clamp(0.0, 1000.0)
+        };
         let max_balance = i64::from(max_retries_banked) * RETRY;
         RetryBudget {
             balance: AtomicI64::new(max_balance),
@@ -74,10 +78,12 @@ impl RetryBudget {
         let mut current = self.balance.load(Ordering::Relaxed);
         while current < self.max_balance {
             let next = current.saturating_add(amount).min(self.max_balance);
-            match self
-                .balance
-                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.balance.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(seen) => current = seen,
             }

@@ -9,10 +9,10 @@ use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use super::*;
-use tower::retry::budget::TpsBudget;
 use crate::classify::{HttpClassifier, Outcome};
 use crate::test_util::Collector;
 use crate::{BoxError, CircuitOpen};
+use tower::retry::budget::TpsBudget;
 
 type Res = http::Response<()>;
 
