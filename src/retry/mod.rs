@@ -245,7 +245,7 @@ impl<C> RetryLayer<C> {
     }
 
     /// Replaces the retry budget, for example with a
-    /// [`TpsBudget`] of other proportions, or one
+    /// [`TpsBudget`](tower::retry::budget::TpsBudget) of other proportions, or one
     /// shared with another layer.
     pub fn budget(mut self, budget: SharedBudget) -> Self {
         self.budget = Some(budget);
