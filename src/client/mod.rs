@@ -402,8 +402,13 @@ impl HttpClient {
         let (parts, body) = response.into_parts();
         let body = match body {
             ClientBody::Buffered(bytes) => bytes,
-            // Only requests marked `Streaming` come back unread.
-            ClientBody::Streaming(_) => Bytes::new(),
+            // Only requests marked `Streaming` come back unread; never hand back
+            // an empty body in place of one that was not read.
+            ClientBody::Streaming(_) => {
+                return Err(Error::new(ErrorKind::Body)
+                    .with_message("expected a buffered body")
+                    .with_request_id(id));
+            }
         };
         if parts.status.is_success() {
             return Ok(Response::new(parts.status, parts.headers, body, id));
