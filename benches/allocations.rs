@@ -54,7 +54,15 @@ fn main() {
     println!("| client | allocations/request | bytes/request | ratio (allocations) |");
     println!("| --- | ---: | ---: | ---: |");
     let mut base = 0.0;
-    for kind in Kind::all(&url, 4) {
+    // `ALLOC_KIND=<index>` measures one client alone (for callgrind: the
+    // instruction count of a fixed number of requests).
+    let only: Option<usize> = std::env::var("ALLOC_KIND")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for (index, kind) in Kind::all(&url, 4).into_iter().enumerate() {
+        if only.is_some_and(|o| o != index) {
+            continue;
+        }
         let (allocs, bytes) = runtime.block_on(async {
             for _ in 0..200 {
                 kind.send(&url, &body).await;

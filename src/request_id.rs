@@ -64,8 +64,12 @@ impl RequestId {
         for (i, byte) in text.iter_mut().enumerate() {
             *byte = HEX[((bits >> (28 - 4 * i)) & 0xf) as usize];
         }
+        // One allocation, shared by every clone of the ID (the header of each
+        // attempt, the error, the response): a copied slice would allocate again
+        // on its first clone.
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text));
         // Hex digits are always a valid header value.
-        RequestId(HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("00000000")))
+        RequestId(value.unwrap_or(HeaderValue::from_static("00000000")))
     }
 
     /// Accepts a caller-supplied ID if it is 1 to 64 bytes of visible ASCII
@@ -219,7 +223,7 @@ where
     }
 }
 
-fn request_span<B>(
+pub(crate) fn request_span<B>(
     req: &http::Request<B>,
     id: &RequestId,
     provider: Option<&str>,

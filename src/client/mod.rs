@@ -6,7 +6,9 @@
 //! RequestId -> CircuitBreaker -> Retry -> Timeout -> PoolLimit -> hyper-util client
 //! ```
 //!
-//! so it gets one request ID for all its attempts, is refused at once while the
+//! so it gets one request ID for all its attempts (in the `x-request-id` header
+//! of each, and on a `request` span around the whole call, as
+//! [`RequestIdLayer`](crate::RequestIdLayer) does), is refused at once while the
 //! circuit is open, retries transient failures (one breaker outcome per call,
 //! after its retries), bounds each attempt (body included) by the timeout, waits a
 //! bounded time for a connection slot, and reuses pooled connections.
@@ -45,34 +47,39 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use pin_project_lite::pin_project;
 use serde::Serialize;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder};
 
 use crate::circuit_breaker::{CircuitBreakerService, CircuitState};
 use crate::classify::HttpClassifier;
 use crate::error::{Error, ErrorKind, MAX_ERROR_BODY_BYTES};
 use crate::pool::{HoldSlot, PoolLimitLayer, PoolLimitService};
-use crate::request_id::RequestIdService;
 use crate::retry::{RetryLayer, RetryService, RetryStats};
 use crate::timeout::{RequestTimeout, TimeoutLayer, TimeoutService};
-use crate::{CircuitBreaker, CircuitBreakerLayer, RequestId, RequestIdLayer};
+use crate::{CircuitBreaker, CircuitBreakerLayer, RequestId};
 
 pub use self::config::HttpClientConfig;
 pub use self::response::{Response, StreamResponse};
 use self::transport::{ClientBody, Streaming, Transport};
 
-type Stack = RequestIdService<
-    CircuitBreakerService<
-        RetryService<TimeoutService<PoolLimitService<Transport>>, HttpClassifier>,
-        HttpClassifier,
-    >,
+/// The provider's stack below the request-ID step, which the client does itself
+/// (see [`Exec`]).
+type Stack = CircuitBreakerService<
+    RetryService<TimeoutService<PoolLimitService<Transport>>, HttpClassifier>,
+    HttpClassifier,
 >;
+
+type StackRequest = http::Request<Full<Bytes>>;
+
+type StackFuture = <Stack as Service<StackRequest>>::Future;
 
 /// A resilient HTTP client for one provider; see the [module documentation](self).
 ///
@@ -166,12 +173,7 @@ impl HttpClient {
             counters.clone(),
             label.clone(),
         );
-        let mut request_id = RequestIdLayer::new();
-        if let Some(provider) = &provider {
-            request_id = request_id.provider(provider.clone());
-        }
         let stack = ServiceBuilder::new()
-            .layer(request_id)
             .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
             .layer(retry)
             .layer(TimeoutLayer::new(config.default_timeout))
@@ -292,26 +294,21 @@ impl HttpClient {
         let _ = (name, outcome);
     }
 
-    /// Builds the request and runs it through the stack.
-    async fn execute(
-        &self,
-        builder: RequestBuilder<'_>,
-        streaming: bool,
-    ) -> Result<(http::Response<ClientBody>, RequestId), Error> {
-        let inner = &*self.inner;
-        let counters = &inner.counters;
+    /// Starts a call: counts it, gives it its ID and span, and builds its
+    /// request, unless the open circuit refuses it first.
+    fn start(&self, builder: RequestBuilder<'_>, streaming: bool) -> Result<Started<'_>, Error> {
+        let counters = &*self.inner.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
         self.metric_count(crate::telemetry_names::REQUESTS, None);
-        let _in_flight = InFlight::enter(counters);
+        let in_flight = InFlight::enter(counters);
         let id = builder.request_id.unwrap_or_else(RequestId::generate);
-        if inner.breaker.refuses_now() {
+        if self.inner.breaker.refuses_now() {
             // The breaker layer would refuse this call too; refusing here skips
             // building a request that would never be sent.
             counters.rejected.fetch_add(1, Ordering::Relaxed);
             self.metric_count(crate::telemetry_names::BREAKER_REJECTIONS, None);
             return Err(Error::from_stack(Box::new(crate::CircuitOpen::new())).with_request_id(id));
         }
-
         let request = self.build_request(
             builder.method,
             builder.endpoint,
@@ -321,26 +318,29 @@ impl HttpClient {
             streaming,
             &id,
         );
-        let request = request.map_err(|e| e.with_request_id(id.clone()))?;
-
-        let mut stack = inner.stack.clone();
-        let result = match stack.ready().await {
-            Ok(ready) => ready.call(request).await,
-            Err(e) => Err(e),
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return Err(e.with_request_id(id)),
         };
-        match result {
-            Ok(response) => Ok((response, id)),
-            Err(e) => {
-                let error = Error::from_stack(e).with_request_id(id);
-                if error.is_circuit_open() {
-                    counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    self.metric_count(crate::telemetry_names::BREAKER_REJECTIONS, None);
-                } else {
-                    self.count_failure(error.kind());
-                }
-                Err(error)
-            }
+        let span = crate::request_id::request_span(&request, &id, self.provider());
+        Ok(Started {
+            request,
+            id,
+            span,
+            in_flight,
+        })
+    }
+
+    /// Counts and wraps an error from the stack.
+    fn stack_error(&self, error: crate::BoxError, id: RequestId) -> Error {
+        let error = Error::from_stack(error).with_request_id(id);
+        if error.is_circuit_open() {
+            self.inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            self.metric_count(crate::telemetry_names::BREAKER_REJECTIONS, None);
+        } else {
+            self.count_failure(error.kind());
         }
+        error
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -360,8 +360,12 @@ impl HttpClient {
                 "endpoint {endpoint:?} must be a path starting with '/'"
             )));
         }
-        let url = format!("{}{}", self.inner.base, endpoint);
-        let uri: http::Uri = url.parse().map_err(|e| {
+        // One allocation of the exact size, which the URI then keeps without a copy.
+        let base = &self.inner.base;
+        let mut url = String::with_capacity(base.len() + endpoint.len());
+        url.push_str(base);
+        url.push_str(endpoint);
+        let uri = http::Uri::try_from(url).map_err(|e| {
             Error::new(ErrorKind::Request)
                 .with_message(format!("endpoint {endpoint:?} does not form a valid URL"))
                 .with_source(e)
@@ -385,8 +389,10 @@ impl HttpClient {
         }
         // The caller's ID wins over any header of the same name.
         headers.insert(crate::request_id::X_REQUEST_ID, id.header_value().clone());
+        // Nothing below the client reads the ID from the extensions, so it is not
+        // put there: that would cost three allocations, and three more for every
+        // copy the retry layer keeps.
         let extensions = request.extensions_mut();
-        extensions.insert(id.clone());
         if let Some(limit) = timeout {
             extensions.insert(RequestTimeout(limit));
         }
@@ -397,8 +403,12 @@ impl HttpClient {
         Ok(request)
     }
 
-    async fn send(&self, builder: RequestBuilder<'_>) -> Result<Response, Error> {
-        let (response, id) = self.execute(builder, false).await?;
+    /// Turns a buffered answer into the caller's result.
+    fn finish(
+        &self,
+        response: http::Response<ClientBody>,
+        id: RequestId,
+    ) -> Result<Response, Error> {
         let (parts, body) = response.into_parts();
         let body = match body {
             ClientBody::Buffered(bytes) => bytes,
@@ -419,7 +429,7 @@ impl HttpClient {
 
     async fn send_streaming(&self, builder: RequestBuilder<'_>) -> Result<StreamResponse, Error> {
         let idle = self.inner.config.stream_idle_timeout;
-        let (response, id) = self.execute(builder, true).await?;
+        let (response, id) = Exec::new(builder, true).await?;
         let (parts, body) = response.into_parts();
         let body = match body {
             ClientBody::Streaming(body) => body,
@@ -531,18 +541,148 @@ impl<'a> RequestBuilder<'a> {
     }
 
     /// Sends the request; the same as `.await`.
-    pub async fn send(self) -> Result<Response, Error> {
-        let client = self.client;
-        client.send(self).await
+    pub fn send(self) -> Pending<'a> {
+        Pending {
+            exec: Exec::new(self, false),
+        }
     }
 }
 
 impl<'a> IntoFuture for RequestBuilder<'a> {
     type Output = Result<Response, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = Pending<'a>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.send())
+        self.send()
+    }
+}
+
+pin_project! {
+    /// A request in progress; from [`RequestBuilder::send`] or `.await` on a
+    /// [`RequestBuilder`]. Resolves to the [`Response`] or the call's [`Error`].
+    ///
+    /// Nothing happens until it is first polled. Dropping it cancels the call:
+    /// the attempt in flight is abandoned, and the breaker records no outcome.
+    #[must_use = "a request does nothing until it is awaited"]
+    pub struct Pending<'a> {
+        #[pin]
+        exec: Exec<'a>,
+    }
+}
+
+impl Future for Pending<'_> {
+    type Output = Result<Response, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let exec = self.project().exec;
+        let client = exec.client;
+        let (response, id) = ready!(exec.poll(cx))?;
+        Poll::Ready(client.finish(response, id))
+    }
+}
+
+impl fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("request_id", &self.exec.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`HttpClient::start`] hands to [`Exec`].
+struct Started<'a> {
+    request: StackRequest,
+    id: RequestId,
+    span: tracing::Span,
+    in_flight: InFlight<'a>,
+}
+
+pin_project! {
+    /// One call through the stack, written out by hand rather than as an
+    /// `async fn`, so that [`Pending`] has a name and needs no box.
+    ///
+    /// It does what [`RequestIdLayer`](crate::RequestIdLayer) would at the top of
+    /// the stack (the ID in the header, the `request` span around every poll of
+    /// the call), without putting the ID in the request's extensions.
+    struct Exec<'a> {
+        client: &'a HttpClient,
+        // Taken by the first poll.
+        builder: Option<RequestBuilder<'a>>,
+        streaming: bool,
+        // Set by the first poll, taken by the last.
+        id: Option<RequestId>,
+        span: tracing::Span,
+        in_flight: Option<InFlight<'a>>,
+        // A clone of the client's stack and the request, until the stack is ready.
+        ready: Option<(Stack, StackRequest)>,
+        #[pin]
+        future: Option<StackFuture>,
+    }
+}
+
+impl<'a> Exec<'a> {
+    fn new(builder: RequestBuilder<'a>, streaming: bool) -> Self {
+        Exec {
+            client: builder.client,
+            builder: Some(builder),
+            streaming,
+            id: None,
+            span: tracing::Span::none(),
+            in_flight: None,
+            ready: None,
+            future: None,
+        }
+    }
+}
+
+impl Future for Exec<'_> {
+    type Output = Result<(http::Response<ClientBody>, RequestId), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let client = *this.client;
+        if let Some(builder) = this.builder.take() {
+            let started = client.start(builder, *this.streaming)?;
+            *this.id = Some(started.id);
+            *this.span = started.span;
+            *this.in_flight = Some(started.in_flight);
+            *this.ready = Some((client.inner.stack.clone(), started.request));
+        }
+        let result = {
+            let _entered = this.span.enter();
+            ready!(poll_stack(this.ready, this.future.as_mut(), cx))
+        };
+        this.future.set(None);
+        *this.in_flight = None;
+        let Some(id) = this.id.take() else {
+            panic!("`Pending` polled after completion");
+        };
+        Poll::Ready(match result {
+            Ok(response) => Ok((response, id)),
+            Err(e) => Err(client.stack_error(e, id)),
+        })
+    }
+}
+
+/// Readies the stack and calls it, then polls the call.
+fn poll_stack(
+    ready: &mut Option<(Stack, StackRequest)>,
+    mut future: Pin<&mut Option<StackFuture>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<http::Response<ClientBody>, crate::BoxError>> {
+    if let Some((mut stack, request)) = ready.take() {
+        match stack.poll_ready(cx) {
+            Poll::Pending => {
+                *ready = Some((stack, request));
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(())) => future.set(Some(stack.call(request))),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+        }
+    }
+    match future.as_pin_mut() {
+        Some(future) => future.poll(cx),
+        None => panic!("`Pending` polled after completion"),
     }
 }
 
@@ -752,4 +892,11 @@ fn _assert_send_sync() {
     is::<Error>();
     is::<Response>();
     is::<StatusCode>();
+}
+
+fn _assert_send() {
+    fn is<T: Send>() {}
+    // `tokio::spawn(client.post(..).send())` must keep working.
+    is::<Pending<'static>>();
+    is::<RequestBuilder<'static>>();
 }
