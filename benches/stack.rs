@@ -1,11 +1,13 @@
 //! Stack overhead under load: a closed loop of 64 callers against a loopback
 //! server in a child process, for the bare hyper-util client, our full
 //! `HttpClient` stack, tower's own timeout + retry, and reqwest. Runs are
-//! interleaved (bare, ours, bare, tower, bare, reqwest, ...) so drift cancels out;
-//! each figure is reported as a ratio to the bare client's median.
+//! interleaved (bare, ours, bare, tower, bare, reqwest, ...) so drift cancels out.
+//! Each client's ratios are taken against the bare run just before it, round by
+//! round, and the median of those paired ratios is reported. Client and server are
+//! pinned to separate cores when there are two (`STACK_PIN=0` turns that off).
 //!
 //! `cargo bench --bench stack` (set `STACK_SECS` and `STACK_ROUNDS` to change the
-//! run length, default 3 s and 3 rounds).
+//! run length, default 2 s and 5 rounds).
 
 mod common;
 
@@ -86,12 +88,15 @@ fn main() {
     let secs: f64 = std::env::var("STACK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+        .unwrap_or(2.0);
     let rounds: usize = std::env::var("STACK_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5)
+        .max(1);
     let server = ServerChild::spawn();
+    // After the spawn: the child pins itself to core 1.
+    let pinned = common::pin_to_core(0);
     let url = server.url();
     // One client thread, one server thread: the 2-core machine is not shared
     // between more.
@@ -110,7 +115,9 @@ fn main() {
         eprintln!("{:.0} req/s, cpu {:.2} us/req", r.rps(), r.cpu_us_per_req());
         return;
     }
+    // results[i]: client i's runs; paired[i]: (bare run, client i's run) per round.
     let mut results: Vec<Vec<Run>> = (0..kinds.len()).map(|_| Vec::new()).collect();
+    let mut paired: Vec<Vec<(usize, usize)>> = (0..kinds.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (i, kind) in kinds.iter().enumerate().skip(1) {
             for (index, k) in [(0, &kinds[0]), (i, kind)] {
@@ -125,35 +132,46 @@ fn main() {
                 );
                 results[index].push(r);
             }
+            paired[i].push((results[0].len() - 1, results[i].len() - 1));
         }
     }
     let stat = |runs: &Vec<Run>, f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
-    let base_cpu = stat(&results[0], &|r| r.cpu_us_per_req());
-    let base_p50 = stat(&results[0], &|r| r.p50_us as f64);
-    let base_p99 = stat(&results[0], &|r| r.p99_us as f64);
-    let base_rps = stat(&results[0], &|r| r.rps());
+    let ratio = |i: usize, f: &dyn Fn(&Run) -> f64| {
+        if i == 0 {
+            return 1.0;
+        }
+        median(
+            paired[i]
+                .iter()
+                .map(|&(b, k)| f(&results[i][k]) / f(&results[0][b]))
+                .collect(),
+        )
+    };
     println!(
         "\n| client | req/s | p50 µs | p99 µs | client CPU µs/req | CPU ratio | p99 ratio | req/s ratio |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (kind, runs) in kinds.iter().zip(&results) {
-        let cpu = stat(runs, &|r| r.cpu_us_per_req());
-        let p50 = stat(runs, &|r| r.p50_us as f64);
-        let p99 = stat(runs, &|r| r.p99_us as f64);
-        let rps = stat(runs, &|r| r.rps());
+    for (i, (kind, runs)) in kinds.iter().zip(&results).enumerate() {
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} |",
             kind.name(),
-            rps,
-            p50,
-            p99,
-            cpu,
-            cpu / base_cpu,
-            p99 / base_p99,
-            rps / base_rps
+            stat(runs, &|r| r.rps()),
+            stat(runs, &|r| r.p50_us as f64),
+            stat(runs, &|r| r.p99_us as f64),
+            stat(runs, &|r| r.cpu_us_per_req()),
+            ratio(i, &|r| r.cpu_us_per_req()),
+            ratio(i, &|r| r.p99_us as f64),
+            ratio(i, &|r| r.rps()),
         );
     }
     println!(
-        "\n(medians of {rounds} runs of {secs} s each, {CONCURRENCY} callers; bare p50 {base_p50:.0} µs)"
+        "\n(absolute figures: medians of all runs; ratios: medians over {rounds} rounds of \
+         each run against the bare run just before it; {secs} s per run, {CONCURRENCY} callers; \
+         client and server {})",
+        if pinned {
+            "pinned to separate cores"
+        } else {
+            "not pinned"
+        }
     );
 }

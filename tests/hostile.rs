@@ -139,3 +139,79 @@ async fn odd_retry_after_values_are_ignored_or_capped() {
     assert_eq!(err.retry_after(), Some(Duration::ZERO));
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
+
+/// A chunked answer: `pieces` as separate chunks, then a trailer.
+fn chunked(pieces: &[Vec<u8>]) -> Vec<u8> {
+    let mut answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for piece in pieces {
+        answer.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        answer.extend_from_slice(piece);
+        answer.extend_from_slice(b"\r\n");
+    }
+    answer.extend_from_slice(b"0\r\nx-trailer: done\r\n\r\n");
+    answer
+}
+
+#[tokio::test]
+async fn bodies_in_many_chunks_are_read_whole_and_in_order() {
+    // 40 chunks of different sizes (1 to 40 bytes, each of its own letter), so a
+    // lost, doubled or reordered chunk changes the result.
+    let pieces: Vec<Vec<u8>> = (0..40u8)
+        .map(|i| vec![b'a' + i % 26; usize::from(i) + 1])
+        .collect();
+    let expected: Vec<u8> = pieces.concat();
+    let (url, _) = raw_server(chunked(&pieces)).await;
+    let response = client(&url).post("/x", &json!({})).await.unwrap();
+    assert_eq!(response.bytes().as_ref(), expected.as_slice());
+
+    // A body with a length, large enough to arrive in several reads.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut answer =
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", big.len()).into_bytes();
+    answer.extend_from_slice(&big);
+    let (url, _) = raw_server(answer).await;
+    let response = client(&url).post("/x", &json!({})).await.unwrap();
+    assert_eq!(response.bytes().len(), big.len());
+    assert!(
+        response.bytes().as_ref() == big.as_slice(),
+        "the bytes differ"
+    );
+
+    // An empty body, chunked or not.
+    let (url, _) = raw_server(chunked(&[])).await;
+    assert!(
+        client(&url)
+            .post("/x", &json!({}))
+            .await
+            .unwrap()
+            .bytes()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_whether_its_length_is_known_or_not() {
+    let limited = |url: &str| {
+        let mut config = HttpClientConfig::new(url);
+        config.max_response_bytes = 100;
+        HttpClient::new(config).unwrap()
+    };
+    // Announced: refused at the header, not retried.
+    let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 101\r\n\r\n".to_vec();
+    answer.extend_from_slice(&[b'x'; 101]);
+    let (url, hits) = raw_server(answer).await;
+    let err = limited(&url).post("/x", &json!({})).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Body, "{err:?}");
+    assert!(err.to_string().contains("max_response_bytes"), "{err}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // Chunked: refused once the chunks add up to more than the limit.
+    let (url, _) = raw_server(chunked(&[vec![b'x'; 60], vec![b'y'; 41]])).await;
+    let err = limited(&url).post("/x", &json!({})).await.unwrap_err();
+    assert!(err.to_string().contains("max_response_bytes"), "{err}");
+
+    // Exactly at the limit is fine.
+    let (url, _) = raw_server(chunked(&[vec![b'x'; 60], vec![b'y'; 40]])).await;
+    let response = limited(&url).post("/x", &json!({})).await.unwrap();
+    assert_eq!(response.bytes().len(), 100);
+}

@@ -28,11 +28,27 @@ pub fn request_body() -> serde_json::Value {
     })
 }
 
+/// Pins this process's threads (those made from now on, and this one) to one
+/// core, when the machine has a second one and `STACK_PIN` is not `0`: the client
+/// on core 0, the server child on core 1. Otherwise the two processes share both
+/// cores, and how much CPU a request costs the client depends on how the
+/// scheduler happened to interleave them. Returns whether it pinned.
+pub fn pin_to_core(index: usize) -> bool {
+    if std::env::var("STACK_PIN").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    match core_affinity::get_core_ids() {
+        Some(ids) if ids.len() >= 2 => core_affinity::set_for_current(ids[index % ids.len()]),
+        _ => false,
+    }
+}
+
 /// If this process is the server child, serve until killed and never return.
 pub fn serve_if_child() {
     if std::env::var_os(SERVER_ENV).is_none() {
         return;
     }
+    pin_to_core(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

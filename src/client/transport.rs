@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_timeout::TimeoutConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -207,7 +207,7 @@ pin_project! {
     #[project = TransportStateProj]
     enum TransportState {
         Sending { #[pin] future: legacy::ResponseFuture },
-        Reading { #[pin] body: Collect<Limited<Incoming>>, parts: Option<http::response::Parts> },
+        Reading { #[pin] body: ReadBody, parts: Option<http::response::Parts> },
     }
 }
 
@@ -238,19 +238,12 @@ fn poll_attempt(
                 }
                 let (parts, body) = response.into_parts();
                 state.set(TransportState::Reading {
-                    body: Limited::new(body, limit).collect(),
+                    body: ReadBody::new(body, limit),
                     parts: Some(parts),
                 });
             }
             TransportStateProj::Reading { body, parts } => {
-                let collected = ready!(body.poll(cx));
-                let body = match collected {
-                    Ok(collected) => collected.to_bytes(),
-                    Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                        return Poll::Ready(Err(Box::new(BodyTooLarge::new(limit))));
-                    }
-                    Err(e) => return Poll::Ready(Err(Box::new(BodyError::new(e)))),
-                };
+                let body = ready!(body.poll(cx))?;
                 let Some(parts) = parts.take() else {
                     return Poll::Ready(Err("transport future polled after completion".into()));
                 };
@@ -260,6 +253,82 @@ fn poll_attempt(
                 )));
             }
         }
+    }
+}
+
+pin_project! {
+    /// Reads a whole body of at most `limit` bytes.
+    ///
+    /// Small answers usually arrive in one chunk, which is kept as it is: no copy
+    /// and no list of chunks. From a second chunk on, the data goes into one
+    /// buffer sized from the body's length when it is known. A `Content-Length`
+    /// over the limit fails before anything is read.
+    pub(crate) struct ReadBody {
+        #[pin]
+        body: Incoming,
+        first: Option<Bytes>,
+        rest: BytesMut,
+        len: usize,
+        limit: usize,
+    }
+}
+
+impl ReadBody {
+    pub(crate) fn new(body: Incoming, limit: usize) -> Self {
+        ReadBody {
+            body,
+            first: None,
+            rest: BytesMut::new(),
+            len: 0,
+            limit,
+        }
+    }
+}
+
+impl Future for ReadBody {
+    type Output = Result<Bytes, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let too_large = |limit| Poll::Ready(Err(Box::new(BodyTooLarge::new(limit)) as BoxError));
+        if *this.len == 0 && this.body.size_hint().lower() > *this.limit as u64 {
+            return too_large(*this.limit);
+        }
+        loop {
+            let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Poll::Ready(Err(Box::new(BodyError::new(e)))),
+                None => break,
+            };
+            // Trailers carry no body bytes.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            *this.len += data.len();
+            if *this.len > *this.limit {
+                return too_large(*this.limit);
+            }
+            match this.first.take() {
+                None if this.rest.is_empty() => *this.first = Some(data),
+                first => {
+                    if let Some(first) = first {
+                        // What is left to come, when the length is known.
+                        let remaining = usize::try_from(this.body.size_hint().lower()).unwrap_or(0);
+                        let total = this.len.saturating_add(remaining).min(*this.limit);
+                        this.rest.reserve(total.max(*this.len));
+                        this.rest.extend_from_slice(&first);
+                    }
+                    this.rest.extend_from_slice(&data);
+                }
+            }
+        }
+        Poll::Ready(Ok(match this.first.take() {
+            Some(first) => first,
+            None => std::mem::take(this.rest).freeze(),
+        }))
     }
 }
 
