@@ -423,3 +423,53 @@ async fn the_secret_never_reaches_logs_or_error_output() {
         assert!(!output.contains("s3cr3t"), "{output}");
     }
 }
+
+#[tokio::test]
+async fn every_log_line_of_a_call_carries_its_request_id_and_provider() {
+    let server = Server::replies(vec![
+        Reply::Status(503),
+        Reply::Status(503),
+        Reply::json(200, "{}"),
+        Reply::Status(503),
+    ])
+    .await;
+    let logs = support::capture_logs();
+    let mut c = config(&server.url());
+    c.max_retries = 0;
+    let one_shot = HttpClient::for_provider("ids-one-shot", c).unwrap();
+    let client = HttpClient::for_provider("ids-test", config(&server.url())).unwrap();
+    let (response, err) = {
+        let _guard = logs.install();
+        let response = client.post("/embeddings", &json!({})).await.unwrap();
+        let err = one_shot.get("/health").await.unwrap_err();
+        (response, err)
+    };
+    let text = logs.text();
+    let id = response.request_id().as_str();
+    let other = err.request_id().unwrap().as_str();
+    assert_ne!(id, other);
+    // This crate's lines; hyper-util's connection tasks also log, outside any call.
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("stache_resilience"))
+        .collect();
+    // Two retries and the success of the first call, and at least one line of
+    // the second.
+    let first: Vec<&&str> = lines.iter().filter(|l| l.contains(id)).collect();
+    assert!(
+        first.iter().filter(|l| l.contains("Retrying in")).count() == 2,
+        "{text}"
+    );
+    assert!(first.iter().any(|l| l.contains("succeeded")), "{text}");
+    assert!(lines.iter().any(|l| l.contains(other)), "{text}");
+    for line in &lines {
+        let (provider, endpoint) = if line.contains(id) {
+            ("ids-test", "/embeddings")
+        } else if line.contains(other) {
+            ("ids-one-shot", "/health")
+        } else {
+            panic!("a log line without the call's request ID: {line}\n{text}");
+        };
+        assert!(line.contains(provider) && line.contains(endpoint), "{line}");
+    }
+}

@@ -606,31 +606,43 @@ pin_project! {
     /// the call), without putting the ID in the request's extensions.
     struct Exec<'a> {
         client: &'a HttpClient,
-        // Taken by the first poll.
-        builder: Option<RequestBuilder<'a>>,
         streaming: bool,
         // Set by the first poll, taken by the last.
         id: Option<RequestId>,
         span: tracing::Span,
         in_flight: Option<InFlight<'a>>,
-        // A clone of the client's stack and the request, until the stack is ready.
-        ready: Option<(Stack, StackRequest)>,
+        // One state at a time, so the future is as large as its largest state
+        // rather than the sum of them.
         #[pin]
-        future: Option<StackFuture>,
+        state: ExecState<'a>,
     }
 }
+
+pin_project! {
+    #[project = ExecProj]
+    enum ExecState<'a> {
+        // Not polled yet. Empty once `start` has failed.
+        Start { builder: Option<RequestBuilder<'a>> },
+        // A clone of the client's stack and the request, until the stack is ready.
+        Ready { ready: Option<(Stack, StackRequest)> },
+        Called { #[pin] future: StackFuture },
+        Done,
+    }
+}
+
+const POLLED_AFTER_COMPLETION: &str = "`Pending` polled after completion";
 
 impl<'a> Exec<'a> {
     fn new(builder: RequestBuilder<'a>, streaming: bool) -> Self {
         Exec {
             client: builder.client,
-            builder: Some(builder),
             streaming,
             id: None,
             span: tracing::Span::none(),
             in_flight: None,
-            ready: None,
-            future: None,
+            state: ExecState::Start {
+                builder: Some(builder),
+            },
         }
     }
 }
@@ -641,48 +653,41 @@ impl Future for Exec<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let client = *this.client;
-        if let Some(builder) = this.builder.take() {
-            let started = client.start(builder, *this.streaming)?;
-            *this.id = Some(started.id);
-            *this.span = started.span;
-            *this.in_flight = Some(started.in_flight);
-            *this.ready = Some((client.inner.stack.clone(), started.request));
-        }
-        let result = {
-            let _entered = this.span.enter();
-            ready!(poll_stack(this.ready, this.future.as_mut(), cx))
+        let result = loop {
+            match this.state.as_mut().project() {
+                ExecProj::Start { builder } => {
+                    let builder = builder.take().expect(POLLED_AFTER_COMPLETION);
+                    let started = client.start(builder, *this.streaming)?;
+                    *this.id = Some(started.id);
+                    *this.span = started.span;
+                    *this.in_flight = Some(started.in_flight);
+                    let ready = Some((client.inner.stack.clone(), started.request));
+                    this.state.set(ExecState::Ready { ready });
+                }
+                ExecProj::Ready { ready } => {
+                    let _entered = this.span.enter();
+                    let (stack, _) = ready.as_mut().expect(POLLED_AFTER_COMPLETION);
+                    if let Err(e) = ready!(stack.poll_ready(cx)) {
+                        break Err(e);
+                    }
+                    let (mut stack, request) = ready.take().expect(POLLED_AFTER_COMPLETION);
+                    let future = stack.call(request);
+                    this.state.set(ExecState::Called { future });
+                }
+                ExecProj::Called { future } => {
+                    let _entered = this.span.enter();
+                    break ready!(future.poll(cx));
+                }
+                ExecProj::Done => panic!("{POLLED_AFTER_COMPLETION}"),
+            }
         };
-        this.future.set(None);
+        this.state.set(ExecState::Done);
         *this.in_flight = None;
-        let Some(id) = this.id.take() else {
-            panic!("`Pending` polled after completion");
-        };
+        let id = this.id.take().expect(POLLED_AFTER_COMPLETION);
         Poll::Ready(match result {
             Ok(response) => Ok((response, id)),
             Err(e) => Err(client.stack_error(e, id)),
         })
-    }
-}
-
-/// Readies the stack and calls it, then polls the call.
-fn poll_stack(
-    ready: &mut Option<(Stack, StackRequest)>,
-    mut future: Pin<&mut Option<StackFuture>>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<http::Response<ClientBody>, crate::BoxError>> {
-    if let Some((mut stack, request)) = ready.take() {
-        match stack.poll_ready(cx) {
-            Poll::Pending => {
-                *ready = Some((stack, request));
-                return Poll::Pending;
-            }
-            Poll::Ready(Ok(())) => future.set(Some(stack.call(request))),
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-        }
-    }
-    match future.as_pin_mut() {
-        Some(future) => future.poll(cx),
-        None => panic!("`Pending` polled after completion"),
     }
 }
 
