@@ -40,6 +40,14 @@ fn bench_budget(c: &mut Criterion) {
 
 fn bench_request_id(c: &mut Criterion) {
     c.bench_function("request_id/generate", |b| b.iter(RequestId::generate));
+    // As a call uses it: one more handle for the header, both dropped.
+    c.bench_function("request_id/generate_and_clone", |b| {
+        b.iter(|| {
+            let id = RequestId::generate();
+            let header = black_box(id.header_value().clone());
+            (id, header)
+        })
+    });
 }
 
 fn bench_fail_fast(c: &mut Criterion) {
