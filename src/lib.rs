@@ -166,8 +166,8 @@ pub use crate::circuit_breaker::{
     CircuitStats,
 };
 pub use crate::client::{
-    BodyError, BodyTooLarge, ClientStats, HttpClient, HttpClientConfig, RequestBuilder, Response,
-    StreamRequestBuilder, StreamResponse,
+    BodyError, BodyTooLarge, ClientStats, HttpClient, HttpClientConfig, Pending, RequestBuilder,
+    Response, StreamRequestBuilder, StreamResponse,
 };
 pub use crate::error::{BoxError, ConfigError, Error, ErrorKind, MAX_ERROR_BODY_BYTES};
 pub use crate::registry::ServiceRegistry;
