@@ -473,3 +473,58 @@ async fn every_log_line_of_a_call_carries_its_request_id_and_provider() {
         assert!(line.contains(provider) && line.contains(endpoint), "{line}");
     }
 }
+
+#[tokio::test]
+async fn every_attempt_sends_the_same_headers_and_per_request_ones_win() {
+    use http::{HeaderName, HeaderValue};
+    let server = Server::replies(vec![
+        Reply::Status(503),
+        Reply::Status(503),
+        Reply::json(200, "{}"),
+        Reply::json(200, "{}"),
+    ])
+    .await;
+    let mut c = config(&server.url()).header(
+        HeaderName::from_static("x-team"),
+        HeaderValue::from_static("search"),
+    );
+    c.user_agent = "stache-test/1".into();
+    let client = HttpClient::new(c).unwrap();
+    let response = client
+        .post("/embed", &json!({"input": "a"}))
+        .header(
+            HeaderName::from_static("x-trace"),
+            HeaderValue::from_static("t-1"),
+        )
+        .header(
+            HeaderName::from_static("x-team"),
+            HeaderValue::from_static("override"),
+        )
+        // The request's ID goes out, whatever a header of the same name says.
+        .header(
+            HeaderName::from_static("x-request-id"),
+            HeaderValue::from_static("spoofed"),
+        )
+        .await
+        .unwrap();
+    client.get("/plain").await.unwrap();
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4);
+    for attempt in &seen[..3] {
+        let h = &attempt.headers;
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["accept"], "application/json");
+        assert_eq!(h["user-agent"], "stache-test/1");
+        assert_eq!(h["x-team"], "override");
+        assert_eq!(h["x-trace"], "t-1");
+        assert_eq!(h["x-request-id"], response.request_id().as_str());
+        assert_eq!(h.get_all("x-request-id").iter().count(), 1);
+        assert_eq!(attempt.body.as_ref(), br#"{"input":"a"}"#);
+    }
+    // The next call starts again from the client's defaults.
+    let plain = &seen[3].headers;
+    assert_eq!(plain["x-team"], "search");
+    assert!(plain.get("x-trace").is_none() && plain.get("content-type").is_none());
+    assert_ne!(plain["x-request-id"], response.request_id().as_str());
+}

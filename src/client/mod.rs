@@ -53,7 +53,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
 use serde::Serialize;
 use tower::{Service, ServiceBuilder};
@@ -68,7 +68,7 @@ use crate::{CircuitBreaker, CircuitBreakerLayer, RequestId};
 
 pub use self::config::HttpClientConfig;
 pub use self::response::{Response, StreamResponse};
-use self::transport::{ClientBody, Streaming, Transport};
+use self::transport::{ClientBody, Outgoing, Streaming, Transport};
 
 /// The provider's stack below the request-ID step, which the client does itself
 /// (see [`Exec`]).
@@ -77,7 +77,7 @@ type Stack = CircuitBreakerService<
     HttpClassifier,
 >;
 
-type StackRequest = http::Request<Full<Bytes>>;
+type StackRequest = http::Request<Outgoing>;
 
 type StackFuture = <Stack as Service<StackRequest>>::Future;
 
@@ -97,12 +97,9 @@ struct ClientInner {
     config: HttpClientConfig,
     /// `base_url` without a trailing slash.
     base: String,
-    /// Default headers plus the user agent and JSON content negotiation, and a
-    /// placeholder `x-request-id`: each request overwrites it in place, so
-    /// copying the template is the only allocation headers cost.
-    headers: HeaderMap,
-    /// The same with `content-type: application/json`, for requests with a body.
-    json_headers: HeaderMap,
+    /// The headers of every attempt, chosen by whether the request has a JSON
+    /// body and whether its answer is streamed; see [`Templates`].
+    templates: Templates,
     stack: Stack,
     breaker: CircuitBreaker,
     counters: Arc<Counters>,
@@ -145,12 +142,7 @@ impl HttpClient {
             }
             headers.insert(name.clone(), value);
         }
-        headers.insert(
-            crate::request_id::X_REQUEST_ID,
-            HeaderValue::from_static("00000000"),
-        );
-        let mut json_headers = headers.clone();
-        json_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let templates = Templates::new(headers);
 
         let counters = Arc::new(Counters::default());
         let label: Arc<str> = provider.clone().unwrap_or_else(|| Arc::from("default"));
@@ -183,8 +175,7 @@ impl HttpClient {
             inner: Arc::new(ClientInner {
                 config,
                 base,
-                headers,
-                json_headers,
+                templates,
                 stack,
                 breaker,
                 counters,
@@ -353,7 +344,7 @@ impl HttpClient {
         timeout: Option<Duration>,
         streaming: bool,
         id: &RequestId,
-    ) -> Result<http::Request<Full<Bytes>>, Error> {
+    ) -> Result<StackRequest, Error> {
         let body = body?;
         if !endpoint.is_empty() && !endpoint.starts_with('/') && !endpoint.starts_with('?') {
             return Err(Error::new(ErrorKind::Request).with_message(format!(
@@ -370,25 +361,18 @@ impl HttpClient {
                 .with_message(format!("endpoint {endpoint:?} does not form a valid URL"))
                 .with_source(e)
         })?;
-        let mut request = http::Request::new(Full::new(body.clone().unwrap_or_default()));
+        // The request's own header map stays empty: the transport builds each
+        // attempt's headers from the shared template, so the copy the retry layer
+        // keeps costs a few reference counts rather than a header map.
+        let outgoing = Outgoing {
+            headers: self.inner.templates.pick(body.is_some(), streaming).clone(),
+            extra: (!extra_headers.is_empty()).then(|| Arc::new(extra_headers)),
+            id: id.header_value().clone(),
+            body: body.unwrap_or_default(),
+        };
+        let mut request = http::Request::new(outgoing);
         *request.method_mut() = method;
         *request.uri_mut() = uri;
-        let headers = request.headers_mut();
-        headers.clone_from(if body.is_some() {
-            &self.inner.json_headers
-        } else {
-            &self.inner.headers
-        });
-        if streaming {
-            headers.insert(ACCEPT, HeaderValue::from_static("application/x-ndjson"));
-        }
-        for (name, value) in extra_headers {
-            if let Some(name) = name {
-                headers.insert(name, value);
-            }
-        }
-        // The caller's ID wins over any header of the same name.
-        headers.insert(crate::request_id::X_REQUEST_ID, id.header_value().clone());
         // Nothing below the client reads the ID from the extensions, so it is not
         // put there: that would cost three allocations, and three more for every
         // copy the retry layer keeps.
@@ -477,6 +461,48 @@ impl fmt::Debug for HttpClient {
             .field("config", &self.inner.config)
             .field("breaker", &self.inner.breaker)
             .finish()
+    }
+}
+
+/// The header templates of a client: the defaults, the user agent, JSON content
+/// negotiation, and a placeholder `x-request-id` that each attempt overwrites in
+/// place (so the copy never grows).
+struct Templates {
+    plain: Arc<HeaderMap>,
+    json: Arc<HeaderMap>,
+    stream: Arc<HeaderMap>,
+    stream_json: Arc<HeaderMap>,
+}
+
+impl Templates {
+    fn new(mut base: HeaderMap) -> Self {
+        base.insert(
+            crate::request_id::X_REQUEST_ID,
+            HeaderValue::from_static("00000000"),
+        );
+        let with = |base: &HeaderMap, name, value| {
+            let mut headers = base.clone();
+            headers.insert(name, HeaderValue::from_static(value));
+            headers
+        };
+        let json = with(&base, CONTENT_TYPE, "application/json");
+        let stream = with(&base, ACCEPT, "application/x-ndjson");
+        let stream_json = with(&json, ACCEPT, "application/x-ndjson");
+        Templates {
+            plain: Arc::new(base),
+            json: Arc::new(json),
+            stream: Arc::new(stream),
+            stream_json: Arc::new(stream_json),
+        }
+    }
+
+    fn pick(&self, json: bool, streaming: bool) -> &Arc<HeaderMap> {
+        match (json, streaming) {
+            (false, false) => &self.plain,
+            (true, false) => &self.json,
+            (false, true) => &self.stream,
+            (true, true) => &self.stream_json,
+        }
     }
 }
 

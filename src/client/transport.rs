@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
 use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,6 +22,7 @@ use tower_service::Service;
 
 use super::config::HttpClientConfig;
 use super::{BodyError, BodyTooLarge, Counters};
+use crate::request_id::X_REQUEST_ID;
 use crate::{BoxError, ConfigError};
 
 #[cfg(feature = "rustls")]
@@ -33,6 +35,26 @@ pub(crate) type HyperClient = Client<Connector, Full<Bytes>>;
 /// Put in a request's extensions to get the body back unread.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Streaming;
+
+/// The body of a request in the client's stack: the bytes to send, and what the
+/// transport builds each attempt's headers from. The request's own header map
+/// stays empty, so the copy the retry layer keeps for later attempts costs a few
+/// reference counts, not a header map.
+#[derive(Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) body: Bytes,
+    /// The client's template for this kind of request, shared.
+    pub(crate) headers: Arc<HeaderMap>,
+    /// Headers set on this request alone.
+    pub(crate) extra: Option<Arc<HeaderMap>>,
+    pub(crate) id: HeaderValue,
+}
+
+impl crate::retry::ReplayBody for Outgoing {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
 
 /// A response body: read in full inside the attempt, or left to the caller.
 pub(crate) enum ClientBody {
@@ -163,7 +185,7 @@ impl fmt::Debug for Transport {
     }
 }
 
-impl Service<http::Request<Full<Bytes>>> for Transport {
+impl Service<http::Request<Outgoing>> for Transport {
     type Response = http::Response<ClientBody>;
     type Error = BoxError;
     type Future = TransportFuture;
@@ -174,9 +196,24 @@ impl Service<http::Request<Full<Bytes>>> for Transport {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+    fn call(&mut self, req: http::Request<Outgoing>) -> Self::Future {
         let inner = &*self.inner;
         inner.counters.count_attempt();
+        let (mut parts, outgoing) = req.into_parts();
+        let mut headers = HeaderMap::clone(&outgoing.headers);
+        if let Some(extra) = &outgoing.extra {
+            for (name, value) in extra.iter() {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        // Headers a layer above put on the request itself.
+        if !parts.headers.is_empty() {
+            headers.extend(std::mem::take(&mut parts.headers));
+        }
+        // The request's ID wins over any header of the same name.
+        headers.insert(X_REQUEST_ID, outgoing.id);
+        parts.headers = headers;
+        let req = http::Request::from_parts(parts, Full::new(outgoing.body));
         let streaming = req.extensions().get::<Streaming>().is_some();
         tracing::debug!(method = %req.method(), uri = %req.uri(), "sending attempt");
         TransportFuture {
