@@ -7,7 +7,8 @@
 //! pinned to separate cores when there are two (`STACK_PIN=0` turns that off).
 //!
 //! `cargo bench --bench stack` (set `STACK_SECS` and `STACK_ROUNDS` to change the
-//! run length, default 2 s and 5 rounds).
+//! run length, default 0.5 s and 20 rounds: on a noisy machine, many short
+//! pairs give a steadier median than a few long ones).
 
 mod common;
 
@@ -88,11 +89,11 @@ fn main() {
     let secs: f64 = std::env::var("STACK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
+        .unwrap_or(0.5);
     let rounds: usize = std::env::var("STACK_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
+        .unwrap_or(20)
         .max(1);
     let server = ServerChild::spawn();
     // After the spawn: the child pins itself to core 1.
