@@ -927,7 +927,7 @@ fn _assert_send_sync() {
 
 fn _assert_send() {
     fn is<T: Send>() {}
-    // `tokio::spawn(client.post(..).send())` must keep working.
+    // A task that awaits a request must stay spawnable.
     is::<Pending<'static>>();
     is::<RequestBuilder<'static>>();
 }
