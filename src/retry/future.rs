@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::{Backoff, ReplayRequest, RetryConfig, SharedBudget};
+use super::{Backoff, ReplayRequest, RetryConfig};
 use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open};
 
 /// What a future needs to send its request again.
@@ -17,8 +17,7 @@ pub(super) struct Replay<S, Req> {
     pub(super) service: S,
     pub(super) request: Option<Req>,
     pub(super) backoff: Backoff,
-    pub(super) budget: Option<SharedBudget>,
-    pub(super) stats: std::sync::Arc<super::RetryStats>,
+    pub(super) shared: std::sync::Arc<super::Shared>,
 }
 
 pin_project! {
@@ -104,7 +103,7 @@ where
                     );
                     *this.retries += 1;
                     if let Some(replay) = this.replay.as_ref() {
-                        replay.stats.count_retry();
+                        replay.shared.stats.count_retry();
                     }
                     this.state.set(State::Sleeping {
                         sleep: tokio::time::sleep(delay),
@@ -177,9 +176,9 @@ fn decide<T, E: 'static, S, Req>(
         }
         delay = delay.max(retry_after);
     }
-    if let Some(budget) = &replay.budget {
+    if let Some(budget) = &replay.shared.budget {
         if !budget.withdraw() {
-            replay.stats.count_budget_exhausted();
+            replay.shared.stats.count_budget_exhausted();
             tracing::warn!(
                 attempt,
                 "attempt {attempt}/{total}: retry budget exhausted; not retrying"

@@ -272,11 +272,21 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
         RetryService {
             inner,
             config: self.config,
-            budget: self.budget.clone(),
-            stats: self.stats.clone(),
+            shared: Arc::new(Shared {
+                budget: self.budget.clone(),
+                stats: self.stats.clone(),
+            }),
             classifier: self.classifier.clone(),
         }
     }
+}
+
+/// The budget and counters of one service and its clones, behind one reference
+/// count: a clone of the service, and each call's handle for its retries, bump
+/// one count instead of two.
+pub(crate) struct Shared {
+    pub(crate) budget: Option<SharedBudget>,
+    pub(crate) stats: Arc<RetryStats>,
 }
 
 impl<C: fmt::Debug> fmt::Debug for RetryLayer<C> {
@@ -303,8 +313,7 @@ impl<C: fmt::Debug> fmt::Debug for RetryLayer<C> {
 pub struct RetryService<S, C = ErrorsAreFailures> {
     inner: S,
     config: RetryConfig,
-    budget: Option<SharedBudget>,
-    stats: Arc<RetryStats>,
+    shared: Arc<Shared>,
     classifier: C,
 }
 
@@ -341,7 +350,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = &self.shared.budget {
             budget.deposit();
         }
         // Copy the request only when a retry is possible at all.
@@ -352,8 +361,7 @@ where
                 service: self.inner.clone(),
                 request: Some(request),
                 backoff: self.config.backoff(),
-                budget: self.budget.clone(),
-                stats: self.stats.clone(),
+                shared: self.shared.clone(),
             })
         } else {
             None
