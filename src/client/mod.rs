@@ -56,7 +56,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
 use serde::Serialize;
-use tower::{Service, ServiceBuilder};
+use tower::util::Oneshot;
+use tower::{ServiceBuilder, ServiceExt};
 
 use crate::circuit_breaker::{CircuitBreakerService, CircuitState};
 use crate::classify::HttpClassifier;
@@ -78,8 +79,6 @@ type Stack = CircuitBreakerService<
 >;
 
 type StackRequest = http::Request<Outgoing>;
-
-type StackFuture = <Stack as Service<StackRequest>>::Future;
 
 /// A resilient HTTP client for one provider; see the [module documentation](self).
 ///
@@ -649,9 +648,8 @@ pin_project! {
     enum ExecState<'a> {
         // Not polled yet. Empty once `start` has failed.
         Start { builder: Option<RequestBuilder<'a>> },
-        // A clone of the client's stack and the request, until the stack is ready.
-        Ready { ready: Option<(Stack, StackRequest)> },
-        Called { #[pin] future: StackFuture },
+        // tower's ready-then-call, on a clone of the client's stack.
+        Called { #[pin] future: Oneshot<Stack, StackRequest> },
         Done,
     }
 }
@@ -687,17 +685,7 @@ impl Future for Exec<'_> {
                     *this.id = Some(started.id);
                     *this.span = started.span;
                     *this.in_flight = Some(started.in_flight);
-                    let ready = Some((client.inner.stack.clone(), started.request));
-                    this.state.set(ExecState::Ready { ready });
-                }
-                ExecProj::Ready { ready } => {
-                    let _entered = this.span.enter();
-                    let (stack, _) = ready.as_mut().expect(POLLED_AFTER_COMPLETION);
-                    if let Err(e) = ready!(stack.poll_ready(cx)) {
-                        break Err(e);
-                    }
-                    let (mut stack, request) = ready.take().expect(POLLED_AFTER_COMPLETION);
-                    let future = stack.call(request);
+                    let future = client.inner.stack.clone().oneshot(started.request);
                     this.state.set(ExecState::Called { future });
                 }
                 ExecProj::Called { future } => {
