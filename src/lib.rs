@@ -156,8 +156,6 @@ mod telemetry_names {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) const FAILURES: &str = "stache_failures_total";
 }
-#[cfg(test)]
-mod test_util;
 pub mod timeout;
 
 pub use crate::builder::ServiceBuilderExt;

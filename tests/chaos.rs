@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,11 +13,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use stache_resilience::{CircuitState, ErrorKind, HttpClient, HttpClientConfig};
+use support::{Loopback, http1};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// What the chaotic server counts.
 #[derive(Default)]
@@ -36,14 +36,11 @@ enum Act {
     Stall,
 }
 
-async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> Loopback {
     let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)));
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (chaos, rng) = (chaos.clone(), rng.clone());
-            tokio::spawn(async move {
+    Loopback::start(move |stream| {
+        let (chaos, rng) = (chaos.clone(), rng.clone());
+        async move {
                 let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                     let (chaos, rng) = (chaos.clone(), rng.clone());
                     async move {
@@ -88,39 +85,44 @@ async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> (SocketAddr, tokio::task:
                         }
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+                http1(stream, svc).await;
         }
-    });
-    (addr, task)
+    })
+    .await
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// A global subscriber recording the breaker's transitions (the soak runs on
-/// several worker threads).
-fn transitions_recorder() -> Arc<Mutex<Vec<(u64, String, String)>>> {
-    use tracing_subscriber::layer::SubscriberExt;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let layer = support::TransitionLayer(seen.clone());
-    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
-    seen
+/// This process's TCP sockets to or from `port` that are still open (owned by an
+/// fd: sockets in TIME_WAIT have inode 0). Counting only the soak's own port
+/// keeps the count free of the sockets of tests running beside it.
+fn open_sockets(port: u16) -> usize {
+    let port = format!(":{port:04X}");
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .map(|text| {
+            text.lines()
+                .skip(1)
+                .filter(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    cols.len() > 9
+                        && (cols[1].ends_with(&port) || cols[2].ends_with(&port))
+                        && cols[9] != "0"
+                })
+                .count()
+        })
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     const CALLERS: usize = 64;
     const CALLS_EACH: usize = 320; // 20,480 calls
-    let transitions = transitions_recorder();
-    let fds_before = open_fds();
+    // The soak runs on worker threads: its tasks carry the capture's span.
+    let logs = support::capture_logs();
+    let _on = logs.install();
     let chaos = Arc::new(Chaos::default());
-    let (addr, server) = chaos_server(chaos.clone(), 7).await;
+    let server = chaos_server(chaos.clone(), 7).await;
+    let addr = server.addr;
 
     let mut config = HttpClientConfig::new(format!("http://{addr}"));
     config.max_retries = 3;
@@ -151,7 +153,7 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     let callers: Vec<_> = (0..CALLERS)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move {
+            let caller = async move {
                 let mut tally: HashMap<&'static str, u64> = HashMap::new();
                 for _ in 0..CALLS_EACH {
                     let kind = match client.post("/embeddings", &json!({"input": ["x"]})).await {
@@ -174,7 +176,8 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
                     }
                 }
                 tally
-            })
+            };
+            tokio::spawn(caller.instrument(logs.span()))
         })
         .collect();
     let mut tally: HashMap<&'static str, u64> = HashMap::new();
@@ -224,7 +227,7 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     assert_eq!(stats.requests, total);
 
     // The breaker's transitions form one valid chain.
-    let mut seen = transitions.lock().unwrap().clone();
+    let mut seen = support::transitions(&logs.events());
     seen.sort();
     assert!(seen.len() >= 3, "{seen:?}");
     let mut state = "closed".to_owned();
@@ -246,18 +249,17 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     }
 
     // Nothing left open once the client and the server are gone.
+    assert!(open_sockets(addr.port()) > 0, "the count sees the listener");
     drop(client);
-    server.abort();
-    let _ = server.await;
+    server.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds() > fds_before && Instant::now() < deadline {
+    while open_sockets(addr.port()) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        open_fds() <= fds_before,
-        "{} fds open, {} before",
-        open_fds(),
-        fds_before
+    assert_eq!(
+        open_sockets(addr.port()),
+        0,
+        "sockets of the soak's port still open"
     );
 }
 
@@ -350,19 +352,11 @@ async fn a_server_that_dies_and_comes_back_is_used_again_without_a_restart() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serve = |listener: TcpListener| {
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req: hyper::Request<Incoming>| async {
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                            b"{}",
-                        ))))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        Loopback::serve(listener, |stream| {
+            let svc = hyper::service::service_fn(|_req: hyper::Request<Incoming>| async {
+                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{}"))))
+            });
+            http1(stream, svc)
         })
     };
     let server = serve(listener);
@@ -377,8 +371,7 @@ async fn a_server_that_dies_and_comes_back_is_used_again_without_a_restart() {
     client.get("/").await.unwrap();
 
     // Down: the port refuses connections.
-    server.abort();
-    let _ = server.await;
+    server.shutdown().await;
     for _ in 0..2 {
         assert!(client.get("/").await.unwrap_err().is_connect());
     }
@@ -400,5 +393,5 @@ async fn a_server_that_dies_and_comes_back_is_used_again_without_a_restart() {
         recovered < Duration::from_millis(50 + 100),
         "recovery took {recovered:?}: more than one breaker timeout plus a probe"
     );
-    server.abort();
+    drop(server);
 }

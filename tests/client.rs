@@ -151,10 +151,7 @@ async fn a_connection_closed_without_an_answer_is_retried_then_reported() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_connect_error() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = support::server::closed_port();
     let client = HttpClient::new(config(&format!("http://127.0.0.1:{port}"))).unwrap();
     let err = client.get("/").await.unwrap_err();
     assert!(err.is_connect(), "{err:?}");

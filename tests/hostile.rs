@@ -7,54 +7,28 @@ use std::time::Duration;
 
 use serde_json::json;
 use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use test_support::server::{Loopback, read_request};
+use tokio::io::AsyncWriteExt;
 
 /// Answers every request with `answer`, byte for byte, then closes the
 /// connection. Counts the requests it read.
-async fn raw_server(answer: Vec<u8>) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+async fn raw_server(answer: Vec<u8>) -> (Loopback, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let answer = Arc::new(answer);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let (answer, counter) = (answer.clone(), counter.clone());
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                // Read the head and the (small) body.
-                loop {
-                    let Ok(n) = stream.read(&mut buf).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request);
-                    if let Some(head_end) = text.find("\r\n\r\n") {
-                        let length = text[..head_end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if request.len() >= head_end + 4 + length {
-                            break;
-                        }
-                    }
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let _ = stream.write_all(&answer).await;
-                let _ = stream.shutdown().await;
-            });
+    let server = Loopback::start(move |mut stream| {
+        let (answer, counter) = (answer.clone(), counter.clone());
+        async move {
+            if read_request(&mut stream).await.is_none() {
+                return;
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(&answer).await;
+            let _ = stream.shutdown().await;
         }
-    });
-    (url, hits)
+    })
+    .await;
+    (server, hits)
 }
 
 fn client(url: &str) -> HttpClient {
@@ -67,28 +41,28 @@ fn client(url: &str) -> HttpClient {
 
 #[tokio::test]
 async fn a_truncated_chunked_body_is_a_body_error_and_is_retried() {
-    let (url, hits) =
+    let (server, hits) =
         raw_server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec())
             .await;
-    let err = client(&url).post("/x", &json!({})).await.unwrap_err();
+    let err = client(&server.url()).post("/x", &json!({})).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Body, "{err:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 4, "broken bodies are retried");
 }
 
 #[tokio::test]
 async fn a_content_length_that_lies_is_a_body_error() {
-    let (url, hits) =
+    let (server, hits) =
         raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this".to_vec()).await;
-    let err = client(&url).get("/x").await.unwrap_err();
+    let err = client(&server.url()).get("/x").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Body, "{err:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
 async fn a_made_up_status_is_a_status_error_and_counts_as_a_failure() {
-    let (url, hits) =
+    let (server, hits) =
         raw_server(b"HTTP/1.1 599 Made Up\r\ncontent-length: 5\r\n\r\noops!".to_vec()).await;
-    let client = client(&url);
+    let client = client(&server.url());
     let err = client.get("/x").await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(599));
     assert_eq!(err.body_text(), Some("oops!"));
@@ -98,8 +72,8 @@ async fn a_made_up_status_is_a_status_error_and_counts_as_a_failure() {
 
 #[tokio::test]
 async fn a_broken_status_line_is_a_transport_error() {
-    let (url, _) = raw_server(b"HTTP/1.1 abc nonsense\r\n\r\n".to_vec()).await;
-    let err = client(&url).get("/x").await.unwrap_err();
+    let (server, _) = raw_server(b"HTTP/1.1 abc nonsense\r\n\r\n".to_vec()).await;
+    let err = client(&server.url()).get("/x").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transport, "{err:?}");
 }
 
@@ -108,8 +82,8 @@ async fn a_header_bomb_is_refused_without_buffering_it() {
     let mut answer = b"HTTP/1.1 200 OK\r\nx-bomb: ".to_vec();
     answer.extend(std::iter::repeat_n(b'a', 2 * 1024 * 1024));
     answer.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
-    let (url, _) = raw_server(answer).await;
-    let err = client(&url).get("/x").await.unwrap_err();
+    let (server, _) = raw_server(answer).await;
+    let err = client(&server.url()).get("/x").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transport, "{err:?}");
 }
 
@@ -119,8 +93,8 @@ async fn odd_retry_after_values_are_ignored_or_capped() {
     for value in ["-5", "soon", "1.5", "Wed, 99 Oct 2015 07:28:00 GMT"] {
         let answer =
             format!("HTTP/1.1 503 Busy\r\nretry-after: {value}\r\ncontent-length: 0\r\n\r\n");
-        let (url, hits) = raw_server(answer.into_bytes()).await;
-        let err = client(&url).get("/x").await.unwrap_err();
+        let (server, hits) = raw_server(answer.into_bytes()).await;
+        let err = client(&server.url()).get("/x").await.unwrap_err();
         assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
         assert_eq!(err.retry_after(), None, "{value}");
         assert_eq!(hits.load(Ordering::SeqCst), 4, "{value}: retried as usual");
@@ -128,14 +102,14 @@ async fn odd_retry_after_values_are_ignored_or_capped() {
     // Huge: more than the cap, so the answer is returned at once.
     let answer =
         b"HTTP/1.1 429 Slow\r\nretry-after: 99999999999999999999999\r\ncontent-length: 0\r\n\r\n";
-    let (url, hits) = raw_server(answer.to_vec()).await;
-    let err = client(&url).get("/x").await.unwrap_err();
+    let (server, hits) = raw_server(answer.to_vec()).await;
+    let err = client(&server.url()).get("/x").await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::MAX));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // A date in the past: retry now.
     let answer = b"HTTP/1.1 503 Busy\r\nretry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\ncontent-length: 0\r\n\r\n";
-    let (url, hits) = raw_server(answer.to_vec()).await;
-    let err = client(&url).get("/x").await.unwrap_err();
+    let (server, hits) = raw_server(answer.to_vec()).await;
+    let err = client(&server.url()).get("/x").await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::ZERO));
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
@@ -160,8 +134,8 @@ async fn bodies_in_many_chunks_are_read_whole_and_in_order() {
         .map(|i| vec![b'a' + i % 26; usize::from(i) + 1])
         .collect();
     let expected: Vec<u8> = pieces.concat();
-    let (url, _) = raw_server(chunked(&pieces)).await;
-    let response = client(&url).post("/x", &json!({})).await.unwrap();
+    let (server, _) = raw_server(chunked(&pieces)).await;
+    let response = client(&server.url()).post("/x", &json!({})).await.unwrap();
     assert_eq!(response.bytes().as_ref(), expected.as_slice());
 
     // A body with a length, large enough to arrive in several reads.
@@ -169,8 +143,8 @@ async fn bodies_in_many_chunks_are_read_whole_and_in_order() {
     let mut answer =
         format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", big.len()).into_bytes();
     answer.extend_from_slice(&big);
-    let (url, _) = raw_server(answer).await;
-    let response = client(&url).post("/x", &json!({})).await.unwrap();
+    let (server, _) = raw_server(answer).await;
+    let response = client(&server.url()).post("/x", &json!({})).await.unwrap();
     assert_eq!(response.bytes().len(), big.len());
     assert!(
         response.bytes().as_ref() == big.as_slice(),
@@ -178,9 +152,9 @@ async fn bodies_in_many_chunks_are_read_whole_and_in_order() {
     );
 
     // An empty body, chunked or not.
-    let (url, _) = raw_server(chunked(&[])).await;
+    let (server, _) = raw_server(chunked(&[])).await;
     assert!(
-        client(&url)
+        client(&server.url())
             .post("/x", &json!({}))
             .await
             .unwrap()
@@ -199,19 +173,19 @@ async fn a_body_over_the_limit_is_refused_whether_its_length_is_known_or_not() {
     // Announced: refused at the header, not retried.
     let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 101\r\n\r\n".to_vec();
     answer.extend_from_slice(&[b'x'; 101]);
-    let (url, hits) = raw_server(answer).await;
-    let err = limited(&url).post("/x", &json!({})).await.unwrap_err();
+    let (server, hits) = raw_server(answer).await;
+    let err = limited(&server.url()).post("/x", &json!({})).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Body, "{err:?}");
     assert!(err.to_string().contains("max_response_bytes"), "{err}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // Chunked: refused once the chunks add up to more than the limit.
-    let (url, _) = raw_server(chunked(&[vec![b'x'; 60], vec![b'y'; 41]])).await;
-    let err = limited(&url).post("/x", &json!({})).await.unwrap_err();
+    let (server, _) = raw_server(chunked(&[vec![b'x'; 60], vec![b'y'; 41]])).await;
+    let err = limited(&server.url()).post("/x", &json!({})).await.unwrap_err();
     assert!(err.to_string().contains("max_response_bytes"), "{err}");
 
     // Exactly at the limit is fine.
-    let (url, _) = raw_server(chunked(&[vec![b'x'; 60], vec![b'y'; 40]])).await;
-    let response = limited(&url).post("/x", &json!({})).await.unwrap();
+    let (server, _) = raw_server(chunked(&[vec![b'x'; 60], vec![b'y'; 40]])).await;
+    let response = limited(&server.url()).post("/x", &json!({})).await.unwrap();
     assert_eq!(response.bytes().len(), 100);
 }

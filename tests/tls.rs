@@ -8,22 +8,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
-use tokio::net::TcpListener;
+use test_support::server::{Loopback, http1};
 
 struct TlsServer {
     url: String,
     cert_pem: String,
     hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Loopback,
 }
 
 async fn tls_server() -> TlsServer {
@@ -40,36 +33,31 @@ async fn tls_server() -> TlsServer {
         .with_single_cert(vec![cert_der], key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, counter) = (acceptor.clone(), counter.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(move |_req| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    async {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::from_static(br#"{"secure":true}"#),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
+    let server = Loopback::start(move |tcp| {
+        let (acceptor, counter) = (acceptor.clone(), counter.clone());
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let svc = hyper::service::service_fn(move |_req| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(br#"{"secure":true}"#),
+                    )))
+                }
             });
+            http1(tls, svc).await;
         }
-    });
+    })
+    .await;
     TlsServer {
-        url: format!("https://{addr}"),
+        url: format!("https://{}", server.addr),
         cert_pem: certified.cert.pem(),
         hits,
-        task,
+        _server: server,
     }
 }
 

@@ -9,7 +9,7 @@ use tower::{Service, ServiceExt};
 use tracing::Level;
 
 use super::*;
-use crate::test_util::Collector;
+use test_support::Capture;
 
 fn breaker(threshold: u32, timeout_secs: u64, half_open: u32) -> CircuitBreaker {
     CircuitBreaker::new(CircuitBreakerConfig {
@@ -153,7 +153,7 @@ fn zero_counts_are_raised_to_one_and_reported_by_validate() {
 
 #[tokio::test(start_paused = true)]
 async fn each_transition_emits_one_event_warn_on_open_info_otherwise() {
-    let collector = Collector::default();
+    let collector = Capture::new();
     let _guard = collector.install();
     let cb = breaker(1, 5, 1);
     cb.record_failure(); // closed -> open
@@ -359,7 +359,7 @@ fn eight_threads_never_break_the_state_machine() {
         timeout: Duration::ZERO,
         half_open_max_calls: HALF_OPEN,
     });
-    let collector = Collector::default();
+    let collector = Capture::new();
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let (cb, collector) = (cb.clone(), collector.clone());

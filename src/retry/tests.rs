@@ -10,7 +10,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 
 use super::*;
 use crate::classify::{HttpClassifier, Outcome};
-use crate::test_util::Collector;
+use test_support::Capture;
 use crate::{BoxError, CircuitOpen};
 use tower::retry::budget::TpsBudget;
 
@@ -222,7 +222,7 @@ async fn a_body_that_cannot_be_replayed_is_sent_once() {
 
 #[tokio::test(start_paused = true)]
 async fn every_attempt_carries_the_same_request_and_retries_are_logged_in_the_span() {
-    let collector = Collector::default();
+    let collector = Capture::new();
     let _guard = collector.install();
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let seen = bodies.clone();
