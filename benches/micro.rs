@@ -8,8 +8,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use stache_resilience::request_id::RequestId;
 use stache_resilience::retry::{Jitter, RetryConfig};
-use stache_resilience::{HttpClient, HttpClientConfig, RequestId};
+use stache_resilience::{HttpClient, HttpClientConfig};
 
 fn bench_backoff(c: &mut Criterion) {
     let mut group = c.benchmark_group("backoff");

@@ -24,9 +24,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use stache_resilience::request_id::{MakeShortRequestId, X_REQUEST_ID};
-use stache_resilience::{HttpClient, HttpClientConfig, RequestId, ServiceRegistry};
+use stache_resilience::request_id::MakeShortRequestId;
+use stache_resilience::request_id::RequestId;
+use stache_resilience::{HttpClient, HttpClientConfig, ServiceRegistry};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+
+/// The header the request ID travels in, both ways.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 #[derive(Clone)]
 pub struct AppState {

@@ -75,7 +75,7 @@ pub async fn generate_with_fallback(
     }
 }
 
-fn text(response: stache_resilience::Response) -> Result<String, Error> {
+fn text(response: stache_resilience::client::Response) -> Result<String, Error> {
     let value: serde_json::Value = response.json()?;
     Ok(value["text"].as_str().unwrap_or_default().to_owned())
 }

@@ -1,4 +1,4 @@
-//! A blocking facade over [`HttpClient`](crate::HttpClient), for programs
+//! A blocking facade over [`HttpClient`](AsyncClient), for programs
 //! without an async runtime (the way `reqwest::blocking` works).
 //!
 //! The client owns a small Tokio runtime; every method blocks the calling thread
@@ -25,14 +25,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::circuit_breaker::CircuitBreaker;
+use crate::client::{
+    ClientStats, HttpClient as AsyncClient, HttpClientConfig, Response,
+    StreamResponse as AsyncStream,
+};
 use crate::error::{Error, ErrorKind};
-use crate::{CircuitBreaker, ClientStats, HttpClientConfig, Response};
 
 /// A blocking client for one provider. Cheap to clone; clones share the pool,
 /// breaker and runtime.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: crate::HttpClient,
+    client: AsyncClient,
     runtime: Arc<tokio::runtime::Runtime>,
 }
 
@@ -43,12 +47,12 @@ impl HttpClient {
     ///
     /// A configuration error, or an error if the runtime cannot start.
     pub fn new(config: HttpClientConfig) -> Result<Self, Error> {
-        Self::from_async(crate::HttpClient::new(config)?)
+        Self::from_async(AsyncClient::new(config)?)
     }
 
     /// Wraps an async client (for example one from a
     /// [`ServiceRegistry`](crate::ServiceRegistry)), sharing its pool and breaker.
-    pub fn from_async(client: crate::HttpClient) -> Result<Self, Error> {
+    pub fn from_async(client: AsyncClient) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("stache-resilience-blocking")
@@ -124,7 +128,7 @@ impl HttpClient {
     }
 
     /// The async client underneath.
-    pub fn as_async(&self) -> &crate::HttpClient {
+    pub fn as_async(&self) -> &AsyncClient {
         &self.client
     }
 }
@@ -139,7 +143,7 @@ impl fmt::Debug for HttpClient {
 
 /// A blocking stream of NDJSON lines; also an [`Iterator`] of lines.
 pub struct StreamResponse {
-    inner: crate::StreamResponse,
+    inner: AsyncStream,
     runtime: Arc<tokio::runtime::Runtime>,
 }
 
@@ -155,7 +159,7 @@ impl StreamResponse {
     }
 
     /// The async stream underneath.
-    pub fn as_async(&self) -> &crate::StreamResponse {
+    pub fn as_async(&self) -> &AsyncStream {
         &self.inner
     }
 }

@@ -5,9 +5,10 @@ use std::time::Duration;
 use tower::ServiceBuilder;
 use tower::layer::util::Stack;
 
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+use crate::request_id::RequestIdLayer;
 use crate::retry::{RetryConfig, RetryLayer};
 use crate::timeout::TimeoutLayer;
-use crate::{CircuitBreaker, CircuitBreakerLayer, RequestIdLayer};
 
 mod sealed {
     pub trait Sealed<L> {}
@@ -80,7 +81,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     ) -> ServiceBuilder<Stack<RetryLayer<C>, L>>;
 
     /// Bounds each call by `default`, unless the request carries a
-    /// [`RequestTimeout`](crate::RequestTimeout); see [`TimeoutLayer`].
+    /// [`RequestTimeout`](crate::timeout::RequestTimeout); see [`TimeoutLayer`].
     fn attempt_timeout(self, default: Duration) -> ServiceBuilder<Stack<TimeoutLayer, L>>;
 }
 

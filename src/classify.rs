@@ -12,7 +12,7 @@
 //! | other 4xx | no | no: the caller's mistake |
 //! | transport error (refused, reset, DNS, TLS) | yes | yes |
 //! | attempt timeout ([`Elapsed`](crate::timeout::Elapsed)) | yes | yes |
-//! | pool timeout ([`PoolTimeout`](crate::pool::PoolTimeout)) | no | no: local congestion |
+//! | pool timeout ([`PoolTimeout`]) | no | no: local congestion |
 //! | [`CircuitOpen`] | never | no |
 //! | future dropped by the caller | – | no, and held slots are freed |
 //!
@@ -45,8 +45,9 @@ use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 
-use crate::BoxError;
-use crate::circuit_breaker::{CircuitOpen, Verdict};
+use crate::error::{BodyTooLarge, BoxError, CircuitOpen, Error, PoolTimeout, chain};
+
+pub use crate::retry_after::parse_retry_after;
 
 /// What one call's result means to the retry layer and the circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +95,15 @@ impl Outcome {
         }
     }
 
-    pub(crate) const fn verdict(&self) -> Verdict {
+    /// The `outcome` label of an attempt in the metrics.
+    #[cfg(feature = "metrics")]
+    pub(crate) const fn label(&self) -> &'static str {
         match self {
-            Outcome::Success | Outcome::ClientError | Outcome::Throttled { .. } => Verdict::Success,
-            Outcome::Failure { .. } => Verdict::Failure,
-            Outcome::Ignored => Verdict::Ignore,
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::Throttled { .. } => "throttled",
+            Outcome::Failure { .. } => "failure",
+            _ => "ignored",
         }
     }
 }
@@ -130,7 +135,7 @@ where
 
 /// The default classifier: every `Ok` is a success, every `Err` a retryable
 /// failure — except the errors that say nothing about the service
-/// ([`CircuitOpen`], [`PoolTimeout`](crate::pool::PoolTimeout)), which are
+/// ([`CircuitOpen`], [`PoolTimeout`]), which are
 /// [`Outcome::Ignored`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ErrorsAreFailures;
@@ -191,9 +196,7 @@ pub fn classify_error<E: 'static>(error: &E) -> Outcome {
     match as_std_error(error) {
         Some(error) if says_nothing_about_service(error) => Outcome::Ignored,
         // The service answered; a second try would be just as large.
-        Some(error) if chain(error).any(|e| e.is::<crate::client::BodyTooLarge>()) => {
-            Outcome::ClientError
-        }
+        Some(error) if chain(error).any(|e| e.is::<BodyTooLarge>()) => Outcome::ClientError,
         _ => Outcome::Failure { retry_after: None },
     }
 }
@@ -204,7 +207,7 @@ pub(crate) fn is_circuit_open<E: 'static>(error: &E) -> bool {
 }
 
 fn says_nothing_about_service(error: &(dyn StdError + 'static)) -> bool {
-    chain(error).any(|e| e.is::<CircuitOpen>() || e.is::<crate::pool::PoolTimeout>())
+    chain(error).any(|e| e.is::<CircuitOpen>() || e.is::<PoolTimeout>())
 }
 
 /// Views a value of an unknown error type as a `dyn Error`, for the types a
@@ -214,53 +217,16 @@ fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn StdError + 'static)> {
     if let Some(boxed) = any.downcast_ref::<BoxError>() {
         return Some(&**boxed);
     }
-    if let Some(e) = any.downcast_ref::<crate::Error>() {
+    if let Some(e) = any.downcast_ref::<Error>() {
         return Some(e);
     }
     if let Some(e) = any.downcast_ref::<CircuitOpen>() {
         return Some(e);
     }
-    if let Some(e) = any.downcast_ref::<crate::pool::PoolTimeout>() {
+    if let Some(e) = any.downcast_ref::<PoolTimeout>() {
         return Some(e);
     }
     None
-}
-
-/// Iterates over an error and its sources.
-pub(crate) fn chain<'a>(
-    error: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |e: &&'a (dyn StdError + 'static)| {
-        (*e).source()
-    })
-}
-
-/// Parses a `Retry-After` header value: delta-seconds (`120`) or an HTTP-date
-/// (`Wed, 21 Oct 2015 07:28:00 GMT`), relative to `now`.
-///
-/// A date in the past gives zero. A number too large for a `u64` gives
-/// [`Duration::MAX`], so it is over any cap. Anything else (negative numbers,
-/// fractions, garbage) gives `None` and is ignored.
-///
-/// ```
-/// use std::time::{Duration, SystemTime};
-/// use http::HeaderValue;
-/// use stache_resilience::classify::parse_retry_after;
-///
-/// let now = SystemTime::now();
-/// assert_eq!(parse_retry_after(&HeaderValue::from_static("2"), now), Some(Duration::from_secs(2)));
-/// assert_eq!(parse_retry_after(&HeaderValue::from_static("-1"), now), None);
-/// ```
-pub fn parse_retry_after(value: &http::HeaderValue, now: SystemTime) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(
-            text.parse::<u64>()
-                .map_or(Duration::MAX, Duration::from_secs),
-        );
-    }
-    let when = httpdate::parse_http_date(text).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -309,31 +275,6 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_parses_both_forms_and_rejects_garbage() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_000);
-        let parse = |s: &'static str| parse_retry_after(&HeaderValue::from_static(s), now);
-        assert_eq!(parse("0"), Some(Duration::ZERO));
-        assert_eq!(parse(" 120 "), Some(Duration::from_secs(120)));
-        assert_eq!(parse("99999999999999999999999"), Some(Duration::MAX));
-        // 2015-10-21 07:28:00 UTC is 1_445_412_480 s after the epoch.
-        assert_eq!(
-            parse("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::from_secs(480))
-        );
-        assert_eq!(parse("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
-        for garbage in [
-            "-5",
-            "1.5",
-            "",
-            "soon",
-            "Wed, 99 Oct 2015 07:28:00 GMT",
-            "+3",
-        ] {
-            assert_eq!(parse(garbage), None, "{garbage:?}");
-        }
-    }
-
-    #[test]
     fn errors_are_failures_except_open_circuit_and_pool_timeout() {
         let io: BoxError = Box::new(std::io::Error::other("reset"));
         assert!(
@@ -348,7 +289,7 @@ mod tests {
         );
         assert!(is_circuit_open(&open));
         assert!(!is_circuit_open(&io));
-        let pool: BoxError = Box::new(crate::pool::PoolTimeout::new(Duration::from_secs(1)));
+        let pool: BoxError = Box::new(PoolTimeout::new(Duration::from_secs(1)));
         assert_eq!(
             ErrorsAreFailures.classify(Err::<&(), _>(&pool)),
             Outcome::Ignored

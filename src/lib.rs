@@ -92,7 +92,7 @@
 //!
 //! **The breaker keeps opening** (calls refused, the state going back and forth
 //! between open and half-open). Check the service itself first; the
-//! `circuit breaker opened` WARN event and [`ClientStats`] show when and how often.
+//! `circuit breaker opened` WARN event and [`ClientStats`](crate::client::ClientStats) show when and how often.
 //! If the service is healthy but slow, calls time out and count as failures:
 //! raise `default_timeout` (or the per-request timeout for the slow calls). If it
 //! fails in bursts it survives, raise `circuit_breaker_threshold` (say 20).
@@ -112,7 +112,7 @@
 //! **Pool exhaustion** ([`Error::is_pool_timeout`]): every one of
 //! `max_connections` slots was busy for `pool_timeout`. Raise `max_connections`
 //! (100), shorten `default_timeout` so that hung calls give their slot back
-//! sooner, and drop [`StreamResponse`]s as soon as you are done with them: a
+//! sooner, and drop [`StreamResponse`](crate::client::StreamResponse)s as soon as you are done with them: a
 //! stream holds its slot until it is dropped.
 //!
 //! # Features
@@ -131,44 +131,53 @@
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The modules by tier, bottom up: each file imports only from its own folder
+// and from lower tiers (tests/structure.rs checks that src/ has no import cycle).
+//
+// Tier 0: leaves.
+mod redact;
+pub mod request_id;
+mod retry_after;
+#[cfg(feature = "serde")]
+mod serde_secs;
+mod sync;
+pub mod telemetry;
+
+// Tier 1: the error types every layer and the classifier share.
+mod error;
+
+// Tier 2: what a result means.
+pub mod classify;
+
+// Tier 3: the layers.
+pub mod circuit_breaker;
+pub mod pool;
+pub mod retry;
+pub mod timeout;
+
+// Tier 4: the client over the layers.
+pub mod client;
+
+// Tier 5: what is built on the client and the layers.
 #[cfg(feature = "blocking")]
 #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking;
 mod builder;
-pub mod circuit_breaker;
-pub mod classify;
-pub mod client;
-mod error;
-pub mod pool;
 pub mod registry;
-pub mod request_id;
-pub mod retry;
-#[cfg(feature = "serde")]
-mod serde_secs;
-mod sync;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub mod telemetry;
-/// Metric names, present whatever the features so that call sites need no cfg.
-mod telemetry_names {
-    pub(crate) const REQUESTS: &str = "stache_requests_total";
-    pub(crate) const BREAKER_REJECTIONS: &str = "stache_breaker_rejections_total";
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) const FAILURES: &str = "stache_failures_total";
-}
-pub mod timeout;
 
+// The handful of names an application writes every day. Everything else has one
+// path, in its module.
 pub use crate::builder::ServiceBuilderExt;
-pub use crate::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen, CircuitState,
-    CircuitStats,
-};
-pub use crate::client::{
-    BodyError, BodyTooLarge, ClientStats, HttpClient, HttpClientConfig, Pending, RequestBuilder,
-    Response, StreamRequestBuilder, StreamResponse,
-};
+#[doc(no_inline)]
+pub use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+#[doc(no_inline)]
+pub use crate::client::{HttpClient, HttpClientConfig};
 pub use crate::error::{BoxError, ConfigError, Error, ErrorKind, MAX_ERROR_BODY_BYTES};
+#[doc(no_inline)]
 pub use crate::registry::ServiceRegistry;
-pub use crate::request_id::{RequestId, RequestIdLayer};
-pub use crate::retry::{RetryConfig, RetryLayer, with_retry, with_retry_blocking};
-pub use crate::timeout::{Elapsed, RequestTimeout, TimeoutLayer};
+#[doc(no_inline)]
+pub use crate::request_id::RequestIdLayer;
+#[doc(no_inline)]
+pub use crate::retry::{RetryConfig, RetryLayer};
+#[doc(no_inline)]
+pub use crate::timeout::TimeoutLayer;

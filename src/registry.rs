@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{OnceLock, PoisonError, RwLock};
 
-use crate::{Error, HttpClient, HttpClientConfig};
+use crate::client::{HttpClient, HttpClientConfig};
+use crate::error::Error;
 
 /// A thread-safe map from provider name to its shared [`HttpClient`].
 ///

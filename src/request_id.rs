@@ -20,7 +20,8 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! use stache_resilience::{RequestId, RequestIdLayer};
+//! use stache_resilience::RequestIdLayer;
+//! use stache_resilience::request_id::RequestId;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! let mut svc = ServiceBuilder::new()
@@ -46,10 +47,10 @@ use tower_service::Service;
 use tracing::instrument::{Instrument, Instrumented};
 
 /// The `x-request-id` header name.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The longest caller-supplied request ID that is kept, in bytes.
-pub const MAX_REQUEST_ID_LEN: usize = 64;
+pub(crate) const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// A request's ID; found in the request's extensions after [`RequestIdLayer`].
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -77,7 +78,7 @@ impl RequestId {
     ///
     /// ```
     /// use http::HeaderValue;
-    /// use stache_resilience::RequestId;
+    /// use stache_resilience::request_id::RequestId;
     /// assert!(RequestId::parse(&HeaderValue::from_static("abc-123")).is_some());
     /// assert!(RequestId::parse(&HeaderValue::from_static("has space")).is_none());
     /// ```
@@ -191,7 +192,8 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        // Already tagged (HttpClient does this, to know the ID it sent): keep it.
+        // Already tagged by a layer above (the same ID in the extensions and in
+        // the header): keep it, so that nested stacks log one ID.
         let tagged = match (
             req.extensions().get::<RequestId>(),
             req.headers().get(X_REQUEST_ID),

@@ -1,4 +1,4 @@
-//! Metrics (feature `metrics`), through the [`metrics`](https://docs.rs/metrics)
+//! The names of the metrics reported with the feature `metrics`, through the [`metrics`](https://docs.rs/metrics)
 //! facade: install any exporter (Prometheus, StatsD, OpenTelemetry) and every
 //! [`HttpClient`](crate::HttpClient) reports these, labelled with `provider` (the
 //! name given to [`ServiceRegistry::get_client`](crate::ServiceRegistry::get_client)
@@ -19,47 +19,17 @@
 //! `request{request_id, method, endpoint, provider}`, and retries and breaker
 //! transitions are events inside it.
 
-use crate::error::ErrorKind;
-
 /// Calls made.
-pub const REQUESTS: &str = crate::telemetry_names::REQUESTS;
+pub const REQUESTS: &str = "stache_requests_total";
 /// Attempts sent.
 pub const ATTEMPTS: &str = "stache_attempts_total";
 /// Retries sent.
 pub const RETRIES: &str = "stache_retries_total";
 /// Calls refused by the open circuit.
-pub const BREAKER_REJECTIONS: &str = crate::telemetry_names::BREAKER_REJECTIONS;
+pub const BREAKER_REJECTIONS: &str = "stache_breaker_rejections_total";
 /// Failed calls, by class.
-pub const FAILURES: &str = crate::telemetry_names::FAILURES;
+pub const FAILURES: &str = "stache_failures_total";
 /// The breaker's state: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "stache_breaker_state";
 /// Seconds per attempt, by outcome.
 pub const ATTEMPT_DURATION: &str = "stache_attempt_duration_seconds";
-
-/// The `outcome` label of a failed call.
-pub(crate) fn failure_class(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::CircuitOpen => "circuit_open",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Connect => "connect",
-        ErrorKind::PoolTimeout => "pool_timeout",
-        ErrorKind::Status => "status",
-        ErrorKind::Transport => "transport",
-        ErrorKind::Body => "body",
-        ErrorKind::Decode => "decode",
-        ErrorKind::Config => "config",
-        ErrorKind::Request => "request",
-    }
-}
-
-/// The `outcome` label of an attempt.
-pub(crate) fn outcome_label(outcome: &crate::classify::Outcome) -> &'static str {
-    use crate::classify::Outcome;
-    match outcome {
-        Outcome::Success => "success",
-        Outcome::ClientError => "client_error",
-        Outcome::Throttled { .. } => "throttled",
-        Outcome::Failure { .. } => "failure",
-        _ => "ignored",
-    }
-}

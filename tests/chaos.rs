@@ -15,7 +15,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use stache_resilience::{CircuitState, ErrorKind, HttpClient, HttpClientConfig};
+use stache_resilience::circuit_breaker::CircuitState;
+use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
 use support::{Loopback, http1};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -41,51 +42,50 @@ async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> Loopback {
     Loopback::start(move |stream| {
         let (chaos, rng) = (chaos.clone(), rng.clone());
         async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                    let (chaos, rng) = (chaos.clone(), rng.clone());
-                    async move {
-                        chaos.attempts.fetch_add(1, Ordering::SeqCst);
-                        let id = req
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned();
-                        *chaos.per_id.lock().unwrap().entry(id).or_default() += 1;
-                        let act = if chaos.down.load(Ordering::SeqCst) {
-                            Act::Unavailable
-                        } else {
-                            match rng.lock().unwrap().random_range(0..100) {
-                                0..60 => Act::Ok,
-                                60..75 => Act::Unavailable,
-                                75..87 => Act::Throttle,
-                                87..97 => Act::Reset,
-                                _ => Act::Stall,
-                            }
-                        };
-                        let response = |status: u16, retry_after: Option<&'static str>| {
-                            let mut res =
-                                hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
-                            *res.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                            if let Some(ra) = retry_after {
-                                res.headers_mut()
-                                    .insert("retry-after", http::HeaderValue::from_static(ra));
-                            }
-                            res
-                        };
-                        match act {
-                            Act::Ok => Ok(response(200, None)),
-                            Act::Unavailable => Ok(response(503, None)),
-                            Act::Throttle => Ok(response(429, Some("0"))),
-                            Act::Reset => Err(std::io::Error::other("reset")),
-                            Act::Stall => {
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                                Ok(response(200, None))
-                            }
+            let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let (chaos, rng) = (chaos.clone(), rng.clone());
+                async move {
+                    chaos.attempts.fetch_add(1, Ordering::SeqCst);
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    *chaos.per_id.lock().unwrap().entry(id).or_default() += 1;
+                    let act = if chaos.down.load(Ordering::SeqCst) {
+                        Act::Unavailable
+                    } else {
+                        match rng.lock().unwrap().random_range(0..100) {
+                            0..60 => Act::Ok,
+                            60..75 => Act::Unavailable,
+                            75..87 => Act::Throttle,
+                            87..97 => Act::Reset,
+                            _ => Act::Stall,
+                        }
+                    };
+                    let response = |status: u16, retry_after: Option<&'static str>| {
+                        let mut res = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
+                        *res.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        if let Some(ra) = retry_after {
+                            res.headers_mut()
+                                .insert("retry-after", http::HeaderValue::from_static(ra));
+                        }
+                        res
+                    };
+                    match act {
+                        Act::Ok => Ok(response(200, None)),
+                        Act::Unavailable => Ok(response(503, None)),
+                        Act::Throttle => Ok(response(429, Some("0"))),
+                        Act::Reset => Err(std::io::Error::other("reset")),
+                        Act::Stall => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            Ok(response(200, None))
                         }
                     }
-                });
-                http1(stream, svc).await;
+                }
+            });
+            http1(stream, svc).await;
         }
     })
     .await

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use stache_resilience::{CircuitState, ErrorKind, HttpClient, HttpClientConfig};
+use stache_resilience::circuit_breaker::CircuitState;
+use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
 use support::{Reply, Server};
 
 /// A config for tests: fast retries, a short per-attempt timeout.

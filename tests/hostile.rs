@@ -44,7 +44,10 @@ async fn a_truncated_chunked_body_is_a_body_error_and_is_retried() {
     let (server, hits) =
         raw_server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec())
             .await;
-    let err = client(&server.url()).post("/x", &json!({})).await.unwrap_err();
+    let err = client(&server.url())
+        .post("/x", &json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Body, "{err:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 4, "broken bodies are retried");
 }
@@ -174,14 +177,20 @@ async fn a_body_over_the_limit_is_refused_whether_its_length_is_known_or_not() {
     let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 101\r\n\r\n".to_vec();
     answer.extend_from_slice(&[b'x'; 101]);
     let (server, hits) = raw_server(answer).await;
-    let err = limited(&server.url()).post("/x", &json!({})).await.unwrap_err();
+    let err = limited(&server.url())
+        .post("/x", &json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Body, "{err:?}");
     assert!(err.to_string().contains("max_response_bytes"), "{err}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // Chunked: refused once the chunks add up to more than the limit.
     let (server, _) = raw_server(chunked(&[vec![b'x'; 60], vec![b'y'; 41]])).await;
-    let err = limited(&server.url()).post("/x", &json!({})).await.unwrap_err();
+    let err = limited(&server.url())
+        .post("/x", &json!({}))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("max_response_bytes"), "{err}");
 
     // Exactly at the limit is fine.

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use stache_resilience::circuit_breaker::{CircuitOpen, CircuitState};
 use stache_resilience::classify::HttpClassifier;
 use stache_resilience::retry::{Jitter, RetryConfig, RetryLayer};
 use stache_resilience::timeout::{Elapsed, RequestTimeout, TimeoutLayer};
 use stache_resilience::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen, CircuitState,
-    RequestIdLayer,
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, RequestIdLayer,
 };
 use support::{Reply, Server};
 use tower::{Service, ServiceBuilder, ServiceExt};

@@ -6,7 +6,8 @@ mod support;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use stache_resilience::{CircuitState, HttpClientConfig, ServiceRegistry};
+use stache_resilience::circuit_breaker::CircuitState;
+use stache_resilience::{HttpClientConfig, ServiceRegistry};
 
 #[test]
 fn sixteen_threads_asking_at_once_share_one_client() {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use stache_resilience::{HttpClient, HttpClientConfig, StreamResponse};
+use stache_resilience::client::StreamResponse;
+use stache_resilience::{HttpClient, HttpClientConfig};
 use support::{Reply, Server};
 
 fn config(url: &str) -> HttpClientConfig {

@@ -6,9 +6,19 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use super::{CircuitOpen, Permit};
-use crate::BoxError;
-use crate::classify::ClassifyOutcome;
+use super::breaker::Verdict;
+use super::permit::Permit;
+use crate::classify::{ClassifyOutcome, Outcome};
+use crate::error::{BoxError, CircuitOpen};
+
+/// What an outcome means to the breaker.
+const fn verdict(outcome: Outcome) -> Verdict {
+    match outcome {
+        Outcome::Success | Outcome::ClientError | Outcome::Throttled { .. } => Verdict::Success,
+        Outcome::Failure { .. } => Verdict::Failure,
+        Outcome::Ignored => Verdict::Ignore,
+    }
+}
 
 pin_project! {
     /// The future returned by
@@ -67,7 +77,7 @@ where
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx));
                 if let Some(permit) = this.permit.take() {
-                    let verdict = this.classifier.classify(result.as_ref()).verdict();
+                    let verdict = verdict(this.classifier.classify(result.as_ref()));
                     permit.settle(verdict);
                 }
                 Poll::Ready(result.map_err(Into::into))

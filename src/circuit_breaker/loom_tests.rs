@@ -7,6 +7,7 @@ use std::time::Duration;
 use loom::thread;
 
 use super::*;
+use crate::circuit_breaker::permit::{Handle, Permit};
 
 fn breaker(threshold: u32, half_open: u32) -> CircuitBreaker {
     CircuitBreaker::new(CircuitBreakerConfig {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::circuit_breaker::permit::{Handle, Permit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {

@@ -8,8 +8,11 @@ use std::time::Duration;
 use tower::{Service, ServiceExt};
 use tracing::Level;
 
-use super::*;
 use test_support::Capture;
+
+use super::*;
+use crate::circuit_breaker::CircuitBreakerLayer;
+use crate::error::CircuitOpen;
 
 fn breaker(threshold: u32, timeout_secs: u64, half_open: u32) -> CircuitBreaker {
     CircuitBreaker::new(CircuitBreakerConfig {
@@ -248,7 +251,7 @@ impl Service<()> for Scripted {
     }
 }
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 #[tokio::test]
 async fn the_layer_rejects_while_open_without_touching_the_inner_service() {

@@ -158,7 +158,7 @@ mod tests {
         fn the_retry_after_parser_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             if let Ok(value) = http::HeaderValue::from_bytes(&bytes) {
                 let now = std::time::SystemTime::now();
-                if let Some(wait) = crate::classify::parse_retry_after(&value, now) {
+                if let Some(wait) = crate::retry_after::parse_retry_after(&value, now) {
                     // Only digits (a count of seconds) or a date parse.
                     let text = value.to_str().unwrap_or_default().trim();
                     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());

@@ -12,11 +12,11 @@ use http_body::Body;
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
-use super::BodyError;
 use super::lines::{LineError, Lines};
-use crate::RequestId;
-use crate::error::{Error, ErrorKind};
+use crate::error::{BodyError, Error, ErrorKind};
 use crate::pool::PoolSlot;
+use crate::redact::Redacted;
+use crate::request_id::RequestId;
 
 /// A 2xx response whose body was read in full during the attempt.
 ///
@@ -96,7 +96,7 @@ impl fmt::Debug for Response {
         f.debug_struct("Response")
             .field("status", &self.status)
             .field("request_id", &self.request_id.as_str())
-            .field("headers", &super::config::Redacted(&self.headers))
+            .field("headers", &Redacted(&self.headers))
             .field("body_len", &self.body.len())
             .finish()
     }
@@ -249,7 +249,7 @@ impl fmt::Debug for StreamResponse {
         f.debug_struct("StreamResponse")
             .field("status", &self.status)
             .field("request_id", &self.request_id.as_str())
-            .field("headers", &super::config::Redacted(&self.headers))
+            .field("headers", &Redacted(&self.headers))
             .finish_non_exhaustive()
     }
 }

@@ -8,9 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
-use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_timeout::TimeoutConnector;
@@ -20,10 +19,16 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::body::ReadBody;
 use super::config::HttpClientConfig;
-use super::{BodyError, BodyTooLarge, Counters};
+use super::stats::Counters;
+#[cfg(feature = "metrics")]
+use crate::classify::{classify_error, classify_response};
+use crate::error::{BoxError, ConfigError};
 use crate::request_id::X_REQUEST_ID;
-use crate::{BoxError, ConfigError};
+use crate::retry::ReplayBody;
+#[cfg(feature = "metrics")]
+use crate::telemetry;
 
 #[cfg(feature = "rustls")]
 type Connector = TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
@@ -50,7 +55,7 @@ pub(crate) struct Outgoing {
     pub(crate) id: HeaderValue,
 }
 
-impl crate::retry::ReplayBody for Outgoing {
+impl ReplayBody for Outgoing {
     fn try_clone_body(&self) -> Option<Self> {
         Some(self.clone())
     }
@@ -282,7 +287,7 @@ fn poll_attempt(
             TransportStateProj::Reading { body, parts } => {
                 let body = ready!(body.poll(cx))?;
                 let Some(parts) = parts.take() else {
-                    return Poll::Ready(Err("transport future polled after completion".into()));
+                    panic!("the transport's future polled after completion");
                 };
                 return Poll::Ready(Ok(http::Response::from_parts(
                     parts,
@@ -290,82 +295,6 @@ fn poll_attempt(
                 )));
             }
         }
-    }
-}
-
-pin_project! {
-    /// Reads a whole body of at most `limit` bytes.
-    ///
-    /// Small answers usually arrive in one chunk, which is kept as it is: no copy
-    /// and no list of chunks. From a second chunk on, the data goes into one
-    /// buffer sized from the body's length when it is known. A `Content-Length`
-    /// over the limit fails before anything is read.
-    pub(crate) struct ReadBody {
-        #[pin]
-        body: Incoming,
-        first: Option<Bytes>,
-        rest: BytesMut,
-        len: usize,
-        limit: usize,
-    }
-}
-
-impl ReadBody {
-    pub(crate) fn new(body: Incoming, limit: usize) -> Self {
-        ReadBody {
-            body,
-            first: None,
-            rest: BytesMut::new(),
-            len: 0,
-            limit,
-        }
-    }
-}
-
-impl Future for ReadBody {
-    type Output = Result<Bytes, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let too_large = |limit| Poll::Ready(Err(Box::new(BodyTooLarge::new(limit)) as BoxError));
-        if *this.len == 0 && this.body.size_hint().lower() > *this.limit as u64 {
-            return too_large(*this.limit);
-        }
-        loop {
-            let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => frame,
-                Some(Err(e)) => return Poll::Ready(Err(Box::new(BodyError::new(e)))),
-                None => break,
-            };
-            // Trailers carry no body bytes.
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if data.is_empty() {
-                continue;
-            }
-            *this.len += data.len();
-            if *this.len > *this.limit {
-                return too_large(*this.limit);
-            }
-            match this.first.take() {
-                None if this.rest.is_empty() => *this.first = Some(data),
-                first => {
-                    if let Some(first) = first {
-                        // What is left to come, when the length is known.
-                        let remaining = usize::try_from(this.body.size_hint().lower()).unwrap_or(0);
-                        let total = this.len.saturating_add(remaining).min(*this.limit);
-                        this.rest.reserve(total.max(*this.len));
-                        this.rest.extend_from_slice(&first);
-                    }
-                    this.rest.extend_from_slice(&data);
-                }
-            }
-        }
-        Poll::Ready(Ok(match this.first.take() {
-            Some(first) => first,
-            None => std::mem::take(this.rest).freeze(),
-        }))
     }
 }
 
@@ -382,7 +311,7 @@ struct AttemptTimer {
 #[cfg(feature = "metrics")]
 impl AttemptTimer {
     fn start(label: Arc<str>) -> Self {
-        ::metrics::counter!(crate::telemetry::ATTEMPTS, "provider" => label.clone()).increment(1);
+        ::metrics::counter!(telemetry::ATTEMPTS, "provider" => label.clone()).increment(1);
         AttemptTimer {
             label,
             started: std::time::Instant::now(),
@@ -392,18 +321,16 @@ impl AttemptTimer {
 
     fn finish(&mut self, result: &Result<http::Response<ClientBody>, BoxError>) {
         let outcome = match result {
-            Ok(response) => {
-                crate::classify::classify_response(response.status(), response.headers())
-            }
-            Err(error) => crate::classify::classify_error(error),
+            Ok(response) => classify_response(response.status(), response.headers()),
+            Err(error) => classify_error(error),
         };
-        self.record(crate::telemetry::outcome_label(&outcome));
+        self.record(outcome.label());
     }
 
     fn record(&mut self, outcome: &'static str) {
         self.done = true;
         ::metrics::histogram!(
-            crate::telemetry::ATTEMPT_DURATION,
+            telemetry::ATTEMPT_DURATION,
             "provider" => self.label.clone(),
             "outcome" => outcome
         )

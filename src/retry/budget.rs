@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 use tower::retry::budget::Budget;
 
@@ -136,6 +138,16 @@ impl Budget for RetryBudget {
         }
         false
     }
+}
+
+/// A retry budget shared by every clone of a [`RetryLayer`](super::RetryLayer)'s services.
+pub type SharedBudget = Arc<dyn Budget + Send + Sync>;
+
+/// The default budget: retries may add 20% on top of first attempts, plus a
+/// floor of 10 retries a second, with at most 100 banked for a burst (a
+/// [`RetryBudget`]).
+pub fn default_budget() -> SharedBudget {
+    Arc::new(RetryBudget::new(0.2, 10, 100))
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::{Backoff, ReplayRequest, RetryConfig};
+use super::backoff::{Backoff, RetryConfig};
+use super::replay::ReplayRequest;
+use super::stats::Shared;
 use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open};
 
 /// What a future needs to send its request again.
@@ -17,7 +19,7 @@ pub(super) struct Replay<S, Req> {
     pub(super) service: S,
     pub(super) request: Option<Req>,
     pub(super) backoff: Backoff,
-    pub(super) shared: std::sync::Arc<super::Shared>,
+    pub(super) shared: std::sync::Arc<Shared>,
 }
 
 pin_project! {

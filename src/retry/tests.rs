@@ -8,11 +8,14 @@ use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+use test_support::Capture;
+use tower::Layer;
+use tower::retry::budget::TpsBudget;
+
 use super::*;
 use crate::classify::{HttpClassifier, Outcome};
-use test_support::Capture;
-use crate::{BoxError, CircuitOpen};
-use tower::retry::budget::TpsBudget;
+use crate::error::{BoxError, CircuitOpen};
+use crate::timeout::RequestTimeout;
 
 type Res = http::Response<()>;
 
@@ -239,7 +242,7 @@ async fn every_attempt_carries_the_same_request_and_retries_are_logged_in_the_sp
         async move { Ok::<_, Infallible>(http::Response::builder().status(status).body(()).unwrap()) }
     });
     let mut svc = ServiceBuilder::new()
-        .layer(crate::RequestIdLayer::new())
+        .layer(crate::request_id::RequestIdLayer::new())
         .layer(RetryLayer::new(config(3, 1000, 10_000)).classifier(HttpClassifier))
         .service(inner);
     let req = http::Request::post("http://example.test/embeddings")
@@ -380,13 +383,13 @@ fn request_copies_keep_method_uri_headers_extensions_and_body() {
         .body(Full::new(Bytes::from_static(b"body")))
         .unwrap();
     req.extensions_mut()
-        .insert(crate::RequestTimeout(Duration::from_secs(3)));
+        .insert(RequestTimeout(Duration::from_secs(3)));
     let copy = req.try_clone().expect("full bodies replay");
     assert_eq!(copy.method(), req.method());
     assert_eq!(copy.uri(), req.uri());
     assert_eq!(copy.headers(), req.headers());
     assert_eq!(
-        copy.extensions().get::<crate::RequestTimeout>(),
-        Some(&crate::RequestTimeout(Duration::from_secs(3)))
+        copy.extensions().get::<RequestTimeout>(),
+        Some(&RequestTimeout(Duration::from_secs(3)))
     );
 }

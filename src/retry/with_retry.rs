@@ -1,6 +1,6 @@
 use std::future::Future;
 
-use super::RetryConfig;
+use super::backoff::{Backoff, RetryConfig};
 
 /// Runs `operation` until it succeeds, `retry_if` rejects its error, or
 /// `config.max_retries` retries have been spent — for calls that are not HTTP
@@ -140,7 +140,7 @@ fn log_success(operation_name: &str, attempt: u32, total: u32) {
 
 /// Decides whether to retry after failed attempt `attempt` (1-based) and logs why.
 fn next_delay<E>(
-    backoff: &mut super::Backoff,
+    backoff: &mut Backoff,
     operation_name: &str,
     attempt: u32,
     total: u32,

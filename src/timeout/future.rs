@@ -9,8 +9,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use super::Elapsed;
-use crate::BoxError;
+use crate::error::{BoxError, Elapsed};
 
 pin_project! {
     /// The future returned by [`TimeoutService`](super::TimeoutService).

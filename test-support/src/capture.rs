@@ -237,10 +237,10 @@ where
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         let mut routes = active_sinks();
-        if let Some(parent) = span.parent() {
-            if let Some(Routes(theirs)) = parent.extensions().get::<Routes>() {
-                add_all(&mut routes, theirs);
-            }
+        if let Some(parent) = span.parent()
+            && let Some(Routes(theirs)) = parent.extensions().get::<Routes>()
+        {
+            add_all(&mut routes, theirs);
         }
         if attrs.metadata().name() == CAPTURE_SPAN {
             let key = fields.field("capture").and_then(|k| k.parse::<u64>().ok());
@@ -259,21 +259,21 @@ where
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         values.record(&mut fields);
-        if let Some(span) = ctx.span(id) {
-            if let Some(SpanText(text)) = span.extensions_mut().get_mut::<SpanText>() {
-                for (name, value) in fields.fields {
-                    let _ = write!(text, " {name}={value}");
-                }
+        if let Some(span) = ctx.span(id)
+            && let Some(SpanText(text)) = span.extensions_mut().get_mut::<SpanText>()
+        {
+            for (name, value) in fields.fields {
+                let _ = write!(text, " {name}={value}");
             }
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut sinks = active_sinks();
-        if let Some(span) = ctx.event_span(event) {
-            if let Some(Routes(theirs)) = span.extensions().get::<Routes>() {
-                add_all(&mut sinks, theirs);
-            }
+        if let Some(span) = ctx.event_span(event)
+            && let Some(Routes(theirs)) = span.extensions().get::<Routes>()
+        {
+            add_all(&mut sinks, theirs);
         }
         let sinks: Vec<Arc<Sink>> = sinks.iter().filter_map(Weak::upgrade).collect();
         if sinks.is_empty() {
@@ -365,7 +365,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.fields.push((field.name().to_owned(), value.to_owned()));
+            self.fields
+                .push((field.name().to_owned(), value.to_owned()));
         }
     }
 }
@@ -423,7 +424,9 @@ mod tests {
         let task = tokio::spawn(
             async {
                 let inner = tracing::info_span!("call", id = 7);
-                async { tracing::info!("in a task") }.instrument(inner).await;
+                async { tracing::info!("in a task") }
+                    .instrument(inner)
+                    .await;
             }
             .instrument(capture.span()),
         );
@@ -436,7 +439,11 @@ mod tests {
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].message, "in a task");
         assert_eq!(events[0].spans, "call{id=7} ");
-        assert!(capture.text().contains("call{id=7}: "), "{}", capture.text());
+        assert!(
+            capture.text().contains("call{id=7}: "),
+            "{}",
+            capture.text()
+        );
     }
 
     #[test]

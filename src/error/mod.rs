@@ -1,13 +1,23 @@
-//! Error types shared by the layers.
+//! The crate's errors: [`Error`] and its [`ErrorKind`], [`ConfigError`], and (in
+//! [`layer`] and [`body`]) the errors the layers and the body readers add, which
+//! the classifier recognises. They live here, below every layer, so that the
+//! shared classifier can read them all; each layer re-exports its own.
+
+mod body;
+mod layer;
+
+pub use self::body::{BodyError, BodyTooLarge};
+pub use self::layer::{CircuitOpen, Elapsed, PoolTimeout};
 
 /// A type-erased error, as returned by layers that add a failure mode of their own.
 ///
 /// Concrete errors inside can be recovered with
 /// [`downcast_ref`](std::error::Error#method.downcast_ref), for example
-/// `err.is::<stache_resilience::CircuitOpen>()`.
+/// `err.is::<stache_resilience::circuit_breaker::CircuitOpen>()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 use std::borrow::Cow;
+use std::error::Error as StdError;
 use std::fmt;
 
 /// A setting that breaks a rule; names the field and the rule.
@@ -55,11 +65,8 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 
-use crate::RequestId;
-use crate::circuit_breaker::CircuitOpen;
-use crate::classify::chain;
-use crate::pool::PoolTimeout;
-use crate::timeout::Elapsed;
+use crate::redact::Redacted;
+use crate::request_id::RequestId;
 
 /// What went wrong, broadly; see [`Error::kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,7 +254,7 @@ impl Error {
             .headers
             .as_ref()?
             .get(http::header::RETRY_AFTER)?;
-        crate::classify::parse_retry_after(value, SystemTime::now())
+        crate::retry_after::parse_retry_after(value, SystemTime::now())
     }
 
     /// The ID of the call, as sent in `x-request-id` and logged.
@@ -268,7 +275,7 @@ fn stack_error_kind(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
         if e.is::<Elapsed>() {
             return ErrorKind::Timeout;
         }
-        if e.is::<crate::client::BodyTooLarge>() || e.is::<crate::client::BodyError>() {
+        if e.is::<BodyTooLarge>() || e.is::<BodyError>() {
             return ErrorKind::Body;
         }
         if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
@@ -346,7 +353,7 @@ impl fmt::Debug for Error {
             d.field("status", &status);
         }
         if let Some(headers) = &inner.headers {
-            d.field("headers", &crate::client::config::Redacted(headers));
+            d.field("headers", &Redacted(headers));
         }
         if let Some(body) = &inner.body {
             d.field("body", body);
@@ -368,4 +375,31 @@ impl From<ConfigError> for Error {
     fn from(error: ConfigError) -> Self {
         Error::config(error)
     }
+}
+
+impl ErrorKind {
+    /// The `outcome` label of a failed call in the metrics.
+    pub(crate) const fn label(self) -> &'static str {
+        match self {
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::PoolTimeout => "pool_timeout",
+            ErrorKind::Status => "status",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Body => "body",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Config => "config",
+            ErrorKind::Request => "request",
+        }
+    }
+}
+
+/// Iterates over an error and its sources.
+pub(crate) fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |e: &&'a (dyn StdError + 'static)| {
+        (*e).source()
+    })
 }

@@ -1,0 +1,503 @@
+//! The breaker itself: admission, outcomes and transitions, shared by every
+//! handle and every service of one circuit.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use super::config::{CircuitBreakerConfig, CircuitStats};
+use super::state::{CircuitState, GENERATION_ONE, STATE_MASK, pack};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering, lock};
+
+/// A cheap, cloneable handle to one circuit breaker's shared state.
+///
+/// See the [module documentation](super) for the rules.
+///
+/// # Clone
+///
+/// Clones share one circuit: a failure recorded through any clone counts for all.
+///
+/// # Thread safety
+///
+/// All methods take `&self` and may be called from any thread. While the circuit
+/// is closed, admitting a call and recording a success are lock-free (a few atomic
+/// loads, and a store only when a failure count must be reset). Transitions and
+/// half-open admissions take a short internal lock.
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    failure_threshold: u32,
+    half_open_max_calls: u32,
+    timeout: Duration,
+    /// State and generation, see `pack`.
+    word: AtomicU64,
+    failure_count: AtomicU32,
+    /// Nanoseconds after `epoch` from which an open circuit may move to half-open.
+    reopen_at: AtomicU64,
+    /// Nanoseconds since the Unix epoch of the last failure; 0 for none.
+    last_failure: AtomicU64,
+    epoch: Instant,
+    /// Guards every transition and the half-open bookkeeping.
+    probes: Mutex<Probes>,
+    /// The state for subscribers; updated under `probes`, so it always ends on
+    /// the latest state.
+    watch: tokio::sync::watch::Sender<CircuitState>,
+    /// The provider name the state gauge is labelled with.
+    #[cfg(feature = "metrics")]
+    label: Option<std::sync::Arc<str>>,
+    /// Transitions made, for the model checks.
+    #[cfg(all(test, loom))]
+    transitions: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Probes {
+    /// Test calls admitted in the current half-open period and not given back.
+    admitted: u32,
+    /// Test calls that succeeded in the current half-open period.
+    successes: u32,
+}
+
+/// What an admitted call's outcome means to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Success,
+    Failure,
+    /// Says nothing about the service's health (cancelled, local congestion).
+    Ignore,
+}
+
+/// Proof that a call was admitted, and in which period.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    generation: u64,
+    pub(super) half_open: bool,
+}
+
+struct Transition {
+    from: CircuitState,
+    to: CircuitState,
+    failures: u32,
+    /// The generation the transition started, counting from 1.
+    generation: u64,
+}
+
+// ===== impl CircuitBreaker =====
+
+impl CircuitBreaker {
+    /// Creates a closed circuit breaker.
+    ///
+    /// Zero counts in `config` are treated as 1 (see
+    /// [`CircuitBreakerConfig::validate`]).
+    pub fn new(config: CircuitBreakerConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A breaker whose state is reported as the `stache_breaker_state` gauge
+    /// with `provider = label` (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn labelled(config: CircuitBreakerConfig, label: std::sync::Arc<str>) -> Self {
+        let breaker = Self::build(config, Some(label));
+        breaker.report(CircuitState::Closed);
+        breaker
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn build(config: CircuitBreakerConfig, label: Option<std::sync::Arc<str>>) -> Self {
+        CircuitBreaker {
+            shared: Arc::new(Shared {
+                failure_threshold: config.failure_threshold.max(1),
+                half_open_max_calls: config.half_open_max_calls.max(1),
+                timeout: config.timeout,
+                word: AtomicU64::new(pack(CircuitState::Closed, 0)),
+                failure_count: AtomicU32::new(0),
+                reopen_at: AtomicU64::new(0),
+                last_failure: AtomicU64::new(0),
+                epoch: Instant::now(),
+                probes: Mutex::new(Probes::default()),
+                watch: tokio::sync::watch::Sender::new(CircuitState::Closed),
+                #[cfg(feature = "metrics")]
+                label,
+                #[cfg(all(test, loom))]
+                transitions: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Whether `self` and `other` are handles to the same circuit.
+    pub fn same_as(&self, other: &CircuitBreaker) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// The settings this breaker runs with (zero counts already raised to 1).
+    pub fn config(&self) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold: self.shared.failure_threshold,
+            timeout: self.shared.timeout,
+            half_open_max_calls: self.shared.half_open_max_calls,
+        }
+    }
+
+    /// Whether a call may go ahead now.
+    ///
+    /// Always `true` while closed and `false` while open. Once the recovery timeout
+    /// has elapsed, this call moves the circuit to half-open; there, each `true`
+    /// takes one of `half_open_max_calls` test slots, and the caller must report the
+    /// outcome with [`record_success`](Self::record_success) or
+    /// [`record_failure`](Self::record_failure).
+    pub fn can_attempt(&self) -> bool {
+        self.try_acquire().is_some()
+    }
+
+    /// Records a successful call.
+    ///
+    /// Closed: resets the consecutive-failure count. Half-open: counts one
+    /// successful test; the last one needed closes the circuit. Open: ignored (a
+    /// late answer from before the circuit opened).
+    pub fn record_success(&self) {
+        self.on_success(None);
+    }
+
+    /// Records a failed call.
+    ///
+    /// Closed: adds one to the consecutive-failure count and opens the circuit when
+    /// it reaches the threshold. Half-open: opens the circuit again and restarts the
+    /// recovery timeout. Open: counted in the stats only.
+    pub fn record_failure(&self) {
+        self.on_failure(None);
+    }
+
+    /// The current state, moving an open circuit to half-open if its recovery
+    /// timeout has elapsed.
+    pub fn state(&self) -> CircuitState {
+        let word = self.shared.word.load(Ordering::Acquire);
+        let state = CircuitState::from_bits(word);
+        if state == CircuitState::Open && self.recovery_due() {
+            let mut probes = lock(&self.shared.probes);
+            let word = self.shared.word.load(Ordering::Acquire);
+            if CircuitState::from_bits(word) == CircuitState::Open && self.recovery_due() {
+                let t = self.transition(&mut probes, word, CircuitState::HalfOpen);
+                drop(probes);
+                announce(t);
+                return CircuitState::HalfOpen;
+            }
+            return CircuitState::from_bits(word);
+        }
+        state
+    }
+
+    /// A subscription to the breaker's state, for an application that alerts or
+    /// fails over when a provider's circuit opens.
+    ///
+    /// The receiver always ends on the latest state; a slow reader may miss
+    /// intermediate ones (use the `tracing` events for a full log). The move from
+    /// open to half-open happens on the first look after the timeout, so a
+    /// subscriber sees it only once something looks.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use stache_resilience::{CircuitBreaker, CircuitBreakerConfig};
+    /// use stache_resilience::circuit_breaker::CircuitState;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreakerConfig { failure_threshold: 1, ..Default::default() });
+    /// let mut states = breaker.subscribe();
+    /// breaker.record_failure();
+    /// states.changed().await.unwrap();
+    /// assert_eq!(*states.borrow(), CircuitState::Open);
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<CircuitState> {
+        self.shared.watch.subscribe()
+    }
+
+    /// A snapshot of the state, counts and the time of the last failure.
+    pub fn stats(&self) -> CircuitStats {
+        // Give an open circuit whose timeout has run out the chance to move on first.
+        self.state();
+        let probes = lock(&self.shared.probes);
+        let word = self.shared.word.load(Ordering::Acquire);
+        let state_now = CircuitState::from_bits(word);
+        let success_count = if state_now == CircuitState::HalfOpen {
+            probes.successes
+        } else {
+            0
+        };
+        let last_failure = match self.shared.last_failure.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(UNIX_EPOCH + Duration::from_nanos(nanos)),
+        };
+        CircuitStats {
+            state: state_now,
+            failure_count: self.shared.failure_count.load(Ordering::Relaxed),
+            success_count,
+            last_failure,
+        }
+    }
+
+    // ===== admission and outcomes used by the layer =====
+
+    /// Admits a call if the circuit allows it.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Option<Ticket> {
+        let word = self.shared.word.load(Ordering::Acquire);
+        match CircuitState::from_bits(word) {
+            CircuitState::Closed => Some(Ticket {
+                generation: word & !STATE_MASK,
+                half_open: false,
+            }),
+            CircuitState::Open if !self.recovery_due() => None,
+            _ => self.try_acquire_slow(),
+        }
+    }
+
+    #[cold]
+    fn try_acquire_slow(&self) -> Option<Ticket> {
+        let mut probes = lock(&self.shared.probes);
+        let mut word = self.shared.word.load(Ordering::Acquire);
+        let mut transition = None;
+        let ticket = match CircuitState::from_bits(word) {
+            CircuitState::Closed => Some(Ticket {
+                generation: word & !STATE_MASK,
+                half_open: false,
+            }),
+            CircuitState::Open if !self.recovery_due() => None,
+            state => {
+                if state == CircuitState::Open {
+                    transition = Some(self.transition(&mut probes, word, CircuitState::HalfOpen));
+                    word = self.shared.word.load(Ordering::Acquire);
+                }
+                if probes.admitted < self.shared.half_open_max_calls {
+                    probes.admitted += 1;
+                    Some(Ticket {
+                        generation: word & !STATE_MASK,
+                        half_open: true,
+                    })
+                } else {
+                    None
+                }
+            }
+        };
+        drop(probes);
+        if let Some(t) = transition {
+            announce(t);
+        }
+        ticket
+    }
+
+    /// Records the outcome of a call admitted with `ticket`.
+    ///
+    /// Outcomes from an earlier period (the circuit changed state since the call
+    /// was admitted) are stale and change nothing but the last-failure time.
+    #[inline]
+    pub(crate) fn settle(&self, ticket: Ticket, verdict: Verdict) {
+        match verdict {
+            Verdict::Success => self.on_success(Some(ticket.generation)),
+            Verdict::Failure => self.on_failure(Some(ticket.generation)),
+            Verdict::Ignore => self.release(ticket),
+        }
+    }
+
+    /// Gives back a half-open slot whose call ended without an outcome.
+    #[inline]
+    pub(crate) fn release(&self, ticket: Ticket) {
+        if ticket.half_open {
+            self.release_slot(ticket);
+        }
+    }
+
+    #[cold]
+    fn release_slot(&self, ticket: Ticket) {
+        let mut probes = lock(&self.shared.probes);
+        let word = self.shared.word.load(Ordering::Acquire);
+        if word == pack(CircuitState::HalfOpen, ticket.generation) {
+            probes.admitted = probes.admitted.saturating_sub(1);
+        }
+    }
+
+    #[inline]
+    fn on_success(&self, generation: Option<u64>) {
+        let shared = &*self.shared;
+        let word = shared.word.load(Ordering::Acquire);
+        if generation.is_some_and(|g| g != word & !STATE_MASK) {
+            return;
+        }
+        match CircuitState::from_bits(word) {
+            CircuitState::Closed => {
+                // Load first: a store on every success would bounce the cache line
+                // between cores even when there is nothing to reset.
+                if shared.failure_count.load(Ordering::Relaxed) != 0 {
+                    shared.failure_count.store(0, Ordering::Relaxed);
+                }
+            }
+            CircuitState::Open => {}
+            CircuitState::HalfOpen => self.half_open_success(word),
+        }
+    }
+
+    #[cold]
+    fn half_open_success(&self, word: u64) {
+        let mut probes = lock(&self.shared.probes);
+        if self.shared.word.load(Ordering::Acquire) != word {
+            return;
+        }
+        probes.successes += 1;
+        if probes.successes >= self.shared.half_open_max_calls {
+            let t = self.transition(&mut probes, word, CircuitState::Closed);
+            drop(probes);
+            announce(t);
+        }
+    }
+
+    #[cold]
+    fn on_failure(&self, generation: Option<u64>) {
+        let shared = &*self.shared;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        shared.last_failure.store(now, Ordering::Relaxed);
+
+        let word = shared.word.load(Ordering::Acquire);
+        if generation.is_some_and(|g| g != word & !STATE_MASK) {
+            return;
+        }
+        match CircuitState::from_bits(word) {
+            CircuitState::Closed => {
+                let failures = shared
+                    .failure_count
+                    .fetch_add(1, Ordering::AcqRel)
+                    .saturating_add(1);
+                if failures >= shared.failure_threshold {
+                    let mut probes = lock(&shared.probes);
+                    // A success may have reset the count, or another failure may
+                    // have opened the circuit, since the increment above.
+                    if shared.word.load(Ordering::Acquire) == word
+                        && shared.failure_count.load(Ordering::Acquire) >= shared.failure_threshold
+                    {
+                        let t = self.transition(&mut probes, word, CircuitState::Open);
+                        drop(probes);
+                        announce(t);
+                    }
+                }
+            }
+            CircuitState::Open => {
+                shared.failure_count.fetch_add(1, Ordering::AcqRel);
+            }
+            CircuitState::HalfOpen => {
+                let mut probes = lock(&shared.probes);
+                if shared.word.load(Ordering::Acquire) == word {
+                    shared.failure_count.fetch_add(1, Ordering::AcqRel);
+                    let t = self.transition(&mut probes, word, CircuitState::Open);
+                    drop(probes);
+                    announce(t);
+                }
+            }
+        }
+    }
+
+    // ===== transitions =====
+
+    #[inline]
+    fn report(&self, state: CircuitState) {
+        #[cfg(feature = "metrics")]
+        if let Some(label) = &self.shared.label {
+            ::metrics::gauge!(crate::telemetry::BREAKER_STATE, "provider" => label.clone())
+                .set(state.to_bits() as f64);
+        }
+        let _ = state;
+    }
+
+    fn now_nanos(&self) -> u64 {
+        let elapsed = Instant::now().saturating_duration_since(self.shared.epoch);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[inline]
+    fn recovery_due(&self) -> bool {
+        self.now_nanos() >= self.shared.reopen_at.load(Ordering::Acquire)
+    }
+
+    /// Moves the circuit from the state in `word` to `to`. The caller holds the
+    /// probes lock and has checked that `word` is current.
+    fn transition(&self, probes: &mut Probes, word: u64, to: CircuitState) -> Transition {
+        let shared = &*self.shared;
+        let from = CircuitState::from_bits(word);
+        let generation = (word & !STATE_MASK).wrapping_add(GENERATION_ONE);
+        *probes = Probes::default();
+        #[cfg(all(test, loom))]
+        shared.transitions.fetch_add(1, Ordering::SeqCst);
+        match to {
+            CircuitState::Open => {
+                let timeout = u64::try_from(shared.timeout.as_nanos()).unwrap_or(u64::MAX);
+                let reopen_at = self.now_nanos().saturating_add(timeout);
+                shared.reopen_at.store(reopen_at, Ordering::Release);
+            }
+            CircuitState::HalfOpen => {}
+            CircuitState::Closed => shared.failure_count.store(0, Ordering::Release),
+        }
+        shared.word.store(pack(to, generation), Ordering::Release);
+        shared.watch.send_replace(to);
+        self.report(to);
+        Transition {
+            from,
+            to,
+            failures: shared.failure_count.load(Ordering::Relaxed),
+            generation: generation >> 2,
+        }
+    }
+}
+
+/// Emits the one event a transition gets. Called after the lock is released so a
+/// slow subscriber never holds up other callers.
+fn announce(t: Transition) {
+    let (from, to, failures, generation) =
+        (t.from.as_str(), t.to.as_str(), t.failures, t.generation);
+    match t.to {
+        CircuitState::Open => {
+            tracing::warn!(from, to, failures, generation, "circuit breaker opened")
+        }
+        CircuitState::HalfOpen => tracing::info!(
+            from,
+            to,
+            generation,
+            "circuit breaker half-open: admitting test calls"
+        ),
+        CircuitState::Closed => tracing::info!(from, to, generation, "circuit breaker closed"),
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.shared.word.load(Ordering::Relaxed);
+        f.debug_struct("CircuitBreaker")
+            .field("state", &CircuitState::from_bits(word))
+            .field(
+                "failure_count",
+                &self.shared.failure_count.load(Ordering::Relaxed),
+            )
+            .field("config", &self.config())
+            .finish()
+    }
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker::new(CircuitBreakerConfig::default())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+#[path = "tests.rs"]
+mod tests;
+
+#[cfg(all(test, not(loom)))]
+#[path = "prop_tests.rs"]
+mod prop_tests;
+
+#[cfg(all(test, loom))]
+#[path = "loom_tests.rs"]
+mod loom_tests;

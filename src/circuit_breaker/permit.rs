@@ -1,0 +1,60 @@
+//! An admitted call's claim on the breaker, and a service's handle to it.
+
+use std::fmt;
+
+use super::breaker::{CircuitBreaker, Ticket, Verdict};
+use crate::sync::Arc;
+
+/// An admitted call's claim on the breaker. Dropping it unsettled gives back a
+/// half-open slot and records nothing.
+///
+/// It holds the service's own handle (`Arc<CircuitBreaker>`), not the breaker's
+/// shared state directly: services built by separate `layer` calls (one per
+/// worker, say) then bump separate reference counts, and a breaker shared by
+/// many threads costs no cache-line traffic on its closed path.
+pub(crate) struct Permit {
+    breaker: Arc<Handle>,
+    pub(super) ticket: Ticket,
+    settled: bool,
+}
+
+impl Permit {
+    #[inline]
+    pub(crate) fn acquire(breaker: &Arc<Handle>) -> Option<Permit> {
+        breaker.0.try_acquire().map(|ticket| Permit {
+            breaker: breaker.clone(),
+            ticket,
+            settled: false,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn settle(mut self, verdict: Verdict) {
+        self.settled = true;
+        self.breaker.0.settle(self.ticket, verdict);
+    }
+}
+
+/// One service's handle to a breaker, alone on its cache lines (128 bytes, as
+/// crossbeam pads for x86's adjacent-line prefetch): the reference counts of two
+/// services' handles must not share a line, or two threads' closed paths would
+/// contend on it after all.
+#[repr(align(128))]
+pub(crate) struct Handle(pub(crate) CircuitBreaker);
+
+impl Drop for Permit {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.0.release(self.ticket);
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("half_open", &self.ticket.half_open)
+            .finish()
+    }
+}

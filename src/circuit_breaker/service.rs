@@ -1,0 +1,145 @@
+//! The service a [`CircuitBreakerLayer`](super::CircuitBreakerLayer) makes.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use super::breaker::CircuitBreaker;
+use super::future::ResponseFuture;
+use super::permit::{Handle, Permit};
+use crate::classify::{ClassifyOutcome, ErrorsAreFailures};
+use crate::error::BoxError;
+use crate::sync::Arc;
+
+/// A service guarded by a [`CircuitBreaker`]; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+///
+/// `poll_ready` asks the breaker first. If the circuit refuses the call, it
+/// answers ready *without polling the inner service*, and `call` then fails at
+/// once with [`CircuitOpen`](super::CircuitOpen) — no connection is opened, no
+/// pool slot is taken. If the circuit admits the call, the admission (which may be
+/// a half-open test slot) is held until `call` hands it to the response future,
+/// which records one outcome when the inner future completes.
+///
+/// # Clone
+///
+/// A clone shares the breaker but starts without an admission, as tower's
+/// concurrency limit does with its permit.
+///
+/// # Errors
+///
+/// Errors of the inner service are converted into [`BoxError`]; the breaker adds
+/// [`CircuitOpen`](super::CircuitOpen).
+pub struct CircuitBreakerService<S, C = ErrorsAreFailures> {
+    inner: S,
+    // This service's own handle; see `Permit`.
+    breaker: Arc<Handle>,
+    classifier: C,
+    admission: Admission,
+}
+
+enum Admission {
+    Unchecked,
+    Admitted(Permit),
+    Rejected,
+}
+
+impl<S, C> CircuitBreakerService<S, C> {
+    /// Wraps `inner` with `breaker` and `classifier`.
+    pub fn new(inner: S, breaker: CircuitBreaker, classifier: C) -> Self {
+        CircuitBreakerService {
+            inner,
+            breaker: Arc::new(Handle(breaker)),
+            classifier,
+            admission: Admission::Unchecked,
+        }
+    }
+
+    /// The breaker guarding this service.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker.0
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the wrapper, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: ClassifyOutcome<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Admission::Unchecked = self.admission {
+            self.admission = match Permit::acquire(&self.breaker) {
+                Some(permit) => Admission::Admitted(permit),
+                None => Admission::Rejected,
+            };
+        }
+        match self.admission {
+            Admission::Rejected => Poll::Ready(Ok(())),
+            _ => match self.inner.poll_ready(cx) {
+                Poll::Ready(Err(e)) => {
+                    // Gives back a half-open slot: an inner service that cannot
+                    // take calls says nothing about the remote service's health.
+                    self.admission = Admission::Unchecked;
+                    Poll::Ready(Err(e.into()))
+                }
+                other => other.map_err(Into::into),
+            },
+        }
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let admission = std::mem::replace(&mut self.admission, Admission::Unchecked);
+        let permit = match admission {
+            Admission::Admitted(permit) => permit,
+            Admission::Rejected => return ResponseFuture::rejected(self.classifier.clone()),
+            // `call` without `poll_ready` breaks the Service contract; still
+            // honour the circuit rather than panic.
+            Admission::Unchecked => match Permit::acquire(&self.breaker) {
+                Some(permit) => permit,
+                None => return ResponseFuture::rejected(self.classifier.clone()),
+            },
+        };
+        ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
+    fn clone(&self) -> Self {
+        CircuitBreakerService {
+            inner: self.inner.clone(),
+            breaker: self.breaker.clone(),
+            classifier: self.classifier.clone(),
+            admission: Admission::Unchecked,
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerService")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker.0)
+            .field("classifier", &self.classifier)
+            .finish()
+    }
+}

@@ -1,0 +1,236 @@
+//! A call in progress: [`Pending`] for buffered answers, [`send_streaming`] for
+//! streamed ones, and the [`Exec`] future both run the stack with.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http_body_util::{BodyExt, Limited};
+use pin_project_lite::pin_project;
+use tower::ServiceExt;
+use tower::util::Oneshot;
+
+use super::call::Call;
+use super::http_client::{HttpClient, Stack, StackRequest};
+use super::response::{Response, StreamResponse};
+use super::stats::InFlight;
+use super::transport::ClientBody;
+use crate::error::{Error, ErrorKind, MAX_ERROR_BODY_BYTES};
+use crate::request_id::{RequestId, request_span};
+
+pin_project! {
+    /// A request in progress; from
+    /// [`RequestBuilder::send`](super::RequestBuilder::send) or `.await` on a
+    /// [`RequestBuilder`](super::RequestBuilder). Resolves to the [`Response`] or the call's [`Error`].
+    ///
+    /// Nothing happens until it is first polled. Dropping it cancels the call:
+    /// the attempt in flight is abandoned, and the breaker records no outcome.
+    ///
+    /// # Panics
+    ///
+    /// Polling it again after it has completed panics, as the futures of `std`
+    /// and tower do.
+    #[must_use = "a request does nothing until it is awaited"]
+    pub struct Pending<'a> {
+        #[pin]
+        exec: Exec<'a>,
+    }
+}
+
+impl<'a> Pending<'a> {
+    pub(super) fn new(call: Call<'a>) -> Self {
+        Pending {
+            exec: Exec::new(call, false),
+        }
+    }
+}
+
+impl Future for Pending<'_> {
+    type Output = Result<Response, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let exec = self.project().exec;
+        let client = exec.client;
+        let result = ready!(exec.poll(cx)).and_then(|(response, id)| buffered(response, id));
+        Poll::Ready(client.counted(result))
+    }
+}
+
+impl fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("request_id", &self.exec.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends a streaming request and waits for the head of its answer.
+pub(super) async fn send_streaming(call: Call<'_>) -> Result<StreamResponse, Error> {
+    let client = call.client;
+    let result = async {
+        let (response, id) = Exec::new(call, true).await?;
+        streamed(client, response, id).await
+    }
+    .await;
+    client.counted(result)
+}
+
+impl HttpClient {
+    /// Counts how a call ended, once, whichever way it ended.
+    fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(error) = &result {
+            self.inner.counters.call_failed(error);
+        }
+        result
+    }
+}
+
+/// Turns a buffered answer into the caller's result.
+fn buffered(response: http::Response<ClientBody>, id: RequestId) -> Result<Response, Error> {
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        ClientBody::Buffered(bytes) => bytes,
+        // Only requests marked `Streaming` come back unread; never hand back
+        // an empty body in place of one that was not read.
+        ClientBody::Streaming(_) => {
+            return Err(Error::new(ErrorKind::Body)
+                .with_message("expected a buffered body")
+                .with_request_id(id));
+        }
+    };
+    if parts.status.is_success() {
+        return Ok(Response::new(parts.status, parts.headers, body, id));
+    }
+    Err(Error::from_status(parts.status, parts.headers, &body).with_request_id(id))
+}
+
+/// Turns the head of a streamed answer into the caller's result.
+async fn streamed(
+    client: &HttpClient,
+    response: http::Response<ClientBody>,
+    id: RequestId,
+) -> Result<StreamResponse, Error> {
+    let idle = client.inner.config.stream_idle_timeout;
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        ClientBody::Streaming(body) => body,
+        ClientBody::Buffered(_) => {
+            return Err(Error::new(ErrorKind::Body)
+                .with_message("expected a streamed body")
+                .with_request_id(id));
+        }
+    };
+    if !parts.status.is_success() {
+        // Keep the start of the error body, without waiting on a stalled one.
+        let text = tokio::time::timeout(idle, Limited::new(body, MAX_ERROR_BODY_BYTES).collect())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        return Err(Error::from_status(parts.status, parts.headers, &text).with_request_id(id));
+    }
+    Ok(StreamResponse::new(
+        http::Response::from_parts(parts, body),
+        id,
+        idle,
+        client.inner.config.max_line_bytes,
+    ))
+}
+
+pin_project! {
+    /// One call through the stack, written out by hand rather than as an
+    /// `async fn`, so that [`Pending`] has a name and needs no box.
+    ///
+    /// It does what [`RequestIdLayer`](crate::request_id::RequestIdLayer) would at
+    /// the top of the stack (the ID in the header, the `request` span around
+    /// every poll of the call), without putting the ID in the request's
+    /// extensions.
+    struct Exec<'a> {
+        client: &'a HttpClient,
+        streaming: bool,
+        // Set by the first poll, taken by the last.
+        id: Option<RequestId>,
+        span: tracing::Span,
+        in_flight: Option<InFlight<'a>>,
+        // One state at a time, so the future is as large as its largest state
+        // rather than the sum of them.
+        #[pin]
+        state: ExecState<'a>,
+    }
+}
+
+pin_project! {
+    #[project = ExecProj]
+    enum ExecState<'a> {
+        // Not polled yet. Empty once the call has started, or failed to.
+        Start { call: Option<Call<'a>> },
+        // tower's ready-then-call, on a clone of the client's stack.
+        Called { #[pin] future: Oneshot<Stack, StackRequest> },
+        Done,
+    }
+}
+
+/// The one way a future of this module answers a poll after its end.
+fn polled_after_completion() -> ! {
+    panic!("`Pending` polled after completion")
+}
+
+impl<'a> Exec<'a> {
+    fn new(call: Call<'a>, streaming: bool) -> Self {
+        Exec {
+            client: call.client,
+            streaming,
+            id: None,
+            span: tracing::Span::none(),
+            in_flight: None,
+            state: ExecState::Start { call: Some(call) },
+        }
+    }
+}
+
+impl Future for Exec<'_> {
+    type Output = Result<(http::Response<ClientBody>, RequestId), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let client = *this.client;
+        let result = loop {
+            match this.state.as_mut().project() {
+                ExecProj::Start { call } => {
+                    let Some(mut call) = call.take() else {
+                        polled_after_completion()
+                    };
+                    *this.in_flight = Some(client.inner.counters.call_started());
+                    let id = call.request_id.take().unwrap_or_else(RequestId::generate);
+                    let request = match call.build(*this.streaming, &id) {
+                        Ok(request) => request,
+                        Err(e) => break Err(e.with_request_id(id)),
+                    };
+                    *this.span = request_span(&request, &id, client.provider());
+                    *this.id = Some(id);
+                    // The breaker layer at the top of the stack is the one place
+                    // that admits or refuses the call.
+                    let future = client.inner.stack.clone().oneshot(request);
+                    this.state.set(ExecState::Called { future });
+                }
+                ExecProj::Called { future } => {
+                    let _entered = this.span.enter();
+                    let result = ready!(future.poll(cx));
+                    let Some(id) = this.id.take() else {
+                        polled_after_completion()
+                    };
+                    break match result {
+                        Ok(response) => Ok((response, id)),
+                        Err(e) => Err(Error::from_stack(e).with_request_id(id)),
+                    };
+                }
+                ExecProj::Done => polled_after_completion(),
+            }
+        };
+        this.state.set(ExecState::Done);
+        *this.in_flight = None;
+        Poll::Ready(result)
+    }
+}

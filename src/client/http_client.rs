@@ -1,0 +1,153 @@
+//! [`HttpClient`] itself: the provider's stack, built once from a validated
+//! configuration and shared by every clone.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tower::ServiceBuilder;
+
+use super::config::HttpClientConfig;
+use super::headers::Templates;
+use super::stats::{ClientStats, Counters};
+use super::transport::{self, Outgoing, Transport};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService};
+use crate::classify::HttpClassifier;
+use crate::error::Error;
+use crate::pool::{PoolLimitLayer, PoolLimitService};
+use crate::retry::{RetryLayer, RetryService, RetryStats};
+use crate::timeout::{TimeoutLayer, TimeoutService};
+
+/// The provider's stack below the request-ID step, which the client does itself
+/// (see [`Pending`]).
+pub(super) type Stack = CircuitBreakerService<
+    RetryService<TimeoutService<PoolLimitService<Transport>>, HttpClassifier>,
+    HttpClassifier,
+>;
+
+pub(super) type StackRequest = http::Request<Outgoing>;
+
+/// A resilient HTTP client for one provider; see the [module documentation](super).
+///
+/// # Clone
+///
+/// Cheap: clones share one connection pool, one circuit breaker, one retry
+/// budget and one set of stats. Use [`ServiceRegistry`](crate::ServiceRegistry) to
+/// share one client per provider across an application.
+#[derive(Clone)]
+pub struct HttpClient {
+    pub(super) inner: Arc<ClientInner>,
+}
+
+pub(super) struct ClientInner {
+    pub(super) config: HttpClientConfig,
+    /// `base_url` without a trailing slash.
+    pub(super) base: String,
+    /// The headers of every attempt, chosen by whether the request has a JSON
+    /// body and whether its answer is streamed; see [`Templates`].
+    pub(super) templates: Templates,
+    pub(super) stack: Stack,
+    pub(super) breaker: CircuitBreaker,
+    pub(super) counters: Arc<Counters>,
+    pub(super) retry_stats: Arc<RetryStats>,
+    pub(super) pool: PoolLimitLayer,
+    pub(super) provider: Option<Arc<str>>,
+}
+
+impl HttpClient {
+    /// Builds a client, checking `config` first.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error ([`ErrorKind::Config`](crate::ErrorKind::Config)) naming the field and rule.
+    pub fn new(config: HttpClientConfig) -> Result<Self, Error> {
+        Self::build(None, config)
+    }
+
+    /// Builds a client whose request spans carry `provider` (as
+    /// [`ServiceRegistry`](crate::ServiceRegistry) does).
+    pub fn for_provider(provider: &str, config: HttpClientConfig) -> Result<Self, Error> {
+        Self::build(Some(Arc::from(provider)), config)
+    }
+
+    fn build(provider: Option<Arc<str>>, config: HttpClientConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let base = config.base_url.trim_end_matches('/').to_owned();
+        let templates = Templates::new(&config)?;
+        let label: Arc<str> = provider.clone().unwrap_or_else(|| Arc::from("default"));
+        let counters = Arc::new(Counters::new(label.clone()));
+        #[cfg(feature = "metrics")]
+        let breaker = CircuitBreaker::labelled(config.breaker_config(), label.clone());
+        #[cfg(not(feature = "metrics"))]
+        let breaker = CircuitBreaker::new(config.breaker_config());
+        let retry = RetryLayer::new(config.retry_config());
+        #[cfg(feature = "metrics")]
+        let retry = retry.labelled(label.clone());
+        let mut retry = retry.classifier(HttpClassifier);
+        if !config.retry_budget {
+            retry = retry.without_budget();
+        }
+        let retry_stats = retry.stats();
+        let pool = PoolLimitLayer::new(config.max_connections, config.pool_timeout);
+        let transport = Transport::new(
+            transport::build_client(&config)?,
+            config.max_response_bytes,
+            counters.clone(),
+            label.clone(),
+        );
+        let stack = ServiceBuilder::new()
+            .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
+            .layer(retry)
+            .layer(TimeoutLayer::new(config.default_timeout))
+            .layer(pool.clone())
+            .service(transport);
+        Ok(HttpClient {
+            inner: Arc::new(ClientInner {
+                config,
+                base,
+                templates,
+                stack,
+                breaker,
+                counters,
+                retry_stats,
+                pool,
+                provider,
+            }),
+        })
+    }
+
+    /// The provider's circuit breaker.
+    pub fn circuit_breaker(&self) -> &CircuitBreaker {
+        &self.inner.breaker
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &HttpClientConfig {
+        &self.inner.config
+    }
+
+    /// The provider name given to [`for_provider`](Self::for_provider), if any.
+    pub fn provider(&self) -> Option<&str> {
+        self.inner.provider.as_deref()
+    }
+
+    /// Settings and live counters.
+    pub fn stats(&self) -> ClientStats {
+        let inner = &*self.inner;
+        inner.counters.snapshot(
+            &inner.config,
+            &inner.breaker,
+            &inner.retry_stats,
+            &inner.pool,
+        )
+    }
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("provider", &self.inner.provider)
+            .field("config", &self.inner.config)
+            .field("breaker", &self.inner.breaker)
+            .finish()
+    }
+}

@@ -1,0 +1,77 @@
+//! Errors of reading a response body; re-exported by
+//! [`client`](crate::client).
+
+use std::fmt;
+
+use super::BoxError;
+
+// ===== body errors =====
+
+/// A buffered response body was larger than `max_response_bytes`.
+///
+/// Found in the source chain of an [`Error`](crate::Error) whose [`kind`](crate::Error::kind) is
+/// [`ErrorKind::Body`](crate::ErrorKind::Body). Not retried: the next answer would be as large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTooLarge {
+    limit: usize,
+}
+
+impl BodyTooLarge {
+    pub(crate) fn new(limit: usize) -> Self {
+        BodyTooLarge { limit }
+    }
+
+    /// The limit that was exceeded, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "response body is larger than max_response_bytes ({} bytes)",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+/// Reading a response body failed part-way (the connection broke, the body was
+/// shorter than announced, a line was too long).
+#[derive(Debug)]
+pub struct BodyError {
+    source: Option<BoxError>,
+    message: String,
+}
+
+impl BodyError {
+    pub(crate) fn new(source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        BodyError {
+            message: format!("reading the response body failed: {source}"),
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn msg(message: String) -> Self {
+        BodyError {
+            source: None,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}

@@ -1,0 +1,89 @@
+//! The errors the layers add, kept below the classifier that recognises them.
+//! Each is re-exported by its layer: [`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
+//! [`Elapsed`](crate::timeout::Elapsed), [`PoolTimeout`](crate::pool::PoolTimeout).
+
+use std::fmt;
+use std::time::Duration;
+
+/// The error a [`CircuitBreakerService`](crate::circuit_breaker::CircuitBreakerService) returns,
+/// without calling the inner service, while the circuit is open or every
+/// half-open test slot is taken.
+///
+/// It is returned inside a [`BoxError`](super::BoxError); test for it with
+/// `err.is::<CircuitOpen>()`. Its message is exactly
+/// `Circuit breaker OPEN - rejecting request`, so code ported from the original
+/// design that matches on the text keeps working.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CircuitOpen(());
+
+impl CircuitOpen {
+    /// Creates the error.
+    pub const fn new() -> Self {
+        CircuitOpen(())
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Circuit breaker OPEN - rejecting request")
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+/// An attempt took longer than its limit; returned by
+/// [`TimeoutService`](crate::timeout::TimeoutService) inside a [`BoxError`](super::BoxError).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed {
+    limit: Duration,
+}
+
+impl Elapsed {
+    /// Creates the error for a limit of `limit`.
+    pub const fn new(limit: Duration) -> Self {
+        Elapsed { limit }
+    }
+
+    /// The limit that was exceeded.
+    pub const fn limit(&self) -> Duration {
+        self.limit
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request timed out after {:?}", self.limit)
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// The error returned when no slot came free within the pool timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolTimeout {
+    waited: Duration,
+}
+
+impl PoolTimeout {
+    /// Creates the error for a wait of `waited`.
+    pub const fn new(waited: Duration) -> Self {
+        PoolTimeout { waited }
+    }
+
+    /// How long the call waited for a slot.
+    pub const fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+impl fmt::Display for PoolTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no free connection slot after waiting {:?} (all max_connections in use)",
+            self.waited
+        )
+    }
+}
+
+impl std::error::Error for PoolTimeout {}

@@ -1,0 +1,61 @@
+//! The counters one [`RetryLayer`](super::RetryLayer) keeps, and what its
+//! services share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::budget::SharedBudget;
+
+/// Counters kept by one [`RetryLayer`](super::RetryLayer) and all its services; from
+/// [`RetryLayer::stats`](super::RetryLayer::stats). Only retries touch them: a call that succeeds at once
+/// costs nothing here.
+#[derive(Debug, Default)]
+pub struct RetryStats {
+    retries: AtomicU64,
+    budget_exhausted: AtomicU64,
+    /// The provider the `stache_retries_total` counter is labelled with.
+    #[cfg(feature = "metrics")]
+    label: Option<Arc<str>>,
+}
+
+impl RetryStats {
+    /// Counters that also report retries as `stache_retries_total{provider = label}`.
+    #[cfg(feature = "metrics")]
+    pub(super) fn labelled(label: Arc<str>) -> Self {
+        RetryStats {
+            label: Some(label),
+            ..RetryStats::default()
+        }
+    }
+
+    /// Retries sent so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Retries refused because the budget was spent.
+    pub fn budget_exhausted(&self) -> u64 {
+        self.budget_exhausted.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(label) = &self.label {
+            ::metrics::counter!(crate::telemetry::RETRIES, "provider" => label.clone())
+                .increment(1);
+        }
+    }
+
+    pub(crate) fn count_budget_exhausted(&self) {
+        self.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The budget and counters of one service and its clones, behind one reference
+/// count: a clone of the service, and each call's handle for its retries, bump
+/// one count instead of two.
+pub(crate) struct Shared {
+    pub(crate) budget: Option<SharedBudget>,
+    pub(crate) stats: Arc<RetryStats>,
+}
