@@ -14,8 +14,8 @@ use stache_resilience::timeout::{Elapsed, RequestTimeout, TimeoutLayer};
 use stache_resilience::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, RequestIdLayer,
 };
-use support::{Reply, Server};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use support::{Reply, Server, call_err, call_ok};
+use tower::{Service, ServiceBuilder};
 
 fn fast_retries(max_retries: u32) -> RetryConfig {
     RetryConfig {
@@ -64,21 +64,9 @@ async fn transient_503s_are_retried_with_one_request_id_per_call() {
     let breaker = CircuitBreaker::default();
     let mut svc = stack(&breaker, fast_retries(3), Duration::from_secs(5));
 
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&server.url()))
-        .await
-        .unwrap();
+    let res = call_ok(&mut svc, post(&server.url())).await;
     assert_eq!(res.status(), 200);
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&server.url()))
-        .await
-        .unwrap();
+    let res = call_ok(&mut svc, post(&server.url())).await;
     assert_eq!(res.status(), 200);
 
     let seen = server.seen();
@@ -106,34 +94,17 @@ async fn a_dead_server_sees_every_retry_but_the_breaker_counts_one_failure_per_c
     });
     let mut svc = stack(&breaker, fast_retries(3), Duration::from_secs(5));
 
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&server.url()))
-        .await
-        .unwrap();
+    let res = call_ok(&mut svc, post(&server.url())).await;
     assert_eq!(res.status(), 500);
     assert_eq!(server.hits(), 4, "1 + max_retries attempts");
     assert_eq!(breaker.stats().failure_count, 1);
     assert_eq!(breaker.state(), CircuitState::Closed);
 
-    svc.ready()
-        .await
-        .unwrap()
-        .call(post(&server.url()))
-        .await
-        .unwrap();
+    call_ok(&mut svc, post(&server.url())).await;
     assert_eq!(server.hits(), 8);
     assert_eq!(breaker.state(), CircuitState::Open);
 
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&server.url()))
-        .await
-        .unwrap_err();
+    let err = call_err(&mut svc, post(&server.url())).await;
     assert!(err.is::<CircuitOpen>());
     assert_eq!(server.hits(), 8, "no attempt reaches the server while open");
 }
@@ -143,13 +114,7 @@ async fn dropped_connections_are_transport_errors_that_are_retried() {
     let server = Server::replies(vec![Reply::Drop, Reply::Status(200)]).await;
     let breaker = CircuitBreaker::default();
     let mut svc = stack(&breaker, fast_retries(3), Duration::from_secs(5));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&server.url()))
-        .await
-        .unwrap();
+    let res = call_ok(&mut svc, post(&server.url())).await;
     assert_eq!(res.status(), 200);
     assert_eq!(server.hits(), 2);
 }
@@ -161,13 +126,7 @@ async fn the_timeout_applies_per_attempt_and_a_request_can_override_it() {
     let mut svc = stack(&breaker, fast_retries(1), Duration::from_millis(30));
 
     let started = Instant::now();
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&server.url()))
-        .await
-        .unwrap_err();
+    let err = call_err(&mut svc, post(&server.url())).await;
     assert_eq!(
         err.downcast_ref::<Elapsed>().map(Elapsed::limit),
         Some(Duration::from_millis(30))
@@ -178,7 +137,7 @@ async fn the_timeout_applies_per_attempt_and_a_request_can_override_it() {
     let mut req = post(&server.url());
     req.extensions_mut()
         .insert(RequestTimeout(Duration::from_millis(60)));
-    let err = svc.ready().await.unwrap().call(req).await.unwrap_err();
+    let err = call_err(&mut svc, req).await;
     assert_eq!(
         err.downcast_ref::<Elapsed>().map(Elapsed::limit),
         Some(Duration::from_millis(60))
@@ -197,13 +156,7 @@ async fn retry_outside_the_breaker_counts_every_attempt_and_never_retries_an_ope
         .layer(RetryLayer::new(fast_retries(5)).classifier(HttpClassifier))
         .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
         .service(support::hyper_client());
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&server.url()))
-        .await
-        .unwrap_err();
+    let err = call_err(&mut svc, post(&server.url())).await;
     assert!(err.is::<CircuitOpen>(), "{err}");
     assert_eq!(
         server.hits(),

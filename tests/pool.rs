@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
-use support::{Reply, Server};
+use support::{Loopback, Reply, Server};
 
 fn config(url: &str) -> HttpClientConfig {
     let mut c = HttpClientConfig::new(url);
@@ -54,14 +54,12 @@ async fn write_timeout_bounds_a_peer_that_stops_reading() {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = socket.listen(16).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut streams = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            streams.push(stream);
-        }
+    // Holds each connection open and never reads from it.
+    let holder = Loopback::serve(listener, |stream| async move {
+        std::future::pending::<()>().await;
+        drop(stream);
     });
-    let mut c = config(&format!("http://{addr}"));
+    let mut c = config(&holder.url());
     c.write_timeout = Duration::from_millis(100);
     c.default_timeout = Duration::from_secs(10);
     let client = HttpClient::new(c).unwrap();
@@ -79,7 +77,7 @@ async fn write_timeout_bounds_a_peer_that_stops_reading() {
         "the write timeout fired, not the attempt timeout: {err}"
     );
     assert!(took < Duration::from_secs(5), "{took:?}");
-    holder.abort();
+    drop(holder);
 }
 
 #[tokio::test]

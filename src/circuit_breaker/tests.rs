@@ -8,7 +8,7 @@ use std::time::Duration;
 use tower::{Service, ServiceExt};
 use tracing::Level;
 
-use test_support::Capture;
+use test_support::{Capture, call, call_err};
 
 use super::*;
 use crate::circuit_breaker::CircuitBreakerLayer;
@@ -259,7 +259,7 @@ async fn the_layer_rejects_while_open_without_touching_the_inner_service() {
     let inner = Scripted::new(vec![Err("boom"), Err("boom")]);
     let mut svc = CircuitBreakerLayer::new(cb.clone()).layer_over(inner.clone());
     for _ in 0..2 {
-        assert!(svc.ready().await.unwrap().call(()).await.is_err());
+        assert!(call(&mut svc, ()).await.is_err());
     }
     assert_eq!(cb.state(), CircuitState::Open);
     let (polls, calls) = (
@@ -267,7 +267,7 @@ async fn the_layer_rejects_while_open_without_touching_the_inner_service() {
         inner.calls.load(AtomicOrdering::SeqCst),
     );
     for _ in 0..5 {
-        let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+        let err = call_err(&mut svc, ()).await;
         assert!(err.is::<CircuitOpen>());
         assert_eq!(err.to_string(), "Circuit breaker OPEN - rejecting request");
     }
@@ -324,7 +324,7 @@ async fn the_layer_counts_results_through_its_classifier() {
         .classifier(lenient)
         .layer_over(Scripted::new(vec![Err("x"), Err("y"), Err("z")]));
     for _ in 0..3 {
-        let _ = svc.ready().await.unwrap().call(()).await;
+        let _ = call(&mut svc, ()).await;
     }
     assert_eq!(cb.state(), CircuitState::Closed);
     // The default classifier: an Ok closes nothing and an Err counts.
@@ -335,7 +335,7 @@ async fn the_layer_counts_results_through_its_classifier() {
         Err("z"),
     ]));
     for _ in 0..4 {
-        let _ = svc.ready().await.unwrap().call(()).await;
+        let _ = call(&mut svc, ()).await;
     }
     assert_eq!(cb.state(), CircuitState::Open);
 }

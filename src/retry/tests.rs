@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::Full;
 use tokio::time::Instant;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder};
 
-use test_support::Capture;
+use test_support::{Capture, call_err, call_ok};
 use tower::Layer;
 use tower::retry::budget::TpsBudget;
 
@@ -69,7 +69,7 @@ async fn retries_transient_statuses_with_backoff_until_success() {
         .layer(RetryLayer::new(config(3, 1000, 10_000)).classifier(HttpClassifier))
         .service(inner);
     let start = Instant::now();
-    let res = svc.ready().await.unwrap().call(request()).await.unwrap();
+    let res = call_ok(&mut svc, request()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
     // Two sleeps: 1 s ± 50% and 2 s ± 50%.
@@ -84,7 +84,7 @@ async fn gives_up_after_max_retries_and_returns_the_last_response() {
     let mut svc = RetryLayer::new(config(3, 10, 100))
         .classifier(HttpClassifier)
         .layer(inner);
-    let res = svc.ready().await.unwrap().call(request()).await.unwrap();
+    let res = call_ok(&mut svc, request()).await;
     assert_eq!(res.status(), 503, "the last attempt's response, unchanged");
     assert_eq!(attempts.load(Ordering::SeqCst), 4);
 }
@@ -96,7 +96,7 @@ async fn client_errors_and_successes_are_not_retried() {
         let mut svc = RetryLayer::new(config(3, 10, 100))
             .classifier(HttpClassifier)
             .layer(inner);
-        let res = svc.ready().await.unwrap().call(request()).await.unwrap();
+        let res = call_ok(&mut svc, request()).await;
         assert_eq!(res.status(), status);
         assert_eq!(attempts.load(Ordering::SeqCst), 1, "status {status}");
     }
@@ -109,7 +109,7 @@ async fn retry_after_in_seconds_is_honoured_when_longer_than_the_backoff() {
         .classifier(HttpClassifier)
         .layer(inner);
     let start = Instant::now();
-    let res = svc.ready().await.unwrap().call(request()).await.unwrap();
+    let res = call_ok(&mut svc, request()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
     let waited = start.elapsed();
@@ -125,7 +125,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
         .classifier(HttpClassifier)
         .layer(inner);
     let start = Instant::now();
-    svc.ready().await.unwrap().call(request()).await.unwrap();
+    call_ok(&mut svc, request()).await;
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
     // The date has one-second resolution.
     let waited = start.elapsed();
@@ -140,7 +140,7 @@ async fn retry_after_beyond_the_cap_returns_the_response_at_once() {
         .classifier(HttpClassifier)
         .layer(inner);
     let start = Instant::now();
-    let res = svc.ready().await.unwrap().call(request()).await.unwrap();
+    let res = call_ok(&mut svc, request()).await;
     assert_eq!(res.status(), 429);
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -155,13 +155,13 @@ async fn an_exhausted_budget_stops_retries_and_can_be_turned_off() {
         .classifier(HttpClassifier)
         .budget(budget)
         .layer(inner);
-    svc.ready().await.unwrap().call(request()).await.unwrap();
+    call_ok(&mut svc, request()).await;
     assert_eq!(
         attempts.load(Ordering::SeqCst),
         2,
         "one retry from the reserve"
     );
-    svc.ready().await.unwrap().call(request()).await.unwrap();
+    call_ok(&mut svc, request()).await;
     assert_eq!(attempts.load(Ordering::SeqCst), 3, "no retry left");
 
     let (inner, attempts) = scripted(vec![503], vec![]);
@@ -170,7 +170,7 @@ async fn an_exhausted_budget_stops_retries_and_can_be_turned_off() {
         .without_budget()
         .layer(inner);
     for _ in 0..3 {
-        svc.ready().await.unwrap().call(request()).await.unwrap();
+        call_ok(&mut svc, request()).await;
     }
     assert_eq!(attempts.load(Ordering::SeqCst), 12);
 }
@@ -187,13 +187,7 @@ async fn an_open_circuit_is_never_retried_even_if_the_classifier_says_so() {
     let mut svc = RetryLayer::new(config(3, 10, 100))
         .classifier(everything_fails)
         .layer(inner);
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request())
-        .await
-        .unwrap_err();
+    let err = call_err(&mut svc, request()).await;
     assert!(err.is::<CircuitOpen>());
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
 }
@@ -212,13 +206,7 @@ async fn a_body_that_cannot_be_replayed_is_sent_once() {
         .classifier(HttpClassifier)
         .layer(inner);
     let body = Full::new(Bytes::from_static(b"stream")).boxed();
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(body))
-        .await
-        .unwrap();
+    let res = call_ok(&mut svc, http::Request::new(body)).await;
     assert_eq!(res.status(), 503);
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
 }
@@ -248,7 +236,7 @@ async fn every_attempt_carries_the_same_request_and_retries_are_logged_in_the_sp
     let req = http::Request::post("http://example.test/embeddings")
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
-    svc.ready().await.unwrap().call(req).await.unwrap();
+    call_ok(&mut svc, req).await;
 
     let bodies = bodies.lock().unwrap();
     assert_eq!(bodies.len(), 3);
