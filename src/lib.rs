@@ -132,7 +132,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The modules by tier, bottom up: each file imports only from its own folder
-// and from lower tiers (tests/structure.rs checks that src/ has no import cycle).
+// and from lower tiers; .ci/run checks that the files of src/ import each other
+// in no cycle.
 //
 // Tier 0: leaves.
 mod redact;
@@ -181,3 +182,9 @@ pub use crate::request_id::RequestIdLayer;
 pub use crate::retry::{RetryConfig, RetryLayer};
 #[doc(no_inline)]
 pub use crate::timeout::TimeoutLayer;
+
+/// The snippets of README.md, compiled and run as doc tests so that they cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -225,16 +225,26 @@ where
     }
 }
 
-pub(crate) fn request_span<B>(
+fn request_span<B>(
     req: &http::Request<B>,
+    id: &RequestId,
+    provider: Option<&str>,
+) -> tracing::Span {
+    call_span(req.method(), &req.uri().path(), id, provider)
+}
+
+/// The `request` span of one call: its ID, method, path and provider.
+pub(crate) fn call_span(
+    method: &http::Method,
+    path: &dyn std::fmt::Display,
     id: &RequestId,
     provider: Option<&str>,
 ) -> tracing::Span {
     let span = tracing::info_span!(
         "request",
         request_id = id.as_str(),
-        method = %req.method(),
-        endpoint = req.uri().path(),
+        method = %method,
+        endpoint = %path,
         provider = tracing::field::Empty,
     );
     if let Some(provider) = provider {

@@ -233,7 +233,8 @@ async fn the_breaker_opens_fails_fast_then_recovers_through_half_open_probes() {
         assert!(err.request_id().is_some());
     }
     assert_eq!(server.hits(), 3, "nothing reaches the server while open");
-    assert_eq!(client.stats().rejected, 5);
+    let stats = client.stats();
+    assert_eq!((stats.rejected, stats.failures), (5, 3), "each call counted once");
 
     // The recovery timeout passes (nothing is in flight, so the clock can jump).
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -525,4 +526,27 @@ async fn every_attempt_sends_the_same_headers_and_per_request_ones_win() {
     assert_eq!(plain["x-team"], "search");
     assert!(plain.get("x-trace").is_none() && plain.get("content-type").is_none());
     assert_ne!(plain["x-request-id"], response.request_id().as_str());
+}
+
+#[tokio::test]
+async fn the_request_span_names_the_path_the_request_went_to() {
+    let server = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let logs = support::capture_logs();
+    let client = HttpClient::new(config(&format!("{}/v1/", server.url()))).unwrap();
+    {
+        let _on = logs.install();
+        client.get("/models?limit=2").await.unwrap();
+    }
+    assert_eq!(server.seen()[0].path, "/v1/models");
+    let spans: Vec<String> = logs
+        .events()
+        .into_iter()
+        .map(|e| e.spans)
+        .filter(|s| s.contains("request{"))
+        .collect();
+    assert!(!spans.is_empty(), "the call logged in its span");
+    for span in spans {
+        assert!(span.contains("method=GET endpoint=/v1/models"), "{span}");
+        assert!(!span.contains('?'), "no query in the span: {span}");
+    }
 }

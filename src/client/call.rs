@@ -1,6 +1,7 @@
 //! What a call is made of before it is sent, and how it becomes the request the
 //! stack is called with.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,15 @@ impl<'a> Call<'a> {
             headers: HeaderMap::new(),
             timeout: None,
             request_id: None,
+        }
+    }
+
+    /// The path the request goes to, as its URI will have it (the base URL's
+    /// path, then the endpoint's, without the query), for the call's span.
+    pub(super) fn path(&self) -> impl fmt::Display + '_ {
+        CallPath {
+            base: &self.client.inner.base_path,
+            endpoint: self.endpoint.split('?').next().unwrap_or_default(),
         }
     }
 
@@ -100,4 +110,20 @@ pub(super) fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Option<Bytes>
                 .with_message(format!("the body does not serialize to JSON: {e}"))
                 .with_source(e)
         })
+}
+
+/// A call's path, written without building it.
+struct CallPath<'a> {
+    base: &'a str,
+    endpoint: &'a str,
+}
+
+impl fmt::Display for CallPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.base.is_empty() && self.endpoint.is_empty() {
+            return f.write_str("/");
+        }
+        f.write_str(self.base)?;
+        f.write_str(self.endpoint)
+    }
 }

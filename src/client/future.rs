@@ -8,16 +8,15 @@ use std::task::{Context, Poll, ready};
 
 use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
-use tower::ServiceExt;
-use tower::util::Oneshot;
+use tower_service::Service;
 
 use super::call::Call;
 use super::http_client::{HttpClient, Stack, StackRequest};
 use super::response::{Response, StreamResponse};
 use super::stats::InFlight;
 use super::transport::ClientBody;
-use crate::error::{Error, ErrorKind, MAX_ERROR_BODY_BYTES};
-use crate::request_id::{RequestId, request_span};
+use crate::error::{CircuitOpen, Error, ErrorKind, MAX_ERROR_BODY_BYTES};
+use crate::request_id::{RequestId, call_span};
 
 pin_project! {
     /// A request in progress; from
@@ -166,8 +165,11 @@ pin_project! {
     enum ExecState<'a> {
         // Not polled yet. Empty once the call has started, or failed to.
         Start { call: Option<Call<'a>> },
-        // tower's ready-then-call, on a clone of the client's stack.
-        Called { #[pin] future: Oneshot<Stack, StackRequest> },
+        // A clone of the client's stack being made ready. Its breaker layer,
+        // at the top, admits or refuses the call there: a refused call is
+        // never built.
+        Readying { stack: Stack, call: Option<Call<'a>> },
+        Called { #[pin] future: <Stack as Service<StackRequest>>::Future },
         Done,
     }
 }
@@ -204,33 +206,53 @@ impl Future for Exec<'_> {
                     };
                     *this.in_flight = Some(client.inner.counters.call_started());
                     let id = call.request_id.take().unwrap_or_else(RequestId::generate);
-                    let request = match call.build(*this.streaming, &id) {
-                        Ok(request) => request,
-                        Err(e) => break Err(e.with_request_id(id)),
-                    };
-                    *this.span = request_span(&request, &id, client.provider());
+                    *this.span = call_span(&call.method, &call.path(), &id, client.provider());
                     *this.id = Some(id);
-                    // The breaker layer at the top of the stack is the one place
-                    // that admits or refuses the call.
-                    let future = client.inner.stack.clone().oneshot(request);
+                    let stack = client.inner.stack.clone();
+                    this.state.set(ExecState::Readying {
+                        stack,
+                        call: Some(call),
+                    });
+                }
+                ExecProj::Readying { stack, call } => {
+                    let _entered = this.span.enter();
+                    let ready = ready!(stack.poll_ready(cx));
+                    let (Some(id), Some(call)) = (this.id.as_ref(), call.take()) else {
+                        polled_after_completion()
+                    };
+                    if let Err(e) = ready {
+                        break Err(Error::from_stack(e));
+                    }
+                    if stack.refuses() {
+                        break Err(Error::from_stack(Box::new(CircuitOpen::new())));
+                    }
+                    // Dropping the stack clone on an error gives back its
+                    // admission, recording no outcome.
+                    let request = match call.build(*this.streaming, id) {
+                        Ok(request) => request,
+                        Err(e) => break Err(e),
+                    };
+                    let future = stack.call(request);
                     this.state.set(ExecState::Called { future });
                 }
                 ExecProj::Called { future } => {
                     let _entered = this.span.enter();
-                    let result = ready!(future.poll(cx));
-                    let Some(id) = this.id.take() else {
-                        polled_after_completion()
-                    };
-                    break match result {
-                        Ok(response) => Ok((response, id)),
-                        Err(e) => Err(Error::from_stack(e).with_request_id(id)),
-                    };
+                    match ready!(future.poll(cx)) {
+                        Ok(response) => break Ok(response),
+                        Err(e) => break Err(Error::from_stack(e)),
+                    }
                 }
                 ExecProj::Done => polled_after_completion(),
             }
         };
         this.state.set(ExecState::Done);
         *this.in_flight = None;
-        Poll::Ready(result)
+        let Some(id) = this.id.take() else {
+            polled_after_completion()
+        };
+        Poll::Ready(match result {
+            Ok(response) => Ok((response, id)),
+            Err(e) => Err(e.with_request_id(id)),
+        })
     }
 }

@@ -42,6 +42,8 @@ pub(super) struct ClientInner {
     pub(super) config: HttpClientConfig,
     /// `base_url` without a trailing slash.
     pub(super) base: String,
+    /// The path of `base_url` without a trailing slash (`/v1`), or empty.
+    pub(super) base_path: String,
     /// The headers of every attempt, chosen by whether the request has a JSON
     /// body and whether its answer is streamed; see [`Templates`].
     pub(super) templates: Templates,
@@ -72,6 +74,7 @@ impl HttpClient {
     fn build(provider: Option<Arc<str>>, config: HttpClientConfig) -> Result<Self, Error> {
         config.validate()?;
         let base = config.base_url.trim_end_matches('/').to_owned();
+        let base_path = config.base_uri()?.path().trim_end_matches('/').to_owned();
         let templates = Templates::new(&config)?;
         let label: Arc<str> = provider.clone().unwrap_or_else(|| Arc::from("default"));
         let counters = Arc::new(Counters::new(label.clone()));
@@ -104,6 +107,7 @@ impl HttpClient {
             inner: Arc::new(ClientInner {
                 config,
                 base,
+                base_path,
                 templates,
                 stack,
                 breaker,
