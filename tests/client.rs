@@ -234,7 +234,11 @@ async fn the_breaker_opens_fails_fast_then_recovers_through_half_open_probes() {
     }
     assert_eq!(server.hits(), 3, "nothing reaches the server while open");
     let stats = client.stats();
-    assert_eq!((stats.rejected, stats.failures), (5, 3), "each call counted once");
+    assert_eq!(
+        (stats.rejected, stats.failures),
+        (5, 3),
+        "each call counted once"
+    );
 
     // The recovery timeout passes (nothing is in flight, so the clock can jump).
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -75,6 +75,7 @@
 mod breaker;
 mod config;
 pub mod future;
+mod gate;
 mod layer;
 mod permit;
 mod service;
@@ -82,6 +83,7 @@ mod state;
 
 pub use self::breaker::CircuitBreaker;
 pub use self::config::{CircuitBreakerConfig, CircuitStats};
+pub(crate) use self::gate::Gate;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitState;

@@ -55,13 +55,6 @@ impl<S, C> CircuitBreakerService<S, C> {
         }
     }
 
-    /// Whether the breaker refused the call that `poll_ready` made this service
-    /// ready for: `call` would then fail with [`CircuitOpen`](super::CircuitOpen)
-    /// without touching the inner service.
-    pub(crate) fn refuses(&self) -> bool {
-        matches!(self.admission, Admission::Rejected)
-    }
-
     /// The breaker guarding this service.
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker.0

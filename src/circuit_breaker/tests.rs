@@ -391,17 +391,7 @@ fn eight_threads_never_break_the_state_machine() {
     }
 
     // Transitions form one unbroken chain, ordered by generation.
-    let mut transitions: Vec<(u64, String, String)> = collector
-        .events()
-        .into_iter()
-        .filter_map(|e| {
-            Some((
-                e.field("generation")?.parse().ok()?,
-                e.field("from")?.to_owned(),
-                e.field("to")?.to_owned(),
-            ))
-        })
-        .collect();
+    let mut transitions = test_support::capture::transitions(&collector.events());
     transitions.sort();
     assert!(
         transitions.len() > 10,

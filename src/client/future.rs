@@ -8,14 +8,17 @@ use std::task::{Context, Poll, ready};
 
 use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
-use tower_service::Service;
+use tower::ServiceExt;
+use tower::util::Oneshot;
 
 use super::call::Call;
 use super::http_client::{HttpClient, Stack, StackRequest};
 use super::response::{Response, StreamResponse};
 use super::stats::InFlight;
 use super::transport::ClientBody;
-use crate::error::{CircuitOpen, Error, ErrorKind, MAX_ERROR_BODY_BYTES};
+use crate::circuit_breaker::{self, Gate};
+use crate::classify::HttpClassifier;
+use crate::error::{Error, ErrorKind, MAX_ERROR_BODY_BYTES};
 use crate::request_id::{RequestId, call_span};
 
 pin_project! {
@@ -160,16 +163,17 @@ pin_project! {
     }
 }
 
+/// The future of an admitted call: tower's ready-then-call on a clone of the
+/// stack, guarded by the breaker's permit.
+type Guarded =
+    circuit_breaker::future::ResponseFuture<Oneshot<Stack, StackRequest>, HttpClassifier>;
+
 pin_project! {
     #[project = ExecProj]
     enum ExecState<'a> {
         // Not polled yet. Empty once the call has started, or failed to.
         Start { call: Option<Call<'a>> },
-        // A clone of the client's stack being made ready. Its breaker layer,
-        // at the top, admits or refuses the call there: a refused call is
-        // never built.
-        Readying { stack: Stack, call: Option<Call<'a>> },
-        Called { #[pin] future: <Stack as Service<StackRequest>>::Future },
+        Called { #[pin] future: Guarded },
         Done,
     }
 }
@@ -204,35 +208,25 @@ impl Future for Exec<'_> {
                     let Some(mut call) = call.take() else {
                         polled_after_completion()
                     };
-                    *this.in_flight = Some(client.inner.counters.call_started());
+                    let inner = &*client.inner;
+                    *this.in_flight = Some(inner.counters.call_started());
                     let id = call.request_id.take().unwrap_or_else(RequestId::generate);
                     *this.span = call_span(&call.method, &call.path(), &id, client.provider());
+                    let entered = this.span.enter();
+                    // The one place the breaker is asked: a refused call is never
+                    // built. A permit dropped unused (the request could not be
+                    // built) records nothing.
+                    let admitted = inner.gate.admit();
+                    let built = admitted.map(|permit| (permit, call.build(*this.streaming, &id)));
                     *this.id = Some(id);
-                    let stack = client.inner.stack.clone();
-                    this.state.set(ExecState::Readying {
-                        stack,
-                        call: Some(call),
-                    });
-                }
-                ExecProj::Readying { stack, call } => {
-                    let _entered = this.span.enter();
-                    let ready = ready!(stack.poll_ready(cx));
-                    let (Some(id), Some(call)) = (this.id.as_ref(), call.take()) else {
-                        polled_after_completion()
+                    let (permit, request) = match built {
+                        None => break Err(Error::circuit_open()),
+                        Some((_, Err(e))) => break Err(e),
+                        Some((permit, Ok(request))) => (permit, request),
                     };
-                    if let Err(e) = ready {
-                        break Err(Error::from_stack(e));
-                    }
-                    if stack.refuses() {
-                        break Err(Error::from_stack(Box::new(CircuitOpen::new())));
-                    }
-                    // Dropping the stack clone on an error gives back its
-                    // admission, recording no outcome.
-                    let request = match call.build(*this.streaming, id) {
-                        Ok(request) => request,
-                        Err(e) => break Err(e),
-                    };
-                    let future = stack.call(request);
+                    let future = inner.stack.clone().oneshot(request);
+                    let future = Gate::guard(future, permit, HttpClassifier);
+                    drop(entered);
                     this.state.set(ExecState::Called { future });
                 }
                 ExecProj::Called { future } => {

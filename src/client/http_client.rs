@@ -10,19 +10,16 @@ use super::config::HttpClientConfig;
 use super::headers::Templates;
 use super::stats::{ClientStats, Counters};
 use super::transport::{self, Outgoing, Transport};
-use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService};
+use crate::circuit_breaker::{CircuitBreaker, Gate};
 use crate::classify::HttpClassifier;
 use crate::error::Error;
 use crate::pool::{PoolLimitLayer, PoolLimitService};
 use crate::retry::{RetryLayer, RetryService, RetryStats};
 use crate::timeout::{TimeoutLayer, TimeoutService};
 
-/// The provider's stack below the request-ID step, which the client does itself
-/// (see [`Pending`]).
-pub(super) type Stack = CircuitBreakerService<
-    RetryService<TimeoutService<PoolLimitService<Transport>>, HttpClassifier>,
-    HttpClassifier,
->;
+/// The provider's stack below the breaker, which the client asks itself (see
+/// [`Pending`](super::Pending)): retry, per-attempt timeout, slot limit, transport.
+pub(super) type Stack = RetryService<TimeoutService<PoolLimitService<Transport>>, HttpClassifier>;
 
 pub(super) type StackRequest = http::Request<Outgoing>;
 
@@ -48,6 +45,8 @@ pub(super) struct ClientInner {
     /// body and whether its answer is streamed; see [`Templates`].
     pub(super) templates: Templates,
     pub(super) stack: Stack,
+    /// This client's own handle to the breaker, which admits each call.
+    pub(super) gate: Gate,
     pub(super) breaker: CircuitBreaker,
     pub(super) counters: Arc<Counters>,
     pub(super) retry_stats: Arc<RetryStats>,
@@ -98,7 +97,6 @@ impl HttpClient {
             label.clone(),
         );
         let stack = ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
             .layer(retry)
             .layer(TimeoutLayer::new(config.default_timeout))
             .layer(pool.clone())
@@ -110,6 +108,7 @@ impl HttpClient {
                 base_path,
                 templates,
                 stack,
+                gate: Gate::new(breaker.clone()),
                 breaker,
                 counters,
                 retry_stats,

@@ -153,6 +153,11 @@ impl Error {
         self
     }
 
+    /// The error of a call the open circuit refused.
+    pub(crate) fn circuit_open() -> Self {
+        Error::new(ErrorKind::CircuitOpen).with_source(CircuitOpen::new())
+    }
+
     pub(crate) fn config(error: ConfigError) -> Self {
         Error::new(ErrorKind::Config).with_source(error)
     }
@@ -177,7 +182,7 @@ impl Error {
         if kind == ErrorKind::CircuitOpen {
             // The source adds nothing to the message, and keeping it would make
             // the chain print the same sentence twice.
-            return Error::new(kind).with_source(CircuitOpen::new());
+            return Error::circuit_open();
         }
         Error::new(kind).with_source(error)
     }

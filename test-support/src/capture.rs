@@ -79,6 +79,21 @@ impl Captured {
     }
 }
 
+/// The circuit breaker's transitions among `events`, as `(generation, from, to)`
+/// in the order they were captured.
+pub fn transitions(events: &[Captured]) -> Vec<(u64, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e.field("generation")?.parse().ok()?,
+                e.field("from")?.to_owned(),
+                e.field("to")?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// Where one capture's events go.
 #[derive(Debug, Default)]
 struct Sink {

@@ -2,7 +2,7 @@
 //! (log capture, loopback servers, call helpers), under one name.
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
-pub use test_support::capture::{self, Capture, Captured};
+pub use test_support::capture::{self, Capture, Captured, transitions};
 pub use test_support::server::{self, Loopback, Reply, Seen, Server, TestBody, bind, http1};
 pub use test_support::{call, call_err, call_ok, hyper_client};
 
@@ -14,18 +14,4 @@ pub fn init_tracing() {
 /// A capture of the current test's logs; `install` it on the test's thread.
 pub fn capture_logs() -> Capture {
     Capture::new()
-}
-
-/// The circuit breaker's transitions in `events`, as `(generation, from, to)`.
-pub fn transitions(events: &[Captured]) -> Vec<(u64, String, String)> {
-    events
-        .iter()
-        .filter_map(|e| {
-            Some((
-                e.field("generation")?.parse().ok()?,
-                e.field("from")?.to_owned(),
-                e.field("to")?.to_owned(),
-            ))
-        })
-        .collect()
 }
