@@ -6,7 +6,7 @@
 //! round, and the median of those paired ratios is reported. Client and server are
 //! pinned to separate cores when there are two (`STACK_PIN=0` turns that off).
 //!
-//! `cargo bench --bench stack` (set `STACK_SECS` and `STACK_ROUNDS` to change the
+//! `cargo bench -p stache-benches --bench stack` (set `STACK_SECS` and `STACK_ROUNDS` to change the
 //! run length, default 0.5 s and 20 rounds: on a noisy machine, many short
 //! pairs give a steadier median than a few long ones).
 

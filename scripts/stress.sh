@@ -19,15 +19,18 @@ yes > /dev/null & busy2=$!
 trap 'kill $busy1 $busy2 2>/dev/null' EXIT
 failures=0
 log=$(mktemp)
+kept=$(mktemp -d)
 for round in $(seq 1 "$rounds"); do
     for bin in $bins; do
         if ! "$bin" --test-threads=16 > "$log" 2>&1; then
             failures=$((failures + 1))
             echo "round $round: $(basename "$bin") failed:"
             grep -E "^test .* FAILED|panicked at" "$log" | head -5
+            cp "$log" "$kept/round-$round-$(basename "$bin").log"
         fi
     done
     [ $((round % 10)) -eq 0 ] && echo "round $round done, $failures failures so far"
 done
+[ "$failures" -eq 0 ] || echo "full output of each failed run: $kept"
 echo "$rounds rounds of $(echo "$bins" | wc -w) test binaries, --test-threads=16, both cores busy: $failures failures"
 [ "$failures" -eq 0 ]

@@ -122,7 +122,7 @@
 //! | `rustls` | yes | `https://` through rustls (ring provider, webpki roots) |
 //! | `serde` | no | configs from TOML/JSON (durations in seconds), serializable stats |
 //! | `blocking` | no | a blocking facade over the HTTP client |
-//! | `metrics` | no | counters, a gauge and a histogram per provider through the `metrics` facade ([`telemetry`](crate#features) lists them) |
+//! | `metrics` | no | counters, a gauge and a histogram per provider through the `metrics` facade ([`telemetry`] lists them) |
 //! | `full` | no | all of the above |
 //!
 //! The minimum supported Rust version is 1.85 (edition 2024).

@@ -8,9 +8,10 @@
 //! The layer sets the `x-request-id` header, puts the [`RequestId`] in the request's
 //! extensions, and runs the inner service's future inside an `INFO`-level tracing
 //! span named `request` with the fields `request_id`, `method`, `endpoint` and,
-//! when set, `provider`. Placed outermost, as [`HttpClient`](crate::HttpClient)
-//! does, the span wraps every retry and breaker event of the call, so all of a
-//! request's log lines carry its ID, and all its attempts send the same header.
+//! when set, `provider`. Placed outermost (where
+//! [`HttpClient`](crate::HttpClient) makes the same header and span itself), the
+//! span wraps every retry and breaker event of the call, so all of a request's
+//! log lines carry its ID, and all its attempts send the same header.
 //!
 //! [`MakeShortRequestId`] offers the same IDs to tower-http's
 //! `SetRequestIdLayer`, for servers.

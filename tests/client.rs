@@ -152,8 +152,8 @@ async fn a_connection_closed_without_an_answer_is_retried_then_reported() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_connect_error() {
-    let port = support::server::closed_port();
-    let client = HttpClient::new(config(&format!("http://127.0.0.1:{port}"))).unwrap();
+    let closed = support::server::ClosedPort::new();
+    let client = HttpClient::new(config(&closed.url())).unwrap();
     let err = client.get("/").await.unwrap_err();
     assert!(err.is_connect(), "{err:?}");
     assert!(!err.is_timeout());
@@ -291,6 +291,39 @@ async fn bad_endpoints_and_bodies_fail_before_anything_is_sent() {
     let err = client.post("/x", &map).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Request);
     assert_eq!(server.hits(), 0);
+    let stats = client.stats();
+    assert_eq!(
+        (
+            stats.requests,
+            stats.attempts,
+            stats.failures,
+            stats.rejected,
+            stats.in_flight
+        ),
+        (3, 0, 3, 0, 0),
+        "each counted once, as a failure"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_probe_that_cannot_be_built_gives_its_slot_back() {
+    let server = Server::replies(vec![Reply::Status(503), Reply::json(200, "{}")]).await;
+    let mut c = config(&server.url());
+    c.max_retries = 0;
+    c.circuit_breaker_threshold = 1;
+    c.circuit_breaker_half_open_max_calls = 1;
+    c.circuit_breaker_timeout = Duration::from_secs(5);
+    let client = HttpClient::new(c).unwrap();
+    assert!(client.get("/").await.unwrap_err().is_status());
+    assert_eq!(client.circuit_breaker().state(), CircuitState::Open);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // Admitted as the one test call, then refused before anything is sent.
+    let err = client.get("no-slash").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Request, "{err:?}");
+    // The slot came back: the next call is the test call, and closes the circuit.
+    client.get("/").await.unwrap();
+    assert_eq!(client.circuit_breaker().state(), CircuitState::Closed);
+    assert_eq!(server.hits(), 2);
 }
 
 #[test]

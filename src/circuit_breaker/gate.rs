@@ -7,8 +7,10 @@ use super::future::ResponseFuture;
 use super::permit::{Handle, Permit};
 use crate::sync::Arc;
 
-/// One caller's handle to a breaker: admits calls and guards their futures, with
-/// the same rules and costs as [`CircuitBreakerService`](super::CircuitBreakerService).
+/// A handle to a breaker that admits calls and guards their futures, with the
+/// same rules as [`CircuitBreakerService`](super::CircuitBreakerService). One
+/// `HttpClient` and its clones share one gate, as the clones of one service share
+/// its handle.
 pub(crate) struct Gate {
     handle: Arc<Handle>,
 }

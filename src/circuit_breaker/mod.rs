@@ -12,14 +12,16 @@
 //! * **Closed**: every call passes. Each failure adds one to `failure_count`; a
 //!   success resets it to zero, so only *consecutive* failures open the circuit.
 //! * **Open**: calls are refused at once. The circuit does not run a timer task:
-//!   the first [`state`](CircuitBreaker::state) or
-//!   [`can_attempt`](CircuitBreaker::can_attempt) after `timeout` has elapsed moves
-//!   it to half-open.
+//!   the first look after `timeout` has elapsed ([`state`](CircuitBreaker::state),
+//!   [`can_attempt`](CircuitBreaker::can_attempt), or a call admitted by
+//!   [`CircuitBreakerLayer`] or [`HttpClient`](crate::HttpClient)) moves it to
+//!   half-open.
 //! * **Half-open**: at most `half_open_max_calls` test calls are let through. Each
-//!   `true` from `can_attempt` takes one slot; slots come back only when the
-//!   period ends (all probes succeeded: closed; any failed: open again) or, when the
-//!   breaker is used through [`CircuitBreakerLayer`], when a probe's future is
-//!   dropped before it finished.
+//!   admission takes one slot; slots come back only when the period ends (all
+//!   probes succeeded: closed; any failed: open again) or, when the breaker is
+//!   used through [`CircuitBreakerLayer`] or [`HttpClient`](crate::HttpClient),
+//!   when a probe's future is dropped before it finished, or its call ended saying
+//!   nothing about the service.
 //!
 //! Time is read from [`tokio::time::Instant`], so tests can pause and advance the
 //! clock. Each transition emits one `tracing` event (`WARN` when the circuit opens,

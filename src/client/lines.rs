@@ -1,5 +1,5 @@
 //! Splitting a byte stream into lines, bounded: the NDJSON reader of
-//! [`StreamResponse`](crate::StreamResponse), kept free of I/O so it can be fed
+//! [`StreamResponse`](crate::client::StreamResponse), kept free of I/O so it can be fed
 //! anything in tests.
 
 use bytes::{Buf, BytesMut};

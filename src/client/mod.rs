@@ -1,14 +1,16 @@
 //! [`HttpClient`]: one provider's resilient, pooled JSON client.
 //!
-//! A call runs through the provider's stack:
+//! A call runs through the same steps as this stack of the crate's layers:
 //!
 //! ```text
 //! RequestId -> CircuitBreaker -> Retry -> Timeout -> PoolLimit -> hyper-util client
 //! ```
 //!
-//! so it gets one request ID for all its attempts (in the `x-request-id` header
-//! of each, and on a `request` span around the whole call, as
-//! [`RequestIdLayer`](crate::RequestIdLayer) does), is refused at once while the
+//! The client does the first two itself (its future makes the call's ID and
+//! `request` span, as [`RequestIdLayer`](crate::RequestIdLayer) does, and asks the
+//! breaker before the request is even built), then runs the layers below. So a
+//! call gets one request ID for all its attempts (in the `x-request-id` header of
+//! each, and on the span around the whole call), is refused at once while the
 //! circuit is open, retries transient failures (one breaker outcome per call,
 //! after its retries), bounds each attempt (body included) by the timeout, waits a
 //! bounded time for a connection slot, and reuses pooled connections.

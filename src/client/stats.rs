@@ -43,7 +43,7 @@ pub struct ClientStats {
     pub attempts: u64,
     /// Retries sent.
     pub retries: u64,
-    /// Calls refused by the open circuit.
+    /// Calls refused by the breaker (open, or every half-open test slot taken).
     pub rejected: u64,
     /// Calls that ended in an error other than an open circuit.
     pub failures: u64,

@@ -218,9 +218,14 @@ pub fn init() {
         let subscriber = tracing_subscriber::registry()
             .with(CaptureLayer)
             .with(print);
-        // Another global subscriber may have been set by the test binary; then
-        // captures see what that one forwards (nothing), and the test says so.
-        let _ = tracing::subscriber::set_global_default(subscriber);
+        // A capture that silently saw nothing would let a test that expects no
+        // such line pass: fail loudly instead.
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            panic!(
+                "another global tracing subscriber is set in this test binary; \
+                 test_support::capture needs to be the only one"
+            );
+        }
     });
     tracing_core::callsite::rebuild_interest_cache();
 }
@@ -252,10 +257,10 @@ where
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         let mut routes = active_sinks();
-        if let Some(parent) = span.parent()
-            && let Some(Routes(theirs)) = parent.extensions().get::<Routes>()
-        {
-            add_all(&mut routes, theirs);
+        if let Some(parent) = span.parent() {
+            if let Some(Routes(theirs)) = parent.extensions().get::<Routes>() {
+                add_all(&mut routes, theirs);
+            }
         }
         if attrs.metadata().name() == CAPTURE_SPAN {
             let key = fields.field("capture").and_then(|k| k.parse::<u64>().ok());
@@ -274,21 +279,23 @@ where
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         values.record(&mut fields);
-        if let Some(span) = ctx.span(id)
-            && let Some(SpanText(text)) = span.extensions_mut().get_mut::<SpanText>()
-        {
-            for (name, value) in fields.fields {
-                let _ = write!(text, " {name}={value}");
+        if let Some(span) = ctx.span(id) {
+            if let Some(SpanText(text)) = span.extensions_mut().get_mut::<SpanText>() {
+                for (name, value) in fields.fields {
+                    let _ = write!(text, " {name}={value}");
+                }
             }
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut sinks = active_sinks();
-        if let Some(span) = ctx.event_span(event)
-            && let Some(Routes(theirs)) = span.extensions().get::<Routes>()
-        {
-            add_all(&mut sinks, theirs);
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                if let Some(Routes(theirs)) = span.extensions().get::<Routes>() {
+                    add_all(&mut sinks, theirs);
+                }
+            }
         }
         let sinks: Vec<Arc<Sink>> = sinks.iter().filter_map(Weak::upgrade).collect();
         if sinks.is_empty() {

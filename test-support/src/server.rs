@@ -29,10 +29,39 @@ pub async fn bind() -> TcpListener {
         .expect("bind a loopback port")
 }
 
-/// A loopback port with nothing listening on it: connecting is refused.
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local address").port()
+/// A loopback port that refuses connections for as long as this value lives: a
+/// socket is bound to it but never listens, so the port cannot be handed to
+/// another test meanwhile (as a port freed by a dropped listener could be).
+#[derive(Debug)]
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    /// Binds a loopback port without listening on it.
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("a loopback address"))
+            .expect("bind a loopback port");
+        let port = socket.local_addr().expect("local address").port();
+        ClosedPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        ClosedPort::new()
+    }
 }
 
 /// An accept loop on a loopback listener that hands each connection to a
