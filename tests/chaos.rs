@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,12 +26,9 @@ use tracing::Instrument;
 struct Chaos {
     attempts: AtomicU64,
     per_id: Mutex<HashMap<String, u32>>,
+    /// While set, every attempt is answered 503.
+    down: AtomicBool,
 }
-
-/// The attempts (counted by the server, from 0) answered 503 whatever the dice
-/// say: two outages, placed by the run's progress rather than by the clock, so
-/// that they open the circuit however slowly a loaded machine runs the soak.
-const OUTAGES: [std::ops::Range<u64>; 2] = [4_000..4_300, 12_000..12_200];
 
 enum Act {
     Ok,
@@ -49,7 +46,7 @@ async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> Loopback {
             let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let (chaos, rng) = (chaos.clone(), rng.clone());
                 async move {
-                    let n = chaos.attempts.fetch_add(1, Ordering::SeqCst);
+                    chaos.attempts.fetch_add(1, Ordering::SeqCst);
                     let id = req
                         .headers()
                         .get("x-request-id")
@@ -57,7 +54,7 @@ async fn chaos_server(chaos: Arc<Chaos>, seed: u64) -> Loopback {
                         .unwrap_or_default()
                         .to_owned();
                     *chaos.per_id.lock().unwrap().entry(id).or_default() += 1;
-                    let act = if OUTAGES.iter().any(|outage| outage.contains(&n)) {
+                    let act = if chaos.down.load(Ordering::SeqCst) {
                         Act::Unavailable
                     } else {
                         match rng.lock().unwrap().random_range(0..100) {
@@ -140,6 +137,30 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     config.max_keepalive_connections = CALLERS;
     let client = HttpClient::new(config).unwrap();
 
+    // Two outages, placed by the run's progress rather than by the clock, each
+    // lasting until it has opened the circuit: however slowly a loaded machine
+    // runs the soak, it spans outages and recoveries.
+    let outages = Arc::new(AtomicU64::new(0));
+    let outage = {
+        let (chaos, outages) = (chaos.clone(), outages.clone());
+        let mut states = client.circuit_breaker().subscribe();
+        tokio::spawn(async move {
+            for start in [4_000, 12_000] {
+                while chaos.attempts.load(Ordering::SeqCst) < start {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                chaos.down.store(true, Ordering::SeqCst);
+                while *states.borrow_and_update() != CircuitState::Open {
+                    if states.changed().await.is_err() {
+                        return;
+                    }
+                }
+                chaos.down.store(false, Ordering::SeqCst);
+                outages.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+
     let started = Instant::now();
     let callers: Vec<_> = (0..CALLERS)
         .map(|_| {
@@ -183,6 +204,12 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     }
     let took = started.elapsed();
     eprintln!("soak: {tally:?} in {took:?}");
+    outage.abort();
+    assert_eq!(
+        outages.load(Ordering::SeqCst),
+        2,
+        "both outages opened the circuit"
+    );
 
     let total: u64 = tally.values().sum();
     assert_eq!(total, (CALLERS * CALLS_EACH) as u64, "every call ended");
