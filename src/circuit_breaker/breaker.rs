@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use super::config::{CircuitBreakerConfig, CircuitStats};
+use super::refusals::Refusals;
 use super::state::{CircuitState, GENERATION_ONE, STATE_MASK, pack};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering, lock};
 
@@ -41,6 +42,8 @@ struct Shared {
     /// Nanoseconds since the Unix epoch of the last failure; 0 for none.
     last_failure: AtomicU64,
     epoch: Instant,
+    /// Refused calls, for the rate-limited refusal log.
+    refusals: Refusals,
     /// Guards every transition and the half-open bookkeeping.
     probes: Mutex<Probes>,
     /// The state for subscribers; updated under `probes`, so it always ends on
@@ -56,6 +59,9 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct Probes {
+    /// When each half-open slot that `can_attempt` handed out was taken
+    /// (nanoseconds after `epoch`), oldest first, until its outcome is recorded.
+    manual: std::collections::VecDeque<u64>,
     /// Test calls admitted in the current half-open period and not given back.
     admitted: u32,
     /// Test calls that succeeded in the current half-open period.
@@ -118,6 +124,7 @@ impl CircuitBreaker {
                 reopen_at: AtomicU64::new(0),
                 last_failure: AtomicU64::new(0),
                 epoch: Instant::now(),
+                refusals: Refusals::default(),
                 probes: Mutex::new(Probes::default()),
                 watch: tokio::sync::watch::Sender::new(CircuitState::Closed),
                 #[cfg(feature = "metrics")]
@@ -149,26 +156,14 @@ impl CircuitBreaker {
     /// takes one of `half_open_max_calls` test slots, and the caller must report the
     /// outcome with [`record_success`](Self::record_success) or
     /// [`record_failure`](Self::record_failure).
+    ///
+    /// Prefer [`try_acquire`](Self::try_acquire), whose permit cannot be
+    /// forgotten. A half-open slot taken here that gets no outcome within
+    /// `timeout` (its caller panicked, or was cancelled) is reclaimed, so the
+    /// breaker cannot keep refusing forever.
     pub fn can_attempt(&self) -> bool {
-        self.try_acquire().is_some()
-    }
-
-    /// Records a successful call.
-    ///
-    /// Closed: resets the consecutive-failure count. Half-open: counts one
-    /// successful test; the last one needed closes the circuit. Open: ignored (a
-    /// late answer from before the circuit opened).
-    pub fn record_success(&self) {
-        self.on_success(None);
-    }
-
-    /// Records a failed call.
-    ///
-    /// Closed: adds one to the consecutive-failure count and opens the circuit when
-    /// it reaches the threshold. Half-open: opens the circuit again and restarts the
-    /// recovery timeout. Open: counted in the stats only.
-    pub fn record_failure(&self) {
-        self.on_failure(None);
+        let word = self.shared.word.load(Ordering::Acquire);
+        CircuitState::from_bits(word) == CircuitState::Closed || self.admit_as(true).is_some()
     }
 
     /// The current state, moving an open circuit to half-open if its recovery
@@ -243,20 +238,40 @@ impl CircuitBreaker {
 
     /// Admits a call if the circuit allows it.
     #[inline]
-    pub(crate) fn try_acquire(&self) -> Option<Ticket> {
+    pub(crate) fn admit(&self) -> Option<Ticket> {
         let word = self.shared.word.load(Ordering::Acquire);
         match CircuitState::from_bits(word) {
             CircuitState::Closed => Some(Ticket {
                 generation: word & !STATE_MASK,
                 half_open: false,
             }),
-            CircuitState::Open if !self.recovery_due() => None,
-            _ => self.try_acquire_slow(),
+            _ => self.admit_as(false),
         }
     }
 
+    /// Admits a call outside the closed fast path; `manual` for a slot taken by
+    /// [`can_attempt`](Self::can_attempt), which is reclaimed if it is never
+    /// reported.
     #[cold]
-    fn try_acquire_slow(&self) -> Option<Ticket> {
+    fn admit_as(&self, manual: bool) -> Option<Ticket> {
+        let word = self.shared.word.load(Ordering::Acquire);
+        if CircuitState::from_bits(word) == CircuitState::Open {
+            let now = self.now_nanos();
+            if now < self.shared.reopen_at.load(Ordering::Acquire) {
+                self.shared.refusals.refused(word, now);
+                return None;
+            }
+        }
+        let ticket = self.admit_slow(manual);
+        if ticket.is_none() {
+            let word = self.shared.word.load(Ordering::Acquire);
+            self.shared.refusals.refused(word, self.now_nanos());
+        }
+        ticket
+    }
+
+    #[cold]
+    fn admit_slow(&self, manual: bool) -> Option<Ticket> {
         let mut probes = lock(&self.shared.probes);
         let mut word = self.shared.word.load(Ordering::Acquire);
         let mut transition = None;
@@ -271,8 +286,14 @@ impl CircuitBreaker {
                     transition = Some(self.transition(&mut probes, word, CircuitState::HalfOpen));
                     word = self.shared.word.load(Ordering::Acquire);
                 }
+                if probes.admitted >= self.shared.half_open_max_calls {
+                    self.reclaim_manual(&mut probes);
+                }
                 if probes.admitted < self.shared.half_open_max_calls {
                     probes.admitted += 1;
+                    if manual {
+                        probes.manual.push_back(self.now_nanos());
+                    }
                     Some(Ticket {
                         generation: word & !STATE_MASK,
                         half_open: true,
@@ -299,6 +320,21 @@ impl CircuitBreaker {
             Verdict::Success => self.on_success(Some(ticket.generation)),
             Verdict::Failure => self.on_failure(Some(ticket.generation)),
             Verdict::Ignore => self.release(ticket),
+        }
+    }
+
+    /// Frees the half-open slots that `can_attempt` handed out at least
+    /// `timeout` ago and that never got an outcome.
+    fn reclaim_manual(&self, probes: &mut Probes) {
+        let timeout = u64::try_from(self.shared.timeout.as_nanos()).unwrap_or(u64::MAX);
+        let now = self.now_nanos();
+        while let Some(&taken) = probes.manual.front() {
+            if now.saturating_sub(taken) < timeout {
+                break;
+            }
+            probes.manual.pop_front();
+            probes.admitted = probes.admitted.saturating_sub(1);
+            tracing::warn!("circuit breaker: reclaimed a half-open slot that got no outcome within the timeout");
         }
     }
 
@@ -335,15 +371,19 @@ impl CircuitBreaker {
                 }
             }
             CircuitState::Open => {}
-            CircuitState::HalfOpen => self.half_open_success(word),
+            CircuitState::HalfOpen => self.half_open_success(word, generation.is_none()),
         }
     }
 
     #[cold]
-    fn half_open_success(&self, word: u64) {
+    fn half_open_success(&self, word: u64, manual: bool) {
         let mut probes = lock(&self.shared.probes);
         if self.shared.word.load(Ordering::Acquire) != word {
             return;
+        }
+        if manual {
+            // A reported slot of `can_attempt` is no longer a candidate for reclaiming.
+            probes.manual.pop_front();
         }
         probes.successes += 1;
         if probes.successes >= self.shared.half_open_max_calls {
@@ -489,6 +529,10 @@ impl Default for CircuitBreaker {
         CircuitBreaker::new(CircuitBreakerConfig::default())
     }
 }
+
+// The by-hand and operator API: `try_acquire`, `force_open`, `reset`.
+#[path = "operator.rs"]
+mod operator;
 
 #[cfg(all(test, not(loom)))]
 #[path = "tests.rs"]

@@ -50,7 +50,7 @@ fn loom_two_probes_never_share_one_slot() {
             .map(|_| {
                 let cb = cb.clone();
                 thread::spawn(move || {
-                    cb.try_acquire()
+                    cb.admit()
                         .filter(|t| t.half_open)
                         .map(|t| t.generation)
                 })
@@ -75,9 +75,9 @@ fn loom_concurrent_failures_open_the_circuit_exactly_once() {
         // the count at or past the threshold.
         let cb = breaker(2, 1);
         let tickets = [
-            cb.try_acquire().unwrap(),
-            cb.try_acquire().unwrap(),
-            cb.try_acquire().unwrap(),
+            cb.admit().unwrap(),
+            cb.admit().unwrap(),
+            cb.admit().unwrap(),
         ];
         let threads: Vec<_> = tickets
             .into_iter()
@@ -101,8 +101,8 @@ fn loom_a_failure_racing_a_success_in_half_open_always_reopens() {
     model(|| {
         let cb = breaker(1, 2);
         cb.record_failure();
-        let a = cb.try_acquire().unwrap();
-        let b = cb.try_acquire().unwrap();
+        let a = cb.admit().unwrap();
+        let b = cb.admit().unwrap();
         assert!(a.half_open && b.half_open);
         let cb1 = cb.clone();
         let t1 = thread::spawn(move || cb1.settle(a, Verdict::Success));

@@ -25,11 +25,23 @@
 //!
 //! Time is read from [`tokio::time::Instant`], so tests can pause and advance the
 //! clock. Each transition emits one `tracing` event (`WARN` when the circuit opens,
-//! `INFO` otherwise) with the old and new state.
+//! `INFO` otherwise) with the old and new state. Refused calls are logged at
+//! `WARN` as `Circuit breaker OPEN - rejecting request`: the first of each open
+//! period, then at most one line a second with the count refused since.
+//!
+//! An operator can steer the breaker: [`force_open`](CircuitBreaker::force_open)
+//! refuses every call until [`reset`](CircuitBreaker::reset), which closes the
+//! circuit and zeroes its counts.
 //!
 //! # Example
 //!
-//! Using the breaker by hand, around any fallible call:
+//! Using the breaker by hand, around any fallible call: take a
+//! [`CallPermit`] with [`try_acquire`](CircuitBreaker::try_acquire) and report
+//! the outcome through it. A permit that is dropped unreported (a panic, a
+//! cancelled future) gives its half-open slot back, so nothing can strand the
+//! breaker. The original design's `can_attempt()` and `record_*` work too; a
+//! half-open slot taken by `can_attempt()` that never gets an outcome is
+//! reclaimed after `timeout`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,9 +55,9 @@
 //! });
 //!
 //! for _ in 0..3 {
-//!     assert!(breaker.can_attempt());
+//!     let permit = breaker.try_acquire().expect("closed: admitted");
 //!     // ... the call failed:
-//!     breaker.record_failure();
+//!     permit.failure();
 //! }
 //! assert_eq!(breaker.state(), CircuitState::Open);
 //! assert!(!breaker.can_attempt());
@@ -80,6 +92,7 @@ pub mod future;
 mod gate;
 mod layer;
 mod permit;
+mod refusals;
 mod service;
 mod state;
 
@@ -87,6 +100,7 @@ pub use self::breaker::CircuitBreaker;
 pub use self::config::{CircuitBreakerConfig, CircuitStats};
 pub(crate) use self::gate::Gate;
 pub use self::layer::CircuitBreakerLayer;
+pub use self::permit::CallPermit;
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitState;
 pub use crate::error::CircuitOpen;

@@ -21,7 +21,7 @@ pub(crate) struct Permit {
 impl Permit {
     #[inline]
     pub(crate) fn acquire(breaker: &Arc<Handle>) -> Option<Permit> {
-        breaker.0.try_acquire().map(|ticket| Permit {
+        breaker.0.admit().map(|ticket| Permit {
             breaker: breaker.clone(),
             ticket,
             settled: false,
@@ -54,6 +54,64 @@ impl Drop for Permit {
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
+            .field("half_open", &self.ticket.half_open)
+            .finish()
+    }
+}
+
+/// One admitted call's right to report its outcome, from
+/// [`CircuitBreaker::try_acquire`].
+///
+/// Record the outcome with [`success`](Self::success) or
+/// [`failure`](Self::failure). Dropping the permit without either records
+/// nothing and gives a half-open test slot back, so a caller that panics or is
+/// cancelled cannot strand the breaker. An outcome from before the circuit
+/// changed state is ignored.
+#[must_use = "a permit records nothing unless `success()` or `failure()` is called"]
+pub struct CallPermit {
+    breaker: CircuitBreaker,
+    ticket: Ticket,
+    settled: bool,
+}
+
+impl CallPermit {
+    pub(super) fn new(breaker: CircuitBreaker, ticket: Ticket) -> Self {
+        CallPermit {
+            breaker,
+            ticket,
+            settled: false,
+        }
+    }
+
+    /// Records that the call succeeded.
+    pub fn success(mut self) {
+        self.settled = true;
+        self.breaker.settle(self.ticket, Verdict::Success);
+    }
+
+    /// Records that the call failed.
+    pub fn failure(mut self) {
+        self.settled = true;
+        self.breaker.settle(self.ticket, Verdict::Failure);
+    }
+
+    /// Whether the permit holds one of the half-open test slots.
+    pub fn is_half_open(&self) -> bool {
+        self.ticket.half_open
+    }
+}
+
+impl Drop for CallPermit {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.release(self.ticket);
+        }
+    }
+}
+
+impl fmt::Debug for CallPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallPermit")
             .field("half_open", &self.ticket.half_open)
             .finish()
     }

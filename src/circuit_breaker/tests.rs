@@ -196,7 +196,7 @@ async fn each_transition_emits_one_event_warn_on_open_info_otherwise() {
 #[tokio::test(start_paused = true)]
 async fn an_outcome_from_an_earlier_period_is_ignored() {
     let cb = breaker(2, 10, 1);
-    let early = cb.try_acquire().expect("closed admits");
+    let early = cb.admit().expect("closed admits");
     cb.record_failure();
     cb.record_failure(); // open
     tokio::time::advance(Duration::from_secs(10)).await;
@@ -373,7 +373,7 @@ fn eight_threads_never_break_the_state_machine() {
                     seed ^= seed << 13;
                     seed ^= seed >> 17;
                     seed ^= seed << 5;
-                    let Some(ticket) = cb.try_acquire() else {
+                    let Some(ticket) = cb.admit() else {
                         continue;
                     };
                     let verdict = match seed % 10 {
@@ -442,7 +442,7 @@ fn eight_threads_never_exceed_the_half_open_limit() {
             let (cb, admitted) = (cb.clone(), admitted.clone());
             std::thread::spawn(move || {
                 for i in 0..20_000u32 {
-                    let Some(ticket) = cb.try_acquire() else {
+                    let Some(ticket) = cb.admit() else {
                         continue;
                     };
                     if ticket.half_open {

@@ -10,14 +10,16 @@ use std::time::Duration;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Jitter {
-    /// `d ± 50%`: uniform in `[d/2, 3d/2]`, then capped at `max_delay`. The default,
-    /// as in the original design.
+    /// `d ± 50%`: uniform in `[d/2, min(3d/2, max_delay)]`. The default, as in the
+    /// original design, except that samples are spread below the cap rather than
+    /// clamped onto it: once `d` reaches `max_delay`, delays are uniform in
+    /// `[max_delay/2, max_delay]`.
     #[default]
     Symmetric,
     /// "Full jitter": uniform in `[0, d]`. Spreads a herd of clients the most.
     Full,
-    /// "Decorrelated jitter": uniform in `[base_delay, 3 × previous delay]`, capped
-    /// at `max_delay`. Each delay depends on the one before, so it needs a
+    /// "Decorrelated jitter": uniform in `[base_delay, min(3 × previous delay,
+    /// max_delay)]`. Each delay depends on the one before, so it needs a
     /// [`Backoff`]; [`RetryConfig::delay_for_attempt`] takes the un-jittered
     /// exponential delay as "previous".
     Decorrelated,
@@ -110,16 +112,29 @@ impl RetryConfig {
     fn jittered(&self, d: Duration) -> Duration {
         let d = d.as_secs_f64();
         match self.jitter {
-            Jitter::Symmetric => self.cap(d + (rand::random::<f64>() - 0.5) * d),
-            Jitter::Full => self.cap(rand::random::<f64>() * d),
+            // Uniform over `[d/2, 3d/2]` cut at the cap, rather than clamped to it:
+            // clamping would put every sample above the cap exactly on it, and a
+            // herd of clients retrying in step is what jitter is there to prevent.
+            // At the cap (`d == max_delay`) that is `[max_delay/2, max_delay]`.
+            Jitter::Symmetric => {
+                let cap = self.max_delay.as_secs_f64();
+                self.uniform(d * 0.5, (d * 1.5).min(cap))
+            }
+            Jitter::Full => self.uniform(0.0, d),
             Jitter::None | Jitter::Decorrelated => self.cap(d),
         }
     }
 
     fn decorrelated(&self, previous: Duration) -> Duration {
-        let low = self.base_delay.as_secs_f64();
-        let high = (previous.as_secs_f64() * 3.0).max(low);
-        self.cap(low + rand::random::<f64>() * (high - low))
+        let cap = self.max_delay.as_secs_f64();
+        let low = self.base_delay.as_secs_f64().min(cap);
+        let high = (previous.as_secs_f64() * 3.0).min(cap).max(low);
+        self.uniform(low, high)
+    }
+
+    /// A uniform sample of `[low, high)`, within `[0, max_delay]`.
+    fn uniform(&self, low: f64, high: f64) -> Duration {
+        self.cap(low + rand::random::<f64>() * (high - low).max(0.0))
     }
 
     /// Seconds to a `Duration` clamped to `[0, max_delay]`.
@@ -229,6 +244,36 @@ mod tests {
             assert!(next >= Duration::from_secs(1));
             assert!(next <= (previous * 3).min(Duration::from_secs(10)));
             previous = next;
+        }
+    }
+
+    #[test]
+    fn delays_stay_spread_at_the_cap_and_never_exceed_it() {
+        for jitter in [Jitter::Symmetric, Jitter::Full, Jitter::Decorrelated] {
+            let c = RetryConfig {
+                base_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(10),
+                ..config(jitter)
+            };
+            let mut at_cap = 0;
+            for _ in 0..10_000 {
+                let d = c.delay_for_attempt(20);
+                assert!(d <= c.max_delay, "{jitter:?}: {d:?}");
+                at_cap += usize::from(d == c.max_delay);
+            }
+            assert!(at_cap <= 100, "{jitter:?}: {at_cap} of 10000 on the cap");
+        }
+        // Symmetric jitter at the cap covers [max/2, max].
+        let c = config(Jitter::Symmetric);
+        let samples: Vec<f64> = (0..10_000)
+            .map(|_| c.delay_for_attempt(20).as_secs_f64())
+            .collect();
+        let lo = samples.iter().copied().fold(f64::MAX, f64::min);
+        let hi = samples.iter().copied().fold(0.0, f64::max);
+        assert!((5.0..5.1).contains(&lo) && (9.9..=10.0).contains(&hi), "{lo}..{hi}");
+        // Below the cap, where 3d/2 passes it, nothing lands above the cap either.
+        for _ in 0..10_000 {
+            assert!(c.delay_for_attempt(3) <= c.max_delay);
         }
     }
 

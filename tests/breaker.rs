@@ -1,0 +1,166 @@
+//! The breaker by hand and under an operator: permits that cannot be forgotten,
+//! stranded `can_attempt` slots reclaimed, `force_open`/`reset`, and a refusal
+//! log that does not flood.
+
+mod support;
+
+use std::time::Duration;
+
+use stache_resilience::circuit_breaker::CircuitState;
+use stache_resilience::{CircuitBreaker, CircuitBreakerConfig};
+use support::{capture_logs, transitions};
+
+fn breaker(threshold: u32, timeout: Duration, half_open: u32) -> CircuitBreaker {
+    CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: threshold,
+        timeout,
+        half_open_max_calls: half_open,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_permit_gives_its_half_open_slot_back() {
+    let cb = breaker(1, Duration::from_secs(10), 1);
+    cb.try_acquire().expect("closed").failure();
+    assert!(cb.try_acquire().is_none(), "open");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let probe = cb.try_acquire().expect("half-open admits one probe");
+    assert!(probe.is_half_open());
+    assert!(cb.try_acquire().is_none(), "the one slot is taken");
+    // The caller panics, or is cancelled: the permit is dropped unreported.
+    drop(probe);
+    let probe = cb.try_acquire().expect("the slot came back");
+    probe.success();
+    assert_eq!(cb.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permit_from_an_earlier_period_changes_nothing() {
+    let cb = breaker(1, Duration::from_secs(10), 1);
+    let early = cb.try_acquire().expect("closed");
+    cb.try_acquire().expect("closed").failure();
+    assert_eq!(cb.state(), CircuitState::Open);
+    // A success admitted while closed, reported after the circuit opened.
+    early.success();
+    assert_eq!(cb.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_can_attempt_slot_that_never_reports_is_reclaimed_after_the_timeout() {
+    let timeout = Duration::from_secs(30);
+    let cb = breaker(1, timeout, 1);
+    cb.record_failure();
+    tokio::time::advance(timeout).await;
+    // A caller of the original API takes the only probe slot and never reports.
+    assert!(cb.can_attempt());
+    assert!(!cb.can_attempt());
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    assert!(!cb.can_attempt(), "not reclaimed before the timeout");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(cb.can_attempt(), "reclaimed once it is `timeout` old");
+    cb.record_success();
+    assert_eq!(cb.state(), CircuitState::Closed);
+    // And in a day of virtual time nothing strands it again.
+    cb.record_failure();
+    tokio::time::advance(Duration::from_secs(24 * 3600)).await;
+    assert!(cb.can_attempt());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reported_can_attempt_slot_is_not_reclaimed_twice() {
+    let timeout = Duration::from_secs(5);
+    let cb = breaker(1, timeout, 2);
+    cb.record_failure();
+    tokio::time::advance(timeout).await;
+    assert!(cb.can_attempt());
+    cb.record_success();
+    assert!(cb.can_attempt());
+    tokio::time::advance(timeout).await;
+    // The second slot is reclaimed; the first was reported and is not freed again.
+    assert!(cb.can_attempt());
+    assert!(!cb.can_attempt());
+}
+
+#[tokio::test(start_paused = true)]
+async fn force_open_refuses_until_reset_and_each_is_one_event() {
+    let logs = capture_logs();
+    let _guard = logs.install();
+    let cb = breaker(3, Duration::from_secs(1), 1);
+    let mut states = cb.subscribe();
+    cb.record_failure();
+    cb.force_open();
+    assert_eq!(*states.borrow_and_update(), CircuitState::Open);
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(cb.state(), CircuitState::Open, "a forced open never times out");
+    assert!(cb.try_acquire().is_none());
+    assert!(!cb.can_attempt());
+    cb.reset();
+    assert!(states.has_changed().unwrap());
+    assert_eq!(*states.borrow_and_update(), CircuitState::Closed);
+    let stats = cb.stats();
+    assert_eq!((stats.state, stats.failure_count), (CircuitState::Closed, 0));
+    assert!(cb.try_acquire().is_some());
+    // Reset from closed zeroes the count too.
+    cb.record_failure();
+    cb.record_failure();
+    cb.reset();
+    cb.record_failure();
+    assert_eq!(cb.state(), CircuitState::Closed, "the count started again from zero");
+
+    let events = logs.events();
+    let lines: Vec<String> = events.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(
+        lines.iter().filter(|m| *m == "circuit breaker forced open").count(),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|m| *m == "circuit breaker reset").count(),
+        2,
+        "{lines:?}"
+    );
+    let moves: Vec<(String, String)> = transitions(&events)
+        .into_iter()
+        .map(|(_, from, to)| (from, to))
+        .collect();
+    assert_eq!(
+        moves[..2],
+        [
+            ("closed".to_owned(), "open".to_owned()),
+            ("open".to_owned(), "closed".to_owned())
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_are_logged_once_per_period_then_once_a_second() {
+    let logs = capture_logs();
+    let _guard = logs.install();
+    let cb = breaker(1, Duration::from_secs(60), 1);
+    cb.record_failure();
+    for _ in 0..1000 {
+        assert!(cb.try_acquire().is_none());
+    }
+    let refusals = |logs: &support::Capture| -> Vec<String> {
+        logs.events()
+            .iter()
+            .filter(|e| e.message.starts_with("Circuit breaker OPEN - rejecting request"))
+            .map(|e| e.field("refused").unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(refusals(&logs), ["1"], "the first refusal alone, at once");
+    tokio::time::advance(Duration::from_millis(1000)).await;
+    assert!(!cb.can_attempt());
+    assert_eq!(refusals(&logs), ["1", "1000"], "then the count since, once a second");
+    // A new open period logs its first refusal at once.
+    cb.reset();
+    cb.record_failure();
+    assert!(cb.try_acquire().is_none());
+    assert_eq!(refusals(&logs), ["1", "1000", "1"]);
+    let warn = logs
+        .events()
+        .iter()
+        .filter(|e| e.message.starts_with("Circuit breaker OPEN"))
+        .all(|e| e.level == tracing::Level::WARN);
+    assert!(warn);
+}
