@@ -23,7 +23,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use stache_resilience::classify::HttpClassifier;
-use stache_resilience::retry::{Jitter, RetryConfig};
+use stache_resilience::retry::{Idempotent, Jitter, RetryConfig};
 use stache_resilience::{CircuitBreaker, CircuitBreakerConfig, ServiceBuilderExt};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -71,11 +71,15 @@ fn retry_config() -> RetryConfig {
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(5),
         jitter: Jitter::Symmetric,
+        total_timeout: None,
     }
 }
 
 fn post(url: &str) -> http::Request<Full<Bytes>> {
+    // Embedding calls are safe to repeat; the retry layer replays a POST only
+    // when told so (or when the server provably did not act on it).
     http::Request::post(format!("{url}/embed"))
+        .extension(Idempotent(true))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(br#"{"input":["hi"]}"#)))
         .unwrap_or_default()

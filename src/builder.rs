@@ -69,8 +69,9 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         classifier: C,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
 
-    /// Retries every `Err` with backoff, `Retry-After` and the default budget;
-    /// see [`RetryLayer`].
+    /// Retries every `Err` with backoff, `Retry-After` and the default budget; a
+    /// request that is not idempotent only when the server provably did not act
+    /// on it (see [`Replay`](crate::retry::Replay)). See [`RetryLayer`].
     fn resilient_retry(self, config: RetryConfig) -> ServiceBuilder<Stack<RetryLayer, L>>;
 
     /// Retries what `classifier` calls transient; see [`RetryLayer`].

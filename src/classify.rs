@@ -4,17 +4,29 @@
 //! an [`Outcome`]: whether it is retried, and whether it counts against the
 //! circuit breaker. The HTTP classifier follows this table:
 //!
-//! | result | retried? | breaker failure? |
+//! | result | retried? | for the breaker |
 //! | --- | --- | --- |
-//! | 1xx, 2xx, 3xx | no | no (success) |
-//! | 408, 5xx (and made-up codes ≥ 600) | yes | yes |
-//! | 429 Too Many Requests | yes, after `Retry-After` | no: the service is alive |
-//! | other 4xx | no | no: the caller's mistake |
-//! | transport error (refused, reset, DNS, TLS) | yes | yes |
-//! | attempt timeout ([`Elapsed`](crate::timeout::Elapsed)) | yes | yes |
-//! | pool timeout ([`PoolTimeout`]) | no | no: local congestion |
-//! | [`CircuitOpen`] | never | no |
-//! | future dropped by the caller | – | no, and held slots are freed |
+//! | 1xx, 2xx, 3xx | no | success |
+//! | 408, 5xx (and made-up codes ≥ 600) | yes | failure |
+//! | 429 Too Many Requests | yes, after its wait | neutral: alive, but not proof of recovery |
+//! | other 4xx | no | success: the caller's mistake |
+//! | `x-should-retry: true` on a 4xx | yes, like a 429 | neutral |
+//! | `x-should-retry: false` on a 408, 5xx | no ([`Outcome::Fatal`]) | failure |
+//! | `x-should-retry: false` on a 429 | no | neutral |
+//! | transport error (refused, reset, DNS, TLS) | yes | failure |
+//! | attempt timeout ([`Elapsed`](crate::timeout::Elapsed)) | yes, unless the deadline cut it | failure |
+//! | pool timeout ([`PoolTimeout`]) | no | neutral: local congestion |
+//! | [`CircuitOpen`] | never | neutral |
+//! | future dropped by the caller | – | neutral, and held slots are freed |
+//!
+//! The wait is `retry-after-ms` (or `x-ms-retry-after-ms`, in milliseconds) when
+//! the answer has one, else `Retry-After` (seconds or a date).
+//!
+//! "Retried" is for a request that is safe to repeat. One that is not (see
+//! [`Replay`](crate::retry::Replay)) is retried only when
+//! [`ClassifyOutcome::is_unprocessed`] says the service cannot have acted on it:
+//! the connection was never made, or the answer was a 429 or carried
+//! `x-should-retry: true`.
 //!
 //! Replace the classifier to teach the layers about another protocol (gRPC status
 //! codes) or an API that signals overload in its body: implement
@@ -45,9 +57,9 @@ use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 
-use crate::error::{BodyTooLarge, BoxError, CircuitOpen, Error, PoolTimeout, chain};
+use crate::error::{BodyTooLarge, BoxError, CircuitOpen, Elapsed, Error, PoolTimeout, chain};
 
-pub use crate::retry_after::parse_retry_after;
+pub use crate::retry_after::{headers_retry_after, parse_retry_after};
 
 /// What one call's result means to the retry layer and the circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +71,9 @@ pub enum Outcome {
     /// than 408 and 429). Not retried; the service is alive, so the breaker counts
     /// a success.
     ClientError,
-    /// The service is alive but asks the caller to slow down (429). Retried, no
-    /// sooner than `retry_after`; a success for the breaker.
+    /// The service is alive but asks the caller to slow down (429, or a 4xx with
+    /// `x-should-retry: true`). Retried, no sooner than `retry_after`; neutral for
+    /// the breaker (neither a success nor a failure).
     Throttled {
         /// How long the service asked the caller to wait, if it said.
         retry_after: Option<Duration>,
@@ -74,6 +87,9 @@ pub enum Outcome {
     /// Says nothing about the service (the circuit was open, no local connection
     /// slot was free). Not retried and not counted; a half-open slot is given back.
     Ignored,
+    /// The service failed and said not to try again (`x-should-retry: false` on a
+    /// 5xx or 408). Not retried; a failure for the breaker.
+    Fatal,
 }
 
 impl Outcome {
@@ -84,7 +100,7 @@ impl Outcome {
 
     /// Whether the circuit breaker counts this as a failure.
     pub const fn is_breaker_failure(&self) -> bool {
-        matches!(self, Outcome::Failure { .. })
+        matches!(self, Outcome::Failure { .. } | Outcome::Fatal)
     }
 
     /// The wait the service asked for, if any.
@@ -102,8 +118,8 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::ClientError => "client_error",
             Outcome::Throttled { .. } => "throttled",
-            Outcome::Failure { .. } => "failure",
-            _ => "ignored",
+            Outcome::Failure { .. } | Outcome::Fatal => "failure",
+            Outcome::Ignored => "ignored",
         }
     }
 }
@@ -121,6 +137,22 @@ pub trait ClassifyOutcome<Res, E> {
     fn describe(&self, response: &Res) -> Cow<'static, str> {
         let _ = response;
         Cow::Borrowed("unsuccessful response")
+    }
+
+    /// Whether `result` proves that the service did not act on the request, so
+    /// that even a request that is not safe to repeat may be sent again.
+    ///
+    /// The default: an error whose chain shows the connection was never made
+    /// (hyper-util's connect errors), no local slot was free ([`PoolTimeout`]), or
+    /// the circuit refused the call ([`CircuitOpen`]). Never a response.
+    fn is_unprocessed(&self, result: Result<&Res, &E>) -> bool
+    where
+        E: 'static,
+    {
+        match result {
+            Ok(_) => false,
+            Err(error) => error_is_unprocessed(error),
+        }
     }
 }
 
@@ -165,24 +197,72 @@ impl<B, E: 'static> ClassifyOutcome<http::Response<B>, E> for HttpClassifier {
     fn describe(&self, response: &http::Response<B>) -> Cow<'static, str> {
         Cow::Owned(response.status().to_string())
     }
+
+    /// A 429, an answer with `x-should-retry: true`, and the errors of the
+    /// [default](ClassifyOutcome::is_unprocessed).
+    fn is_unprocessed(&self, result: Result<&http::Response<B>, &E>) -> bool {
+        match result {
+            Ok(response) => response_is_unprocessed(response.status(), response.headers()),
+            Err(error) => error_is_unprocessed(error),
+        }
+    }
 }
 
-/// Classifies an HTTP status and its headers (read for `Retry-After`).
+/// The header by which OpenAI's and Anthropic's APIs say whether to retry.
+const X_SHOULD_RETRY: &str = "x-should-retry";
+
+/// `x-should-retry` read as a flag; anything but `true`/`false` is ignored.
+fn should_retry(headers: &http::HeaderMap) -> Option<bool> {
+    let value = headers.get(X_SHOULD_RETRY)?.to_str().ok()?.trim();
+    if value.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether an answer proves its request was not acted on: a 429, or
+/// `x-should-retry: true`.
+pub fn response_is_unprocessed(status: StatusCode, headers: &http::HeaderMap) -> bool {
+    match should_retry(headers) {
+        Some(flag) => flag,
+        None => status == StatusCode::TOO_MANY_REQUESTS,
+    }
+}
+
+/// Whether an error proves its request never reached the service: the
+/// connection was never made, no local slot was free, or the circuit was open.
+pub fn error_is_unprocessed<E: 'static>(error: &E) -> bool {
+    as_std_error(error).is_some_and(|error| {
+        chain(error).any(|e| {
+            e.is::<CircuitOpen>()
+                || e.is::<PoolTimeout>()
+                || e
+                    .downcast_ref::<hyper_util::client::legacy::Error>()
+                    .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        })
+    })
+}
+
+/// Classifies an HTTP status and its headers (read for the wait and
+/// `x-should-retry`); see the table in the [module documentation](self).
 pub fn classify_response(status: StatusCode, headers: &http::HeaderMap) -> Outcome {
-    let retry_after = || {
-        headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|value| parse_retry_after(value, SystemTime::now()))
-    };
-    match status.as_u16() {
-        100..=399 => Outcome::Success,
-        408 => Outcome::Failure {
+    let code = status.as_u16();
+    if code < 400 {
+        return Outcome::Success;
+    }
+    let retry_after = || headers_retry_after(headers, SystemTime::now());
+    let client_side = (400..500).contains(&code) && code != 408;
+    match (should_retry(headers), code) {
+        (Some(false), 429) => Outcome::Ignored,
+        (Some(false), _) if client_side => Outcome::ClientError,
+        (Some(false), _) => Outcome::Fatal,
+        (_, 429) | (Some(true), _) if client_side => Outcome::Throttled {
             retry_after: retry_after(),
         },
-        429 => Outcome::Throttled {
-            retry_after: retry_after(),
-        },
-        400..=499 => Outcome::ClientError,
+        _ if client_side => Outcome::ClientError,
         _ => Outcome::Failure {
             retry_after: retry_after(),
         },
@@ -204,6 +284,14 @@ pub fn classify_error<E: 'static>(error: &E) -> Outcome {
 /// Whether an error of any type is (or wraps) a [`CircuitOpen`].
 pub(crate) fn is_circuit_open<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(|e| chain(e).any(|e| e.is::<CircuitOpen>()))
+}
+
+/// Whether an error of any type is (or wraps) an [`Elapsed`] cut by the call's
+/// deadline.
+pub(crate) fn is_deadline<E: 'static>(error: &E) -> bool {
+    as_std_error(error).is_some_and(|e| {
+        chain(e).any(|e| e.downcast_ref::<Elapsed>().is_some_and(Elapsed::is_deadline))
+    })
 }
 
 fn says_nothing_about_service(error: &(dyn StdError + 'static)) -> bool {
@@ -272,6 +360,53 @@ mod tests {
             classify_response(StatusCode::SERVICE_UNAVAILABLE, &headers).retry_after(),
             Some(Duration::from_secs(7))
         );
+    }
+
+    fn with(code: u16, headers: &[(&'static str, &'static str)]) -> Outcome {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        classify_response(StatusCode::from_u16(code).expect("valid test status"), &map)
+    }
+
+    #[test]
+    fn x_should_retry_overrides_the_status() {
+        // `true` makes a 4xx retryable, neutral for the breaker, and replayable.
+        let outcome = with(409, &[("x-should-retry", "true")]);
+        assert!(outcome.is_retryable() && !outcome.is_breaker_failure());
+        assert!(matches!(outcome, Outcome::Throttled { .. }));
+        // `false` makes anything final.
+        let outcome = with(503, &[("x-should-retry", "false")]);
+        assert_eq!(outcome, Outcome::Fatal);
+        assert!(!outcome.is_retryable() && outcome.is_breaker_failure());
+        assert_eq!(with(429, &[("x-should-retry", "FALSE")]), Outcome::Ignored);
+        assert_eq!(with(400, &[("x-should-retry", "false")]), Outcome::ClientError);
+        // A success stays a success; garbage is ignored.
+        assert_eq!(with(200, &[("x-should-retry", "true")]), Outcome::Success);
+        assert!(with(503, &[("x-should-retry", "maybe")]).is_retryable());
+        assert_eq!(with(404, &[("x-should-retry", "1")]), Outcome::ClientError);
+
+        let unprocessed = |code: u16, headers: &[(&'static str, &'static str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in headers {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            response_is_unprocessed(StatusCode::from_u16(code).expect("valid"), &map)
+        };
+        assert!(unprocessed(429, &[]));
+        assert!(unprocessed(503, &[("x-should-retry", "true")]));
+        assert!(!unprocessed(429, &[("x-should-retry", "false")]));
+        assert!(!unprocessed(503, &[]));
+        assert!(!unprocessed(502, &[("retry-after", "1")]));
+    }
+
+    #[test]
+    fn retry_after_ms_wins_over_retry_after() {
+        let outcome = with(429, &[("retry-after", "9"), ("retry-after-ms", "1200")]);
+        assert_eq!(outcome.retry_after(), Some(Duration::from_millis(1200)));
+        let outcome = with(503, &[("x-ms-retry-after-ms", "30")]);
+        assert_eq!(outcome.retry_after(), Some(Duration::from_millis(30)));
     }
 
     #[test]

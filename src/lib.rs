@@ -136,6 +136,7 @@
 // in no cycle.
 //
 // Tier 0: leaves.
+mod deadline;
 mod redact;
 pub mod request_id;
 mod retry_after;

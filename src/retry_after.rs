@@ -30,6 +30,39 @@ pub fn parse_retry_after(value: &http::HeaderValue, now: SystemTime) -> Option<D
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The wait an answer asks for: `retry-after-ms` or `x-ms-retry-after-ms`
+/// (milliseconds, fractions allowed) when present and readable, else
+/// `Retry-After` (see [`parse_retry_after`]).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use http::{HeaderMap, HeaderValue};
+/// use stache_resilience::classify::headers_retry_after;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("retry-after", HeaderValue::from_static("2"));
+/// headers.insert("retry-after-ms", HeaderValue::from_static("250"));
+/// assert_eq!(headers_retry_after(&headers, SystemTime::now()), Some(Duration::from_millis(250)));
+/// ```
+pub fn headers_retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
+    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+        if let Some(wait) = headers.get(name).and_then(parse_millis) {
+            return Some(wait);
+        }
+    }
+    parse_retry_after(headers.get(http::header::RETRY_AFTER)?, now)
+}
+
+/// A non-negative count of milliseconds, fractions allowed (`1500`, `20.5`).
+fn parse_millis(value: &http::HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let millis: f64 = text.parse().ok()?;
+    Some(Duration::try_from_secs_f64(millis / 1000.0).unwrap_or(Duration::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +81,27 @@ mod tests {
             Some(Duration::from_secs(480))
         );
         assert_eq!(parse("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
+        let mut headers = http::HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(headers_retry_after(&headers, now), Some(Duration::from_secs(7)));
+        headers.insert("x-ms-retry-after-ms", HeaderValue::from_static("20.5"));
+        assert_eq!(
+            headers_retry_after(&headers, now),
+            Some(Duration::from_micros(20_500))
+        );
+        headers.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(headers_retry_after(&headers, now), Some(Duration::from_millis(1500)));
+        // An unreadable millisecond value falls back to the next header.
+        headers.insert("retry-after-ms", HeaderValue::from_static("-3"));
+        assert_eq!(
+            headers_retry_after(&headers, now),
+            Some(Duration::from_micros(20_500))
+        );
+        headers.insert("retry-after-ms", HeaderValue::from_static("1e400"));
+        headers.remove("x-ms-retry-after-ms");
+        assert_eq!(headers_retry_after(&headers, now), Some(Duration::from_secs(7)));
+        headers.insert("retry-after-ms", HeaderValue::from_static("99999999999999999999999999"));
+        assert_eq!(headers_retry_after(&headers, now), Some(Duration::MAX));
         for garbage in [
             "-5",
             "1.5",

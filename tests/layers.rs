@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use stache_resilience::circuit_breaker::{CircuitOpen, CircuitState};
 use stache_resilience::classify::HttpClassifier;
-use stache_resilience::retry::{Jitter, RetryConfig, RetryLayer};
+use stache_resilience::retry::{Jitter, Replay, RetryConfig, RetryLayer};
 use stache_resilience::timeout::{Elapsed, RequestTimeout, TimeoutLayer};
 use stache_resilience::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, RequestIdLayer,
@@ -23,6 +23,7 @@ fn fast_retries(max_retries: u32) -> RetryConfig {
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(4),
         jitter: Jitter::Symmetric,
+        total_timeout: None,
     }
 }
 
@@ -46,7 +47,11 @@ fn stack(
     ServiceBuilder::new()
         .layer(RequestIdLayer::new().provider("test"))
         .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
-        .layer(RetryLayer::new(retry).classifier(HttpClassifier))
+        .layer(
+            RetryLayer::new(retry)
+                .classifier(HttpClassifier)
+                .replay(Replay::Always),
+        )
         .layer(TimeoutLayer::new(timeout))
         .service(support::hyper_client())
 }
@@ -153,7 +158,11 @@ async fn retry_outside_the_breaker_counts_every_attempt_and_never_retries_an_ope
         ..Default::default()
     });
     let mut svc = ServiceBuilder::new()
-        .layer(RetryLayer::new(fast_retries(5)).classifier(HttpClassifier))
+        .layer(
+            RetryLayer::new(fast_retries(5))
+                .classifier(HttpClassifier)
+                .replay(Replay::Always),
+        )
         .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
         .service(support::hyper_client());
     let err = call_err(&mut svc, post(&server.url())).await;

@@ -14,9 +14,12 @@ use crate::error::{BoxError, CircuitOpen};
 /// What an outcome means to the breaker.
 const fn verdict(outcome: Outcome) -> Verdict {
     match outcome {
-        Outcome::Success | Outcome::ClientError | Outcome::Throttled { .. } => Verdict::Success,
-        Outcome::Failure { .. } => Verdict::Failure,
-        Outcome::Ignored => Verdict::Ignore,
+        Outcome::Success | Outcome::ClientError => Verdict::Success,
+        Outcome::Failure { .. } | Outcome::Fatal => Verdict::Failure,
+        // A 429 says the service is alive but not that it has recovered: it
+        // neither resets the failure count nor closes a half-open circuit, and a
+        // test slot it held is given back.
+        Outcome::Throttled { .. } | Outcome::Ignored => Verdict::Ignore,
     }
 }
 

@@ -9,12 +9,32 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
+use super::config::MAX_DURATION;
 use super::http_client::{HttpClient, StackRequest};
 use super::transport::{Outgoing, Streaming};
+use crate::deadline::{Attempts, RequestDeadline};
 use crate::error::{Error, ErrorKind};
 use crate::pool::HoldSlot;
 use crate::request_id::RequestId;
+use crate::retry::method_is_idempotent;
 use crate::timeout::RequestTimeout;
+
+/// A call's bound as a whole: when it ends, how long it was given, and the
+/// attempts started under it, for the error that says it was exceeded.
+#[derive(Debug, Clone)]
+pub(super) struct CallDeadline {
+    pub(super) at: tokio::time::Instant,
+    pub(super) total: Duration,
+    pub(super) attempts: Attempts,
+}
+
+/// The limits a call ran under, to name the one that fired in its error.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Limits {
+    /// The call's own per-attempt timeout, if it set one.
+    pub(super) timeout: Option<Duration>,
+    pub(super) deadline: Option<CallDeadline>,
+}
 
 /// A call as the request builders collect it.
 pub(super) struct Call<'a> {
@@ -25,6 +45,10 @@ pub(super) struct Call<'a> {
     pub(super) body: Result<Option<Bytes>, Error>,
     pub(super) headers: HeaderMap,
     pub(super) timeout: Option<Duration>,
+    /// This call's bound as a whole, overriding the config's `total_timeout`.
+    pub(super) deadline: Option<Duration>,
+    /// Whether this call is safe to repeat, overriding the method's rule.
+    pub(super) idempotent: Option<bool>,
     pub(super) request_id: Option<RequestId>,
 }
 
@@ -42,8 +66,26 @@ impl<'a> Call<'a> {
             body,
             headers: HeaderMap::new(),
             timeout: None,
+            deadline: None,
+            idempotent: None,
             request_id: None,
         }
+    }
+
+    /// A copy to send again, unless the body failed to serialize.
+    pub(super) fn try_clone(&self) -> Option<Self> {
+        let body = self.body.as_ref().ok()?.clone();
+        Some(Call {
+            client: self.client,
+            method: self.method.clone(),
+            endpoint: self.endpoint,
+            body: Ok(body),
+            headers: self.headers.clone(),
+            timeout: self.timeout,
+            deadline: self.deadline,
+            idempotent: self.idempotent,
+            request_id: self.request_id.clone(),
+        })
     }
 
     /// The path the request goes to, as its URI will have it (the base URL's
@@ -55,8 +97,51 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// The limits this call runs under; the deadline, if any, starts now.
+    pub(super) fn limits(&self) -> Result<Limits, Error> {
+        let config = &self.client.inner.config;
+        if let Some(timeout) = self.timeout {
+            check_duration("timeout", timeout)?;
+        }
+        let deadline = match self.deadline.or(config.total_timeout) {
+            None => None,
+            Some(total) => {
+                check_duration("deadline", total)?;
+                Some(CallDeadline {
+                    at: tokio::time::Instant::now() + total,
+                    total,
+                    attempts: Attempts::default(),
+                })
+            }
+        };
+        Ok(Limits {
+            timeout: self.timeout,
+            deadline,
+        })
+    }
+
+    /// Whether the call is safe to repeat: its own setting, else
+    /// `post_is_idempotent` for POST and PATCH, else the method's rule.
+    pub(super) fn is_idempotent(&self) -> bool {
+        self.idempotent.unwrap_or_else(|| match self.method {
+            Method::POST | Method::PATCH => self.client.inner.config.post_is_idempotent,
+            ref method => method_is_idempotent(method),
+        })
+    }
+
     /// The request the stack is called with, under `id`.
-    pub(super) fn build(self, streaming: bool, id: &RequestId) -> Result<StackRequest, Error> {
+    pub(super) fn build(
+        mut self,
+        streaming: bool,
+        id: &RequestId,
+        limits: &Limits,
+    ) -> Result<StackRequest, Error> {
+        let idempotent = self.is_idempotent();
+        if let Some(name) = &self.client.inner.config.idempotency_key {
+            if self.method != Method::GET && !self.headers.contains_key(name) {
+                self.headers.insert(name.clone(), idempotency_key());
+            }
+        }
         let body = self.body?;
         let endpoint = self.endpoint;
         if !endpoint.is_empty() && !endpoint.starts_with('/') && !endpoint.starts_with('?') {
@@ -82,6 +167,7 @@ impl<'a> Call<'a> {
             extra: (!self.headers.is_empty()).then(|| Arc::new(self.headers)),
             id: id.header_value().clone(),
             body: body.unwrap_or_default(),
+            idempotent,
         };
         let mut request = http::Request::new(outgoing);
         *request.method_mut() = self.method;
@@ -93,12 +179,35 @@ impl<'a> Call<'a> {
         if let Some(limit) = self.timeout {
             extensions.insert(RequestTimeout(limit));
         }
+        if let Some(deadline) = &limits.deadline {
+            extensions.insert(RequestDeadline(deadline.at));
+            extensions.insert(deadline.attempts.clone());
+        }
         if streaming {
             extensions.insert(Streaming);
             extensions.insert(HoldSlot);
         }
         Ok(request)
     }
+}
+
+/// A per-call duration checked as the config's are: above zero, at most
+/// [`MAX_DURATION`].
+fn check_duration(name: &str, value: Duration) -> Result<(), Error> {
+    if value.is_zero() || value > MAX_DURATION {
+        return Err(Error::new(ErrorKind::Request).with_message(format!(
+            "{name} must be greater than zero and at most {} days (got {value:?})",
+            MAX_DURATION.as_secs() / 86_400
+        )));
+    }
+    Ok(())
+}
+
+/// A fresh idempotency key: 32 random hex digits.
+fn idempotency_key() -> http::HeaderValue {
+    let key = format!("{:032x}", rand::random::<u128>());
+    // Hex digits are always a valid header value.
+    http::HeaderValue::try_from(key).unwrap_or(http::HeaderValue::from_static("0"))
 }
 
 /// A body serialized as JSON, or the `Request` error that says why it is not.

@@ -21,6 +21,7 @@ use crate::retry::{Jitter, RetryConfig};
 /// | `base_url` | required: absolute `http://` or `https://` URL with a host |
 /// | `headers` | empty (sent on every request, e.g. `Authorization`) |
 /// | `default_timeout` | 60 s per attempt, reading the body included |
+/// | `total_timeout` | none: the whole call, retries, waits and a stream's lines included |
 /// | `connect_timeout` | 10 s (TCP connect and TLS handshake) |
 /// | `write_timeout` | 10 s (a write to the socket that makes no progress) |
 /// | `pool_timeout` | 5 s (waiting for a free connection slot) |
@@ -36,7 +37,10 @@ use crate::retry::{Jitter, RetryConfig};
 /// | `circuit_breaker_half_open_max_calls` | 3 |
 /// | `max_response_bytes` | 32 MiB for a buffered body |
 /// | `stream_idle_timeout` | 60 s between chunks of a stream |
-/// | `max_line_bytes` | 8 MiB for one NDJSON line |
+/// | `max_line_bytes` | 8 MiB for one NDJSON line (blank lines before it included) |
+/// | `max_stream_bytes` | 1 GiB for a whole stream |
+/// | `post_is_idempotent` | `true`: POST and PATCH calls are safe to repeat |
+/// | `idempotency_key` | none (e.g. `Idempotency-Key`: a random key on every non-GET call) |
 /// | `user_agent` | `stache-resilience/<version>` |
 /// | `extra_root_certificates` | none (PEM or DER, trusted besides the webpki roots) |
 ///
@@ -79,6 +83,11 @@ pub struct HttpClientConfig {
     pub headers: HeaderMap,
     /// Deadline of each attempt, reading a buffered body included.
     pub default_timeout: Duration,
+    /// Bound on a whole call: every attempt, every backoff and `Retry-After`
+    /// wait, and for a stream every line until the last. `None` (the default)
+    /// bounds only each attempt. A call's
+    /// [`deadline`](crate::client::RequestBuilder::deadline) overrides it.
+    pub total_timeout: Option<Duration>,
     /// Deadline for the TCP connect and the TLS handshake.
     pub connect_timeout: Duration,
     /// Deadline for a socket write that makes no progress (a peer that stops
@@ -110,8 +119,19 @@ pub struct HttpClientConfig {
     pub max_response_bytes: usize,
     /// Longest wait for the next chunk of a streamed response.
     pub stream_idle_timeout: Duration,
-    /// Longest NDJSON line a stream will buffer.
+    /// Longest NDJSON line a stream will buffer; the blank lines before a line
+    /// count towards it.
     pub max_line_bytes: usize,
+    /// Most bytes one stream may deliver in all.
+    pub max_stream_bytes: u64,
+    /// Whether POST and PATCH calls are safe to repeat (default `true`: provider
+    /// calls such as embeddings and generations are). When `false`, such a call
+    /// is retried only when the server provably did not act on it. A call's
+    /// [`idempotent`](crate::client::RequestBuilder::idempotent) overrides it.
+    pub post_is_idempotent: bool,
+    /// A header that carries a random key on every non-GET call, the same on all
+    /// of its attempts, for servers that deduplicate (default `None`).
+    pub idempotency_key: Option<HeaderName>,
     /// The `User-Agent` header, unless `headers` sets one.
     pub user_agent: String,
     /// Extra trusted root certificates, PEM or DER (`https` only).
@@ -121,6 +141,13 @@ pub struct HttpClientConfig {
     invalid_api_key: bool,
 }
 
+/// The longest duration any setting may have (a year): larger values are
+/// mistakes, and some overflow the clock arithmetic below.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// The most retries a client may be configured with.
+const MAX_RETRIES: u32 = 100;
+
 impl HttpClientConfig {
     /// A config for `base_url` with every other field at its default.
     pub fn new(base_url: impl Into<String>) -> Self {
@@ -128,6 +155,7 @@ impl HttpClientConfig {
             base_url: base_url.into(),
             headers: HeaderMap::new(),
             default_timeout: Duration::from_secs(60),
+            total_timeout: None,
             connect_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             pool_timeout: Duration::from_secs(5),
@@ -144,6 +172,9 @@ impl HttpClientConfig {
             max_response_bytes: 32 * 1024 * 1024,
             stream_idle_timeout: Duration::from_secs(60),
             max_line_bytes: 8 * 1024 * 1024,
+            max_stream_bytes: 1 << 30,
+            post_is_idempotent: true,
+            idempotency_key: None,
             user_agent: concat!("stache-resilience/", env!("CARGO_PKG_VERSION")).to_owned(),
             extra_root_certificates: Vec::new(),
             invalid_api_key: false,
@@ -203,17 +234,37 @@ impl HttpClientConfig {
             ));
         }
         let timeouts = [
-            ("default_timeout", self.default_timeout),
-            ("connect_timeout", self.connect_timeout),
-            ("write_timeout", self.write_timeout),
-            ("pool_timeout", self.pool_timeout),
-            ("circuit_breaker_timeout", self.circuit_breaker_timeout),
-            ("stream_idle_timeout", self.stream_idle_timeout),
+            ("default_timeout", Some(self.default_timeout)),
+            ("total_timeout", self.total_timeout),
+            ("connect_timeout", Some(self.connect_timeout)),
+            ("write_timeout", Some(self.write_timeout)),
+            ("pool_timeout", Some(self.pool_timeout)),
+            ("circuit_breaker_timeout", Some(self.circuit_breaker_timeout)),
+            ("stream_idle_timeout", Some(self.stream_idle_timeout)),
         ];
         for (field, value) in timeouts {
-            if value.is_zero() {
+            if value.is_some_and(|v| v.is_zero()) {
                 return Err(ConfigError::new(field, "must be greater than zero"));
             }
+        }
+        let durations = timeouts.into_iter().chain([
+            ("keepalive_expiry", Some(self.keepalive_expiry)),
+            ("retry_base_delay", Some(self.retry_base_delay)),
+            ("retry_max_delay", Some(self.retry_max_delay)),
+        ]);
+        for (field, value) in durations {
+            if value.is_some_and(|v| v > MAX_DURATION) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be at most {} days", MAX_DURATION.as_secs() / 86_400),
+                ));
+            }
+        }
+        if self.max_retries > MAX_RETRIES {
+            return Err(ConfigError::new(
+                "max_retries",
+                format!("must be at most {MAX_RETRIES}"),
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::new("max_connections", "must be at least 1"));
@@ -253,6 +304,9 @@ impl HttpClientConfig {
         }
         if self.max_line_bytes == 0 {
             return Err(ConfigError::new("max_line_bytes", "must be at least 1"));
+        }
+        if self.max_stream_bytes == 0 {
+            return Err(ConfigError::new("max_stream_bytes", "must be at least 1"));
         }
         if HeaderValue::try_from(self.user_agent.as_str()).is_err() {
             return Err(ConfigError::new(
@@ -294,6 +348,22 @@ impl HttpClientConfig {
         if uri.host().is_none_or(str::is_empty) {
             return Err(ConfigError::new("base_url", "must name a host"));
         }
+        // Never echo the URL itself here: it may hold the very secret refused.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(ConfigError::new(
+                "base_url",
+                "must not contain a user name or password; send credentials in `headers`",
+            ));
+        }
+        if uri.query().is_some() || self.base_url.contains('?') {
+            return Err(ConfigError::new(
+                "base_url",
+                "must not contain a query; add it to each endpoint instead",
+            ));
+        }
+        if self.base_url.contains('#') {
+            return Err(ConfigError::new("base_url", "must not contain a fragment"));
+        }
         Ok(uri)
     }
 
@@ -303,6 +373,8 @@ impl HttpClientConfig {
             base_delay: self.retry_base_delay,
             max_delay: self.retry_max_delay,
             jitter: Jitter::Symmetric,
+            // The client sets each call's deadline itself (see `Call::build`).
+            total_timeout: None,
         }
     }
 
@@ -321,6 +393,7 @@ impl fmt::Debug for HttpClientConfig {
             .field("base_url", &self.base_url)
             .field("headers", &Redacted(&self.headers))
             .field("default_timeout", &self.default_timeout)
+            .field("total_timeout", &self.total_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("write_timeout", &self.write_timeout)
             .field("pool_timeout", &self.pool_timeout)
@@ -340,6 +413,9 @@ impl fmt::Debug for HttpClientConfig {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
             .field("max_line_bytes", &self.max_line_bytes)
+            .field("max_stream_bytes", &self.max_stream_bytes)
+            .field("post_is_idempotent", &self.post_is_idempotent)
+            .field("idempotency_key", &self.idempotency_key)
             .field("user_agent", &self.user_agent)
             .field(
                 "extra_root_certificates",
@@ -368,6 +444,8 @@ mod de {
         #[serde(default, with = "crate::serde_secs::option")]
         default_timeout: Option<Duration>,
         #[serde(default, with = "crate::serde_secs::option")]
+        total_timeout: Option<Duration>,
+        #[serde(default, with = "crate::serde_secs::option")]
         connect_timeout: Option<Duration>,
         #[serde(default, with = "crate::serde_secs::option")]
         write_timeout: Option<Duration>,
@@ -391,6 +469,9 @@ mod de {
         #[serde(default, with = "crate::serde_secs::option")]
         stream_idle_timeout: Option<Duration>,
         max_line_bytes: Option<usize>,
+        max_stream_bytes: Option<u64>,
+        post_is_idempotent: Option<bool>,
+        idempotency_key: Option<String>,
         user_agent: Option<String>,
     }
 
@@ -404,6 +485,13 @@ mod de {
                 let value = HeaderValue::try_from(value.as_str())
                     .map_err(|e| D::Error::custom(format_args!("headers: {name}: {e}")))?;
                 config = config.header(name, value);
+            }
+            config.total_timeout = raw.total_timeout;
+            if let Some(name) = raw.idempotency_key {
+                let name = HeaderName::try_from(name.as_str()).map_err(|e| {
+                    D::Error::custom(format_args!("idempotency_key: {name:?}: {e}"))
+                })?;
+                config.idempotency_key = Some(name);
             }
             macro_rules! set {
                 ($($field:ident),*) => {$(
@@ -430,6 +518,8 @@ mod de {
                 max_response_bytes,
                 stream_idle_timeout,
                 max_line_bytes,
+                max_stream_bytes,
+                post_is_idempotent,
                 user_agent
             );
             Ok(config)

@@ -1,24 +1,25 @@
-//! A call in progress: [`Pending`] for buffered answers, [`send_streaming`] for
-//! streamed ones, and the [`Exec`] future both run the stack with.
+//! A call in progress: [`Pending`] for buffered answers, and the [`Exec`]
+//! future that it and [`send_streaming`](super::stream::send_streaming) run the
+//! stack with.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
-use super::call::Call;
+use super::call::{Call, Limits};
+use super::explain::explain;
 use super::http_client::{HttpClient, Stack, StackRequest};
-use super::response::{Response, StreamResponse};
+use super::response::Response;
 use super::stats::InFlight;
 use super::transport::ClientBody;
 use crate::circuit_breaker::{self, Gate};
 use crate::classify::HttpClassifier;
-use crate::error::{Error, ErrorKind, MAX_ERROR_BODY_BYTES};
+use crate::error::{Error, ErrorKind};
 use crate::request_id::{RequestId, call_span};
 
 pin_project! {
@@ -54,7 +55,7 @@ impl Future for Pending<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let exec = self.project().exec;
         let client = exec.client;
-        let result = ready!(exec.poll(cx)).and_then(|(response, id)| buffered(response, id));
+        let result = ready!(exec.poll(cx)).and_then(|(response, id, _)| buffered(response, id));
         Poll::Ready(client.counted(result))
     }
 }
@@ -67,20 +68,9 @@ impl fmt::Debug for Pending<'_> {
     }
 }
 
-/// Sends a streaming request and waits for the head of its answer.
-pub(super) async fn send_streaming(call: Call<'_>) -> Result<StreamResponse, Error> {
-    let client = call.client;
-    let result = async {
-        let (response, id) = Exec::new(call, true).await?;
-        streamed(client, response, id).await
-    }
-    .await;
-    client.counted(result)
-}
-
 impl HttpClient {
     /// Counts how a call ended, once, whichever way it ended.
-    fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+    pub(super) fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         if let Err(error) = &result {
             self.inner.counters.call_failed(error);
         }
@@ -97,7 +87,7 @@ fn buffered(response: http::Response<ClientBody>, id: RequestId) -> Result<Respo
         // an empty body in place of one that was not read.
         ClientBody::Streaming(_) => {
             return Err(Error::new(ErrorKind::Body)
-                .with_message("expected a buffered body")
+                .with_message("bad response body: expected a buffered body")
                 .with_request_id(id));
         }
     };
@@ -105,40 +95,6 @@ fn buffered(response: http::Response<ClientBody>, id: RequestId) -> Result<Respo
         return Ok(Response::new(parts.status, parts.headers, body, id));
     }
     Err(Error::from_status(parts.status, parts.headers, &body).with_request_id(id))
-}
-
-/// Turns the head of a streamed answer into the caller's result.
-async fn streamed(
-    client: &HttpClient,
-    response: http::Response<ClientBody>,
-    id: RequestId,
-) -> Result<StreamResponse, Error> {
-    let idle = client.inner.config.stream_idle_timeout;
-    let (parts, body) = response.into_parts();
-    let body = match body {
-        ClientBody::Streaming(body) => body,
-        ClientBody::Buffered(_) => {
-            return Err(Error::new(ErrorKind::Body)
-                .with_message("expected a streamed body")
-                .with_request_id(id));
-        }
-    };
-    if !parts.status.is_success() {
-        // Keep the start of the error body, without waiting on a stalled one.
-        let text = tokio::time::timeout(idle, Limited::new(body, MAX_ERROR_BODY_BYTES).collect())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        return Err(Error::from_status(parts.status, parts.headers, &text).with_request_id(id));
-    }
-    Ok(StreamResponse::new(
-        http::Response::from_parts(parts, body),
-        id,
-        idle,
-        client.inner.config.max_line_bytes,
-    ))
 }
 
 pin_project! {
@@ -149,9 +105,11 @@ pin_project! {
     /// the top of the stack (the ID in the header, the `request` span around
     /// every poll of the call), without putting the ID in the request's
     /// extensions.
-    struct Exec<'a> {
+    pub(super) struct Exec<'a> {
         client: &'a HttpClient,
         streaming: bool,
+        // The call's limits: set by the first poll, unless given.
+        limits: Option<Limits>,
         // Set by the first poll, taken by the last.
         id: Option<RequestId>,
         span: tracing::Span,
@@ -184,20 +142,30 @@ fn polled_after_completion() -> ! {
 }
 
 impl<'a> Exec<'a> {
-    fn new(call: Call<'a>, streaming: bool) -> Self {
+    pub(super) fn new(call: Call<'a>, streaming: bool) -> Self {
         Exec {
             client: call.client,
             streaming,
+            limits: None,
             id: None,
             span: tracing::Span::none(),
             in_flight: None,
             state: ExecState::Start { call: Some(call) },
         }
     }
+
+    /// A call that runs under limits set before it (a stream sent again keeps
+    /// the deadline of its first send).
+    pub(super) fn with_limits(call: Call<'a>, streaming: bool, limits: Limits) -> Self {
+        Exec {
+            limits: Some(limits),
+            ..Exec::new(call, streaming)
+        }
+    }
 }
 
 impl Future for Exec<'_> {
-    type Output = Result<(http::Response<ClientBody>, RequestId), Error>;
+    type Output = Result<(http::Response<ClientBody>, RequestId, Limits), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -216,8 +184,21 @@ impl Future for Exec<'_> {
                     // The one place the breaker is asked: a refused call is never
                     // built. A permit dropped unused (the request could not be
                     // built) records nothing.
+                    let limits = match this.limits.take() {
+                        Some(limits) => Ok(limits),
+                        None => call.limits(),
+                    };
+                    let limits = match limits {
+                        Ok(limits) => this.limits.insert(limits),
+                        Err(e) => {
+                            *this.id = Some(id);
+                            drop(entered);
+                            break Err(e);
+                        }
+                    };
                     let admitted = inner.gate.admit();
-                    let built = admitted.map(|permit| (permit, call.build(*this.streaming, &id)));
+                    let built = admitted
+                        .map(|permit| (permit, call.build(*this.streaming, &id, limits)));
                     *this.id = Some(id);
                     let (permit, request) = match built {
                         None => break Err(Error::circuit_open()),
@@ -244,9 +225,10 @@ impl Future for Exec<'_> {
         let Some(id) = this.id.take() else {
             polled_after_completion()
         };
+        let limits = this.limits.take().unwrap_or_default();
         Poll::Ready(match result {
-            Ok(response) => Ok((response, id)),
-            Err(e) => Err(e.with_request_id(id)),
+            Ok(response) => Ok((response, id, limits)),
+            Err(e) => Err(explain(e, &limits, &client.inner.config).with_request_id(id)),
         })
     }
 }

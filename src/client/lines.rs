@@ -21,6 +21,9 @@ pub(crate) struct Lines {
     buffer: BytesMut,
     /// How much of `buffer` is known to hold no newline.
     scanned: usize,
+    /// Bytes of the blank lines skipped since the last line returned: they count
+    /// towards the next line's size, so a stream of bare newlines is bounded too.
+    blank: usize,
     max: usize,
 }
 
@@ -29,6 +32,7 @@ impl Lines {
         Lines {
             buffer: BytesMut::new(),
             scanned: 0,
+            blank: 0,
             max,
         }
     }
@@ -48,9 +52,10 @@ impl Lines {
         loop {
             let Some(pos) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') else {
                 self.scanned = self.buffer.len();
-                if self.buffer.len() > self.max {
+                if self.blank.saturating_add(self.buffer.len()) > self.max {
                     self.buffer.clear();
                     self.scanned = 0;
+                    self.blank = 0;
                     return Some(Err(LineError::TooLong { max: self.max }));
                 }
                 return None;
@@ -59,7 +64,7 @@ impl Lines {
             let mut line = self.buffer.split_to(end + 1);
             self.scanned = 0;
             line.truncate(end);
-            if let Some(line) = self.finish_line(line) {
+            if let Some(line) = self.finish_line(line, 1) {
                 return Some(line);
             }
         }
@@ -69,19 +74,25 @@ impl Lines {
     pub(crate) fn finish(&mut self) -> Option<Result<String, LineError>> {
         let rest = self.buffer.split();
         self.scanned = 0;
-        self.finish_line(rest)
+        self.finish_line(rest, 0)
     }
 
-    fn finish_line(&self, mut line: BytesMut) -> Option<Result<String, LineError>> {
+    /// A line cut from the buffer, `ended` the bytes of its newline.
+    fn finish_line(&mut self, mut line: BytesMut, ended: usize) -> Option<Result<String, LineError>> {
+        let consumed = line.len() + ended;
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
         }
-        if line.is_empty() {
-            return None;
-        }
-        if line.len() > self.max {
+        let size = self.blank.saturating_add(consumed);
+        if size > self.max {
+            self.blank = 0;
             return Some(Err(LineError::TooLong { max: self.max }));
         }
+        if line.is_empty() {
+            self.blank = size;
+            return None;
+        }
+        self.blank = 0;
         Some(String::from_utf8(line.to_vec()).map_err(LineError::Utf8))
     }
 }
@@ -119,6 +130,22 @@ mod tests {
     fn lines_split_across_chunks_and_crlf() {
         let (out, _) = feed(64, &[b"a\r\nb".to_vec(), b"c\n\n\r\nd".to_vec()]);
         assert_eq!(out, [Ok("a".into()), Ok("bc".into()), Ok("d".into())]);
+    }
+
+    #[test]
+    fn blank_lines_count_towards_the_line_limit() {
+        // 10 bare newlines, then nothing else: over a limit of 8.
+        let (out, _) = feed(8, &[b"\n".repeat(10)]);
+        assert_eq!(out, [Err("too long".to_owned())]);
+        // Under the limit they are skipped as before.
+        let (out, _) = feed(8, &[b"\n\r\nab\n".to_vec()]);
+        assert_eq!(out, [Ok("ab".into())]);
+        // Blank lines followed by a line: together over the limit.
+        let (out, _) = feed(8, &[b"\n\n\n\nabcdef\n".to_vec()]);
+        assert_eq!(out, [Err("too long".to_owned())]);
+        // The count starts again after a line.
+        let (out, _) = feed(8, &[b"\n\nabc\n\n\nabc\n".to_vec()]);
+        assert_eq!(out, [Ok("abc".into()), Ok("abc".into())]);
     }
 
     proptest! {

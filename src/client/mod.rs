@@ -42,12 +42,15 @@
 mod body;
 mod call;
 mod config;
+mod explain;
 mod future;
 mod headers;
 mod http_client;
 mod lines;
 mod request;
 mod response;
+mod stream;
+mod stream_response;
 mod stats;
 mod transport;
 
@@ -55,7 +58,8 @@ pub use self::config::HttpClientConfig;
 pub use self::future::Pending;
 pub use self::http_client::HttpClient;
 pub use self::request::{RequestBuilder, StreamRequestBuilder};
-pub use self::response::{Response, StreamResponse};
+pub use self::response::Response;
+pub use self::stream_response::StreamResponse;
 pub use self::stats::ClientStats;
 pub use crate::error::{BodyError, BodyTooLarge};
 

@@ -10,9 +10,11 @@ use http::{HeaderName, HeaderValue, Method};
 use serde::Serialize;
 
 use super::call::{Call, json_body};
-use super::future::{Pending, send_streaming};
+use super::future::Pending;
+use super::stream::send_streaming;
 use super::http_client::HttpClient;
-use super::response::{Response, StreamResponse};
+use super::response::Response;
+use super::stream_response::StreamResponse;
 use crate::error::Error;
 use crate::request_id::RequestId;
 
@@ -63,8 +65,30 @@ impl<'a> RequestBuilder<'a> {
     }
 
     /// Overrides the provider's per-attempt timeout for this request.
+    ///
+    /// Zero, or more than a year, fails the call with a request error.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.call.timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds this call as a whole — every attempt, every wait between them —
+    /// overriding the provider's [`total_timeout`](crate::HttpClientConfig::total_timeout).
+    ///
+    /// No retry starts whose wait would end past it; an attempt running when it
+    /// passes is cut, and the call fails with an error for which
+    /// [`Error::is_deadline`] is true.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.call.deadline = Some(deadline);
+        self
+    }
+
+    /// Marks this call as safe to repeat or not, whatever its method and the
+    /// provider's [`post_is_idempotent`](crate::HttpClientConfig::post_is_idempotent).
+    /// A call that is not is retried only when the server provably did not act
+    /// on it (see [`Replay`](crate::retry::Replay)).
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.call.idempotent = Some(idempotent);
         self
     }
 
@@ -108,6 +132,7 @@ impl fmt::Debug for RequestBuilder<'_> {
             .field("method", &self.call.method)
             .field("endpoint", &self.call.endpoint)
             .field("timeout", &self.call.timeout)
+            .field("deadline", &self.call.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +147,19 @@ impl<'a> StreamRequestBuilder<'a> {
     /// Overrides the time allowed until the response headers arrive.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.request = self.request.timeout(timeout);
+        self
+    }
+
+    /// Bounds the whole stream, from sending the request to its last line; see
+    /// [`RequestBuilder::deadline`].
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.request = self.request.deadline(deadline);
+        self
+    }
+
+    /// Marks this call as safe to repeat or not; see [`RequestBuilder::idempotent`].
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.request = self.request.idempotent(idempotent);
         self
     }
 

@@ -53,11 +53,17 @@ pub(crate) struct Outgoing {
     /// Headers set on this request alone.
     pub(crate) extra: Option<Arc<HeaderMap>>,
     pub(crate) id: HeaderValue,
+    /// Whether the call is safe to repeat (its method and the client's rules).
+    pub(crate) idempotent: bool,
 }
 
 impl ReplayBody for Outgoing {
     fn try_clone_body(&self) -> Option<Self> {
         Some(self.clone())
+    }
+
+    fn idempotency(&self) -> Option<bool> {
+        Some(self.idempotent)
     }
 }
 

@@ -55,13 +55,6 @@ impl BodyError {
             source: Some(source),
         }
     }
-
-    pub(crate) fn msg(message: String) -> Self {
-        BodyError {
-            source: None,
-            message,
-        }
-    }
 }
 
 impl fmt::Display for BodyError {

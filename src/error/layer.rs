@@ -31,28 +31,56 @@ impl fmt::Display for CircuitOpen {
 
 impl std::error::Error for CircuitOpen {}
 
-/// An attempt took longer than its limit; returned by
+/// An attempt took longer than its limit, or reached the call's
+/// [`RequestDeadline`](crate::timeout::RequestDeadline); returned by
 /// [`TimeoutService`](crate::timeout::TimeoutService) inside a [`BoxError`](super::BoxError).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed {
     limit: Duration,
+    deadline: bool,
 }
 
 impl Elapsed {
-    /// Creates the error for a limit of `limit`.
+    /// Creates the error for an attempt limit of `limit`.
     pub const fn new(limit: Duration) -> Self {
-        Elapsed { limit }
+        Elapsed {
+            limit,
+            deadline: false,
+        }
     }
 
-    /// The limit that was exceeded.
+    /// Creates the error for an attempt cut by the call's deadline, `limit`
+    /// after it started.
+    pub const fn deadline(limit: Duration) -> Self {
+        Elapsed {
+            limit,
+            deadline: true,
+        }
+    }
+
+    /// How long the attempt was allowed.
     pub const fn limit(&self) -> Duration {
         self.limit
+    }
+
+    /// Whether the call's deadline, rather than the attempt's own limit, cut the
+    /// attempt. Such an error is never retried: the call's time is up.
+    pub const fn is_deadline(&self) -> bool {
+        self.deadline
     }
 }
 
 impl fmt::Display for Elapsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "request timed out after {:?}", self.limit)
+        if self.deadline {
+            write!(
+                f,
+                "request timed out after {:?}: the call's deadline was reached",
+                self.limit
+            )
+        } else {
+            write!(f, "request timed out after {:?}", self.limit)
+        }
     }
 }
 

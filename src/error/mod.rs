@@ -148,6 +148,11 @@ impl Error {
         self
     }
 
+    /// Whether a message was set (it then replaces the generic text).
+    pub(crate) fn has_message(&self) -> bool {
+        self.inner.message.is_some()
+    }
+
     pub(crate) fn with_request_id(mut self, id: RequestId) -> Self {
         self.inner.request_id = Some(id);
         self
@@ -210,6 +215,16 @@ impl Error {
             })
     }
 
+    /// Whether the call's deadline (its `total_timeout` or
+    /// [`deadline`](crate::client::RequestBuilder::deadline)) cut it short. Such an
+    /// error is also a timeout ([`is_timeout`](Self::is_timeout)); an attempt's
+    /// own timeout is not a deadline.
+    pub fn is_deadline(&self) -> bool {
+        self.inner.source.as_deref().is_some_and(|source| {
+            chain(source).any(|e| e.downcast_ref::<Elapsed>().is_some_and(Elapsed::is_deadline))
+        })
+    }
+
     /// Whether the connection could not be made.
     pub fn is_connect(&self) -> bool {
         self.inner.kind == ErrorKind::Connect
@@ -251,15 +266,12 @@ impl Error {
         self.inner.body.as_deref()
     }
 
-    /// The wait a non-2xx answer asked for in `Retry-After`, in seconds or as a
+    /// The wait a non-2xx answer asked for: `retry-after-ms` (or
+    /// `x-ms-retry-after-ms`) when present, else `Retry-After` in seconds or as a
     /// date (relative to now).
     pub fn retry_after(&self) -> Option<Duration> {
-        let value = self
-            .inner
-            .headers
-            .as_ref()?
-            .get(http::header::RETRY_AFTER)?;
-        crate::retry_after::parse_retry_after(value, SystemTime::now())
+        let headers = self.inner.headers.as_ref()?;
+        crate::retry_after::headers_retry_after(headers, SystemTime::now())
     }
 
     /// The ID of the call, as sent in `x-request-id` and logged.
@@ -310,6 +322,13 @@ impl fmt::Display for Error {
                 .map(ToString::to_string)
                 .unwrap_or_default()
         };
+        // A message, when the client set one, is the whole sentence: it names the
+        // limit or setting that fired.
+        if let Some(message) = &inner.message {
+            if !matches!(inner.kind, ErrorKind::Request | ErrorKind::CircuitOpen) {
+                return f.write_str(message);
+            }
+        }
         match inner.kind {
             ErrorKind::CircuitOpen => f.write_str("Circuit breaker OPEN - rejecting request"),
             ErrorKind::Status => {
@@ -328,10 +347,7 @@ impl fmt::Display for Error {
                     _ => Ok(()),
                 }
             }
-            ErrorKind::Timeout => match &inner.message {
-                Some(message) => f.write_str(message),
-                None => write!(f, "timed out: {}", root()),
-            },
+            ErrorKind::Timeout => write!(f, "timed out: {}", root()),
             ErrorKind::PoolTimeout => f.write_str(&root()),
             ErrorKind::Connect => write!(f, "could not connect: {}", root()),
             ErrorKind::Transport => write!(f, "connection failed: {}", root()),
@@ -351,6 +367,7 @@ impl fmt::Debug for Error {
         let inner = &*self.inner;
         let mut d = f.debug_struct("Error");
         d.field("kind", &inner.kind);
+        d.field("reason", &format_args!("{self}"));
         if let Some(id) = &inner.request_id {
             d.field("request_id", &id.as_str());
         }

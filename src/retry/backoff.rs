@@ -58,6 +58,18 @@ pub struct RetryConfig {
     pub max_delay: Duration,
     /// How delays are randomised (default [`Jitter::Symmetric`], ±50%).
     pub jitter: Jitter,
+    /// A bound on the whole call, every attempt and every wait included
+    /// (default `None`: no bound beyond the attempts' own).
+    ///
+    /// No retry is started whose wait would end past it: the call ends with the
+    /// last attempt's result. [`RetryLayer`](super::RetryLayer) also puts it on
+    /// the request as a [`RequestDeadline`](crate::timeout::RequestDeadline)
+    /// (unless the request has an earlier one), so a
+    /// [`TimeoutLayer`](crate::TimeoutLayer) below cuts the attempt running at
+    /// the deadline. [`with_retry`](super::with_retry) cannot cut an attempt it
+    /// does not own: it bounds the waits and starts no attempt past the deadline.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs::option"))]
+    pub total_timeout: Option<Duration>,
 }
 
 impl Default for RetryConfig {
@@ -67,6 +79,7 @@ impl Default for RetryConfig {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(10),
             jitter: Jitter::Symmetric,
+            total_timeout: None,
         }
     }
 }
@@ -187,6 +200,7 @@ mod tests {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(10),
             jitter,
+            total_timeout: None,
         }
     }
 

@@ -10,16 +10,17 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::backoff::{Backoff, RetryConfig};
-use super::replay::ReplayRequest;
+use super::replay::{Replay, ReplayRequest};
 use super::stats::Shared;
-use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open};
+use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open, is_deadline};
 
 /// What a future needs to send its request again.
-pub(super) struct Replay<S, Req> {
+pub(super) struct Again<S, Req> {
     pub(super) service: S,
     pub(super) request: Option<Req>,
     pub(super) backoff: Backoff,
     pub(super) shared: std::sync::Arc<Shared>,
+    pub(super) policy: Replay,
 }
 
 pin_project! {
@@ -30,7 +31,7 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        replay: Option<Replay<S, Req>>,
+        replay: Option<Again<S, Req>>,
         config: RetryConfig,
         classifier: C,
         // Retries sent so far.
@@ -50,7 +51,7 @@ pin_project! {
 impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
     pub(super) fn new(
         future: S::Future,
-        replay: Option<Replay<S, Req>>,
+        replay: Option<Again<S, Req>>,
         config: RetryConfig,
         classifier: C,
     ) -> Self {
@@ -87,6 +88,7 @@ where
                         &result,
                         this.replay.as_mut(),
                         this.config,
+                        this.classifier,
                         attempt,
                         total,
                     ) {
@@ -147,11 +149,13 @@ where
 }
 
 /// Decides whether to retry after `attempt` (1-based); `None` ends the call.
-fn decide<T, E: 'static, S, Req>(
+#[allow(clippy::too_many_arguments)]
+fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcome<T, E>>(
     outcome: &Outcome,
     result: &Result<T, E>,
-    replay: Option<&mut Replay<S, Req>>,
+    replay: Option<&mut Again<S, Req>>,
     config: &RetryConfig,
+    classifier: &C,
     attempt: u32,
     total: u32,
 ) -> Option<std::time::Duration> {
@@ -159,12 +163,25 @@ fn decide<T, E: 'static, S, Req>(
         return None;
     }
     if let Err(error) = result {
-        if is_circuit_open(error) {
+        // The call's time is up, or the circuit refuses: another try cannot help.
+        if is_circuit_open(error) || is_deadline(error) {
             return None;
         }
     }
     let replay = replay?;
-    replay.request.as_ref()?;
+    let request = replay.request.as_ref()?;
+    if replay.policy == Replay::Idempotent
+        && !request.is_idempotent()
+        && !classifier.is_unprocessed(result.as_ref())
+    {
+        tracing::info!(
+            attempt,
+            "attempt {attempt}/{total} failed: {}. Not retrying: the request is not idempotent and the server may have acted on it",
+            Describe(result, classifier)
+        );
+        return None;
+    }
+    let deadline = request.deadline();
     let mut delay = replay.backoff.next_delay();
     if let Some(retry_after) = outcome.retry_after() {
         if retry_after > config.max_delay {
@@ -177,6 +194,18 @@ fn decide<T, E: 'static, S, Req>(
             return None;
         }
         delay = delay.max(retry_after);
+    }
+    if let Some(deadline) = deadline {
+        let now = tokio::time::Instant::now();
+        if now.checked_add(delay).is_none_or(|end| end >= deadline) {
+            tracing::info!(
+                attempt,
+                "attempt {attempt}/{total} failed: {}. Not retrying: a wait of {:.2}s would end past the call's deadline",
+                Describe(result, classifier),
+                delay.as_secs_f64()
+            );
+            return None;
+        }
     }
     if let Some(budget) = &replay.shared.budget {
         if !budget.withdraw() {

@@ -7,6 +7,7 @@ use tower_layer::Layer;
 
 use super::backoff::RetryConfig;
 use super::budget::{SharedBudget, default_budget};
+use super::replay::Replay;
 use super::service::RetryService;
 use super::stats::{RetryStats, Shared};
 use crate::classify::ErrorsAreFailures;
@@ -23,6 +24,7 @@ pub struct RetryLayer<C = ErrorsAreFailures> {
     budget: Option<SharedBudget>,
     stats: Arc<RetryStats>,
     classifier: C,
+    replay: Replay,
 }
 
 impl RetryLayer {
@@ -34,6 +36,7 @@ impl RetryLayer {
             budget: Some(default_budget()),
             stats: Arc::default(),
             classifier: ErrorsAreFailures,
+            replay: Replay::Idempotent,
         }
     }
 }
@@ -46,7 +49,16 @@ impl<C> RetryLayer<C> {
             budget: self.budget,
             stats: self.stats,
             classifier,
+            replay: self.replay,
         }
+    }
+
+    /// Sets which requests may be sent again (default [`Replay::Idempotent`]: a
+    /// request that is not idempotent is retried only when the server provably
+    /// did not act on it).
+    pub fn replay(mut self, replay: Replay) -> Self {
+        self.replay = replay;
+        self
     }
 
     /// Reports retries as `stache_retries_total{provider = label}`.
@@ -90,7 +102,13 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
             budget: self.budget.clone(),
             stats: self.stats.clone(),
         });
-        RetryService::new(inner, self.config, shared, self.classifier.clone())
+        RetryService::new(
+            inner,
+            self.config,
+            shared,
+            self.classifier.clone(),
+            self.replay,
+        )
     }
 }
 
@@ -100,6 +118,7 @@ impl<C: fmt::Debug> fmt::Debug for RetryLayer<C> {
             .field("config", &self.config)
             .field("budget", &self.budget.is_some())
             .field("classifier", &self.classifier)
+            .field("replay", &self.replay)
             .finish()
     }
 }

@@ -60,7 +60,7 @@ mod with_retry;
 pub use self::backoff::{Backoff, Jitter, RetryConfig};
 pub use self::budget::{RetryBudget, SharedBudget, default_budget};
 pub use self::layer::RetryLayer;
-pub use self::replay::{ReplayBody, ReplayRequest};
+pub use self::replay::{Idempotent, Replay, ReplayBody, ReplayRequest, method_is_idempotent};
 pub use self::service::RetryService;
 pub use self::stats::RetryStats;
 pub use self::with_retry::{with_retry, with_retry_blocking};

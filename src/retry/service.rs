@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use super::backoff::RetryConfig;
-use super::future::{Replay, ResponseFuture};
-use super::replay::ReplayRequest;
+use super::future::{Again, ResponseFuture};
+use super::replay::{Replay, ReplayRequest};
 use super::stats::Shared;
 use crate::classify::{ClassifyOutcome, ErrorsAreFailures};
 
@@ -28,15 +28,23 @@ pub struct RetryService<S, C = ErrorsAreFailures> {
     config: RetryConfig,
     shared: Arc<Shared>,
     classifier: C,
+    replay: Replay,
 }
 
 impl<S, C> RetryService<S, C> {
-    pub(super) fn new(inner: S, config: RetryConfig, shared: Arc<Shared>, classifier: C) -> Self {
+    pub(super) fn new(
+        inner: S,
+        config: RetryConfig,
+        shared: Arc<Shared>,
+        classifier: C,
+        replay: Replay,
+    ) -> Self {
         RetryService {
             inner,
             config,
             shared,
             classifier,
+            replay,
         }
     }
 
@@ -71,19 +79,27 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
+    fn call(&mut self, mut req: Req) -> Self::Future {
         if let Some(budget) = &self.shared.budget {
             budget.deposit();
         }
+        // The clock is read only when the config bounds the whole call.
+        if let Some(total) = self.config.total_timeout {
+            let deadline = tokio::time::Instant::now() + total.min(MAX_TOTAL);
+            if req.deadline().is_none_or(|d| d > deadline) {
+                req.set_deadline(deadline);
+            }
+        }
         // Copy the request only when a retry is possible at all.
         let replay = if self.config.max_retries > 0 {
-            req.try_clone().map(|request| Replay {
+            req.try_clone().map(|request| Again {
                 // The ready service takes this call; a clone, made ready again
                 // later, takes the retries.
                 service: self.inner.clone(),
                 request: Some(request),
                 backoff: self.config.backoff(),
                 shared: self.shared.clone(),
+                policy: self.replay,
             })
         } else {
             None
@@ -92,6 +108,10 @@ where
         ResponseFuture::new(response, replay, self.config, self.classifier.clone())
     }
 }
+
+/// The longest `total_timeout` honoured (a year): an `Instant` cannot hold much
+/// more than a few hundred years past now, and adding `Duration::MAX` would panic.
+const MAX_TOTAL: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for RetryService<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -55,6 +55,7 @@ fn config(max_retries: u32, base_ms: u64, max_ms: u64) -> RetryConfig {
         base_delay: Duration::from_millis(base_ms),
         max_delay: Duration::from_millis(max_ms),
         jitter: Jitter::Symmetric,
+        total_timeout: None,
     }
 }
 
@@ -231,7 +232,11 @@ async fn every_attempt_carries_the_same_request_and_retries_are_logged_in_the_sp
     });
     let mut svc = ServiceBuilder::new()
         .layer(crate::request_id::RequestIdLayer::new())
-        .layer(RetryLayer::new(config(3, 1000, 10_000)).classifier(HttpClassifier))
+        .layer(
+            RetryLayer::new(config(3, 1000, 10_000))
+                .classifier(HttpClassifier)
+                .replay(crate::retry::Replay::Always),
+        )
         .service(inner);
     let req = http::Request::post("http://example.test/embeddings")
         .body(Full::new(Bytes::from_static(b"{}")))
@@ -339,6 +344,7 @@ fn with_retry_blocking_retries_and_gives_up_like_the_async_form() {
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
         jitter: Jitter::Symmetric,
+        total_timeout: None,
     };
     let mut calls = 0;
     let result: Result<(), u32> = with_retry_blocking(

@@ -19,6 +19,8 @@ pin_project! {
         #[pin]
         sleep: Sleep,
         limit: Duration,
+        // Whether the sleep ends at the call's deadline rather than the limit.
+        deadline: bool,
     }
 }
 
@@ -28,6 +30,17 @@ impl<F> ResponseFuture<F> {
             future,
             sleep: tokio::time::sleep(limit),
             limit,
+            deadline: false,
+        }
+    }
+
+    /// An attempt cut at `deadline`, `left` from now.
+    pub(super) fn until(future: F, deadline: tokio::time::Instant, left: Duration) -> Self {
+        ResponseFuture {
+            future,
+            sleep: tokio::time::sleep_until(deadline),
+            limit: left,
+            deadline: true,
         }
     }
 }
@@ -45,6 +58,9 @@ where
             return Poll::Ready(result.map_err(Into::into));
         }
         match this.sleep.poll(cx) {
+            Poll::Ready(()) if *this.deadline => {
+                Poll::Ready(Err(Box::new(Elapsed::deadline(*this.limit))))
+            }
             Poll::Ready(()) => Poll::Ready(Err(Box::new(Elapsed::new(*this.limit)))),
             Poll::Pending => Poll::Pending,
         }

@@ -7,7 +7,11 @@
 //! call on a provider whose usual calls are short.
 //!
 //! Placed below a retry layer, as [`HttpClient`](crate::HttpClient) does, the
-//! deadline applies to each attempt, not to the call as a whole.
+//! limit applies to each attempt. The call as a whole is bounded by a
+//! [`RequestDeadline`] in the request's extensions: each attempt then gets the
+//! smaller of its limit and the time left, and an attempt the deadline cuts
+//! fails with an [`Elapsed`] whose [`is_deadline`](Elapsed::is_deadline) is true,
+//! which the retry layer never retries.
 //!
 //! # Example
 //!
@@ -40,4 +44,5 @@ mod service;
 
 pub use self::layer::TimeoutLayer;
 pub use self::service::{RequestTimeout, TimeoutService};
+pub use crate::deadline::RequestDeadline;
 pub use crate::error::Elapsed;

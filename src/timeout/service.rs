@@ -6,6 +6,7 @@ use std::time::Duration;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+use crate::deadline::{Attempts, RequestDeadline};
 use crate::error::BoxError;
 
 /// A per-request limit that overrides the layer's default; put it in the
@@ -55,10 +56,20 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let limit = req
-            .extensions()
+        let extensions = req.extensions();
+        let limit = extensions
             .get::<RequestTimeout>()
             .map_or(self.default, |t| t.0);
+        // The clock is read only for a request that has a deadline.
+        if let Some(&RequestDeadline(deadline)) = extensions.get::<RequestDeadline>() {
+            if let Some(attempts) = extensions.get::<Attempts>() {
+                attempts.count();
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left <= limit {
+                return ResponseFuture::until(self.inner.call(req), deadline, left);
+            }
+        }
         ResponseFuture::new(self.inner.call(req), limit)
     }
 }

@@ -1,0 +1,282 @@
+//! [`StreamResponse`]: a streamed answer read line by line, bounded in time
+//! (idle timeout, the call's deadline) and in size (per line, per stream).
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use http_body::Body;
+use hyper::body::Incoming;
+
+use super::call::CallDeadline;
+use super::lines::{LineError, Lines};
+use crate::error::{BodyError, Elapsed, Error, ErrorKind};
+use crate::pool::PoolSlot;
+use crate::redact::Redacted;
+use crate::request_id::RequestId;
+
+/// A 2xx response whose body is read as it arrives, one NDJSON line at a time.
+///
+/// Returned once the headers and the first line have arrived; retries cover
+/// only the part before that, so no line is ever delivered twice. Each wait for
+/// data is bounded by the client's `stream_idle_timeout`, the whole stream by the
+/// call's deadline (`total_timeout` or
+/// [`deadline`](crate::client::StreamRequestBuilder::deadline)), each line by
+/// `max_line_bytes` and the stream by `max_stream_bytes`. After an error every
+/// later read returns an error of the same kind, never a clean end. The
+/// connection slot is held until this value is dropped.
+///
+/// Read with [`next_line`](Self::next_line), or as a
+/// [`Stream`](futures_core::Stream) of lines.
+pub struct StreamResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    request_id: RequestId,
+    body: Option<Incoming>,
+    lines: Lines,
+    /// The first line, read before the stream was handed to the caller.
+    first: Option<String>,
+    limits: StreamLimits,
+    received: u64,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+    failed: Option<Failure>,
+    _slot: Option<PoolSlot>,
+}
+
+/// The bounds of one stream.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StreamLimits {
+    pub(super) idle_timeout: Duration,
+    pub(super) max_line_bytes: usize,
+    pub(super) max_stream_bytes: u64,
+}
+
+/// How a stream failed, kept to answer every later read.
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: ErrorKind,
+    message: Arc<str>,
+    deadline: Option<Elapsed>,
+    /// Whether the failure may be retried when it comes before the first line:
+    /// a broken connection or an idle timeout, not a bad line or a limit.
+    retryable: bool,
+}
+
+impl StreamResponse {
+    pub(super) fn new(
+        response: http::Response<Incoming>,
+        request_id: RequestId,
+        limits: StreamLimits,
+        deadline: Option<&CallDeadline>,
+    ) -> Self {
+        let (mut parts, body) = response.into_parts();
+        let slot = parts.extensions.remove::<PoolSlot>();
+        StreamResponse {
+            status: parts.status,
+            headers: parts.headers,
+            request_id,
+            body: Some(body),
+            lines: Lines::new(limits.max_line_bytes),
+            first: None,
+            limits,
+            received: 0,
+            idle: None,
+            deadline: deadline.map(|d| (Box::pin(tokio::time::sleep_until(d.at)), d.total)),
+            failed: None,
+            _slot: slot,
+        }
+    }
+
+    /// The status code (always 2xx).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The ID the call was sent with.
+    pub fn request_id(&self) -> &RequestId {
+        &self.request_id
+    }
+
+    /// The next non-empty line (without its `\n` or `\r\n`), or `None` at the
+    /// end of the body. A last line without a newline is returned too.
+    ///
+    /// # Errors
+    ///
+    /// A timeout if no data came for `stream_idle_timeout`, or the call's
+    /// deadline passed ([`Error::is_deadline`]); a body error if a line grows
+    /// past `max_line_bytes`, the stream past `max_stream_bytes`, a line is not
+    /// UTF-8, or the connection breaks. Once a read has failed, every later read
+    /// fails the same way.
+    pub async fn next_line(&mut self) -> Result<Option<String>, Error> {
+        std::future::poll_fn(|cx| self.poll_line(cx)).await
+    }
+
+    /// Reads the first line ahead, for the caller to get from `next_line`; on
+    /// failure, whether the call may be sent again.
+    pub(super) async fn prime(&mut self) -> Result<(), (Error, bool)> {
+        match std::future::poll_fn(|cx| self.poll_line(cx)).await {
+            Ok(line) => {
+                self.first = line;
+                Ok(())
+            }
+            Err(e) => Err((e, self.failed.as_ref().is_some_and(|f| f.retryable))),
+        }
+    }
+
+    fn error(&self, failure: &Failure) -> Error {
+        let mut error = Error::new(failure.kind)
+            .with_message(failure.message.to_string())
+            .with_request_id(self.request_id.clone());
+        if let Some(elapsed) = failure.deadline {
+            error = error.with_source(elapsed);
+        }
+        error
+    }
+
+    /// Ends the stream with `failure`: nothing after it can be trusted. The
+    /// first error carries `source`; later reads repeat the message.
+    fn fail(&mut self, failure: Failure, source: Option<BodyError>) -> Error {
+        self.body = None;
+        self.lines = Lines::new(0);
+        self.idle = None;
+        self.deadline = None;
+        let mut error = self.error(&failure);
+        if let Some(source) = source {
+            error = error.with_source(source);
+        }
+        self.failed = Some(failure);
+        error
+    }
+
+    fn fail_with(&mut self, kind: ErrorKind, message: String, retryable: bool) -> Error {
+        let failure = Failure {
+            kind,
+            message: message.into(),
+            deadline: None,
+            retryable,
+        };
+        self.fail(failure, None)
+    }
+
+    fn line_error(&mut self, error: LineError) -> Error {
+        match error {
+            LineError::TooLong { max } => self.fail_with(
+                ErrorKind::Body,
+                format!("bad response body: a line is longer than max_line_bytes ({max})"),
+                false,
+            ),
+            LineError::Utf8(e) => self.fail_with(
+                ErrorKind::Body,
+                format!("bad response body: a line is not UTF-8: {e}"),
+                false,
+            ),
+        }
+    }
+
+    fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<String>, Error>> {
+        if let Some(failure) = &self.failed {
+            let mut failure = failure.clone();
+            failure.message = format!("stream already failed: {}", failure.message).into();
+            return Poll::Ready(Err(self.error(&failure)));
+        }
+        if let Some(line) = self.first.take() {
+            return Poll::Ready(Ok(Some(line)));
+        }
+        loop {
+            match self.lines.next_line() {
+                Some(Ok(line)) => return Poll::Ready(Ok(Some(line))),
+                Some(Err(e)) => return Poll::Ready(Err(self.line_error(e))),
+                None => {}
+            }
+            if let Some((sleep, total)) = &mut self.deadline {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    let total = *total;
+                    let failure = Failure {
+                        kind: ErrorKind::Timeout,
+                        message: format!("deadline of {total:?} exceeded while streaming").into(),
+                        deadline: Some(Elapsed::deadline(total)),
+                        retryable: false,
+                    };
+                    return Poll::Ready(Err(self.fail(failure, None)));
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                // End of body: whatever is left is the last line.
+                return Poll::Ready(match self.lines.finish() {
+                    None => Ok(None),
+                    Some(Ok(line)) => Ok(Some(line)),
+                    Some(Err(e)) => Err(self.line_error(e)),
+                });
+            };
+            match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.idle = None;
+                    if let Ok(data) = frame.into_data() {
+                        self.received = self.received.saturating_add(data.len() as u64);
+                        if self.received > self.limits.max_stream_bytes {
+                            let max = self.limits.max_stream_bytes;
+                            return Poll::Ready(Err(self.fail_with(
+                                ErrorKind::Body,
+                                format!("bad response body: the stream is longer than max_stream_bytes ({max})"),
+                                false,
+                            )));
+                        }
+                        self.lines.push(data);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let message = format!("bad response body: the stream broke: {e}");
+                    let failure = Failure {
+                        kind: ErrorKind::Body,
+                        message: message.into(),
+                        deadline: None,
+                        retryable: true,
+                    };
+                    return Poll::Ready(Err(self.fail(failure, Some(BodyError::new(e)))));
+                }
+                Poll::Ready(None) => self.body = None,
+                Poll::Pending => {
+                    let timeout = self.limits.idle_timeout;
+                    let idle = self
+                        .idle
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    ready!(idle.as_mut().poll(cx));
+                    return Poll::Ready(Err(self.fail_with(
+                        ErrorKind::Timeout,
+                        format!("stream sent no data for {timeout:?} (stream_idle_timeout)"),
+                        true,
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for StreamResponse {
+    type Item = Result<String, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.poll_line(cx).map(Result::transpose)
+    }
+}
+
+impl fmt::Debug for StreamResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamResponse")
+            .field("status", &self.status)
+            .field("request_id", &self.request_id.as_str())
+            .field("headers", &Redacted(&self.headers))
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
