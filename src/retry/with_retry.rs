@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::time::Duration;
 
 use super::backoff::{Backoff, RetryConfig};
 
@@ -12,6 +13,11 @@ use super::backoff::{Backoff, RetryConfig};
 /// retry, the last error is returned unchanged. Each retry is logged at `INFO`
 /// with `operation_name` and the attempt number. There is no circuit breaker here;
 /// pair it with a [`CircuitBreaker`](crate::CircuitBreaker) by hand where needed.
+///
+/// With [`RetryConfig::total_timeout`] set, no retry is started whose wait would
+/// end past `total_timeout` from the first attempt: the last error is returned
+/// instead. An attempt already running is not cut (this function cannot make an
+/// `E`); wrap the operation in `tokio::time::timeout` for that.
 ///
 /// # Example
 ///
@@ -53,6 +59,7 @@ where
 {
     let mut backoff = config.backoff();
     let total = config.max_retries.saturating_add(1);
+    let started = tokio::time::Instant::now();
     let mut attempt = 1u32;
     loop {
         match operation().await {
@@ -66,6 +73,7 @@ where
                 attempt,
                 total,
                 retry_if(&error),
+                left(config, started.elapsed()),
             ) {
                 Some(delay) => tokio::time::sleep(delay).await,
                 None => return Err(error),
@@ -101,6 +109,7 @@ where
 {
     let mut backoff = config.backoff();
     let total = config.max_retries.saturating_add(1);
+    let started = std::time::Instant::now();
     let mut attempt = 1u32;
     loop {
         match operation() {
@@ -114,6 +123,7 @@ where
                 attempt,
                 total,
                 retry_if(&error),
+                left(config, started.elapsed()),
             ) {
                 Some(delay) => std::thread::sleep(delay),
                 None => return Err(error),
@@ -138,6 +148,11 @@ fn log_success(operation_name: &str, attempt: u32, total: u32) {
     }
 }
 
+/// The time left of the call's `total_timeout`, if it has one.
+fn left(config: &RetryConfig, elapsed: Duration) -> Option<Duration> {
+    config.total_timeout.map(|t| t.saturating_sub(elapsed))
+}
+
 /// Decides whether to retry after failed attempt `attempt` (1-based) and logs why.
 fn next_delay<E>(
     backoff: &mut Backoff,
@@ -145,7 +160,8 @@ fn next_delay<E>(
     attempt: u32,
     total: u32,
     retryable: bool,
-) -> Option<std::time::Duration> {
+    left: Option<Duration>,
+) -> Option<Duration> {
     // The error type has no Display bound (any SDK error fits), so logs name it.
     let error = std::any::type_name::<E>();
     if !retryable {
@@ -165,6 +181,15 @@ fn next_delay<E>(
         return None;
     }
     let delay = backoff.next_delay();
+    if left.is_some_and(|left| delay >= left) {
+        tracing::warn!(
+            operation = operation_name,
+            attempt,
+            "{operation_name} attempt {attempt}/{total} failed: {error}. Giving up: a wait of {:.2}s would end past total_timeout",
+            delay.as_secs_f64()
+        );
+        return None;
+    }
     tracing::info!(
         operation = operation_name,
         attempt,

@@ -3,7 +3,6 @@
 //! ([`Server`]) that records what it was sent. Every one binds 127.0.0.1 port 0
 //! and stops when dropped.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -195,6 +194,8 @@ pub enum Reply {
     Drop,
     /// Sends the head and `first`, then stalls forever.
     Stall { status: u16, first: Bytes },
+    /// Sends the head and `first`, then breaks the connection mid-body.
+    Break { status: u16, first: Bytes },
     /// Sends the chunks, each after `gap`, then ends.
     Chunks {
         status: u16,
@@ -341,6 +342,19 @@ async fn answer(
             *res.status_mut() = status(code);
             Ok(res)
         }
+        Reply::Break {
+            status: code,
+            first,
+        } => {
+            let mut body = TestBody::full(first);
+            body.break_at_end = true;
+            let mut res = Response::new(body);
+            *res.status_mut() = status(code);
+            // A length longer than what is sent, so that the break shows.
+            res.headers_mut()
+                .insert("content-length", "1000000".parse().expect("header"));
+            Ok(res)
+        }
         Reply::Chunks {
             status: code,
             chunks,
@@ -363,6 +377,7 @@ fn with_status(code: u16, body: TestBody) -> Response<TestBody> {
 pub struct TestBody {
     chunks: std::collections::VecDeque<Bytes>,
     stall_at_end: bool,
+    break_at_end: bool,
     gap: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -372,6 +387,7 @@ impl TestBody {
         TestBody {
             chunks: [body].into(),
             stall_at_end: false,
+            break_at_end: false,
             gap: Duration::ZERO,
             sleep: None,
         }
@@ -380,6 +396,7 @@ impl TestBody {
         TestBody {
             chunks: [first].into(),
             stall_at_end: true,
+            break_at_end: false,
             gap: Duration::ZERO,
             sleep: None,
         }
@@ -388,6 +405,7 @@ impl TestBody {
         TestBody {
             chunks: chunks.into(),
             stall_at_end: false,
+            break_at_end: false,
             gap,
             sleep: None,
         }
@@ -396,12 +414,12 @@ impl TestBody {
 
 impl Body for TestBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         if !self.gap.is_zero() && !self.chunks.is_empty() {
             let gap = self.gap;
             let sleep = self
@@ -415,6 +433,9 @@ impl Body for TestBody {
         match self.chunks.pop_front() {
             Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
             None if self.stall_at_end => Poll::Pending,
+            None if self.break_at_end => {
+                Poll::Ready(Some(Err(std::io::Error::other("breaking the body"))))
+            }
             None => Poll::Ready(None),
         }
     }
