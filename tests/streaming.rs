@@ -166,3 +166,156 @@ async fn the_timeout_covers_the_wait_for_headers() {
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(err.to_string(), "request timed out after 30ms (timeout)");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_of_blank_lines_ends_at_the_deadline() {
+    // A blank line every 100 ms: the idle timeout never fires.
+    let server = Server::replies(vec![Reply::Chunks {
+        status: 200,
+        chunks: vec![Bytes::from_static(b"\n"); 100_000],
+        gap: Duration::from_millis(100),
+    }])
+    .await;
+    let mut c = config(&server.url());
+    c.stream_idle_timeout = Duration::from_millis(500);
+    let client = HttpClient::new(c).unwrap();
+    let started = tokio::time::Instant::now();
+    let err = client
+        .stream_post("/x", &json!({}))
+        .timeout(Duration::from_millis(500))
+        .deadline(Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(err.is_deadline() && err.is_timeout(), "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(server.hits(), 1, "a deadline is never retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_covers_every_line_until_the_last() {
+    let server = Server::replies(vec![Reply::Chunks {
+        status: 200,
+        chunks: (0..100).map(|n| Bytes::from(format!("{{\"n\":{n}}}\n"))).collect(),
+        gap: Duration::from_millis(100),
+    }])
+    .await;
+    let mut c = config(&server.url());
+    c.stream_idle_timeout = Duration::from_secs(1);
+    c.total_timeout = Some(Duration::from_millis(550));
+    let client = HttpClient::new(c).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    let mut lines = 0;
+    let err = loop {
+        match stream.next_line().await {
+            Ok(Some(_)) => lines += 1,
+            Ok(None) => panic!("the stream ended before its deadline"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(lines, 5, "lines at 100..500 ms");
+    assert!(err.is_deadline(), "{err:?}");
+    assert_eq!(err.to_string(), "deadline of 550ms exceeded while streaming");
+    // Every later read says the same, never a clean end.
+    let again = stream.next_line().await.unwrap_err();
+    assert!(again.is_deadline(), "{again:?}");
+}
+
+#[tokio::test]
+async fn blank_lines_count_towards_max_line_bytes() {
+    let server = Server::replies(vec![Reply::Chunks {
+        status: 200,
+        chunks: vec![Bytes::from_static(b"\n\n\n\n\n\n\n\n\n\n"); 10],
+        gap: Duration::ZERO,
+    }])
+    .await;
+    let mut c = config(&server.url());
+    c.max_line_bytes = 64;
+    let client = HttpClient::new(c).unwrap();
+    let err = client.stream_post("/x", &json!({})).await.unwrap_err();
+    assert!(err.is_body() && err.to_string().contains("max_line_bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn max_stream_bytes_caps_the_whole_stream() {
+    let server = Server::replies(vec![Reply::Chunks {
+        status: 200,
+        chunks: vec![Bytes::from_static(b"{\"token\":\"abc\"}\n"); 100],
+        gap: Duration::ZERO,
+    }])
+    .await;
+    let mut c = config(&server.url());
+    c.max_stream_bytes = 16 * 10;
+    let client = HttpClient::new(c).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    let mut lines = 0;
+    let err = loop {
+        match stream.next_line().await {
+            Ok(Some(_)) => lines += 1,
+            Ok(None) => panic!("the stream was not capped"),
+            Err(e) => break e,
+        }
+    };
+    assert!(lines <= 10, "{lines}");
+    assert!(err.is_body() && err.to_string().contains("max_stream_bytes (160)"), "{err}");
+    assert!(stream.next_line().await.unwrap_err().is_body());
+}
+
+#[tokio::test]
+async fn a_failure_before_the_first_line_is_retried_and_one_after_it_is_not() {
+    // Headers, then nothing: idle before the first line. Sent again.
+    let server = Server::replies(vec![
+        Reply::Stall {
+            status: 200,
+            first: Bytes::new(),
+        },
+        Reply::Break {
+            status: 200,
+            first: Bytes::from_static(b"{\"partial\""),
+        },
+        chunks(&["{\"n\":1}\n", "{\"n\":2}\n"]),
+    ])
+    .await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    assert_eq!(stream.next_line().await.unwrap().as_deref(), Some("{\"n\":1}"));
+    assert_eq!(stream.next_line().await.unwrap().as_deref(), Some("{\"n\":2}"));
+    assert_eq!(stream.next_line().await.unwrap(), None);
+    assert_eq!(server.hits(), 3);
+
+    // A first line delivered, then a break: the error ends the stream; no resend,
+    // so no token is delivered twice.
+    let server = Server::replies(vec![
+        Reply::Break {
+            status: 200,
+            first: Bytes::from_static(b"{\"n\":1}\n{\"n\""),
+        },
+        chunks(&["{\"n\":1}\n"]),
+    ])
+    .await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    assert_eq!(stream.next_line().await.unwrap().as_deref(), Some("{\"n\":1}"));
+    let err = stream.next_line().await.unwrap_err();
+    assert!(err.is_body(), "{err:?}");
+    let again = stream.next_line().await.unwrap_err();
+    assert!(again.is_body() && again.to_string().starts_with("stream already failed"), "{again}");
+    assert_eq!(server.hits(), 1);
+
+    // Not idempotent: a break before the first line is not sent again either.
+    let server = Server::replies(vec![
+        Reply::Break {
+            status: 200,
+            first: Bytes::new(),
+        },
+        chunks(&["{\"n\":1}\n"]),
+    ])
+    .await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let err = client
+        .stream_post("/x", &json!({}))
+        .idempotent(false)
+        .await
+        .unwrap_err();
+    assert!(err.is_body(), "{err:?}");
+    assert_eq!(server.hits(), 1);
+}

@@ -434,6 +434,13 @@ impl Body for TestBody {
             Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
             None if self.stall_at_end => Poll::Pending,
             None if self.break_at_end => {
+                // Wait a moment first, so that hyper flushes what was sent.
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(20))));
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Err(std::io::Error::other("breaking the body"))))
             }
             None => Poll::Ready(None),
