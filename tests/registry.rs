@@ -241,17 +241,63 @@ mod blocking {
     }
 
     #[tokio::test]
-    async fn the_blocking_client_refuses_to_block_an_async_runtime() {
-        let client = tokio::task::spawn_blocking(|| {
-            HttpClient::new(HttpClientConfig::new("http://127.0.0.1:9")).unwrap()
-        })
-        .await
-        .unwrap();
+    async fn the_blocking_client_refuses_async_code_and_works_from_spawn_blocking() {
+        let server = Server::replies(vec![Reply::json(200, r#"{"ok":true}"#)]).await;
+        let client = HttpClient::new(HttpClientConfig::new(server.url())).unwrap();
+
+        // In the test's own `block_on`, and in a task: a clear error, nothing sent.
         let err = client.get("/").unwrap_err();
         assert_eq!(err.kind(), stache_resilience::ErrorKind::Request);
-        // Dropping a runtime inside another one panics; drop it off the runtime.
-        tokio::task::spawn_blocking(move || drop(client))
+        assert!(err.to_string().contains("spawn_blocking"), "{err}");
+        let in_task = client.clone();
+        let err = tokio::spawn(async move { in_task.get("/").unwrap_err() })
             .await
             .unwrap();
+        assert!(err.to_string().contains("async code"), "{err}");
+        assert_eq!(server.hits(), 0);
+
+        // From spawn_blocking it works.
+        let blocking = client.clone();
+        let status = tokio::task::spawn_blocking(move || blocking.get("/").map(|r| r.status()))
+            .await
+            .unwrap();
+        assert_eq!(status.unwrap(), 200);
+        assert_eq!(server.hits(), 1);
+
+        // Dropping the last clone in async code does not panic.
+        drop(client);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_blocking_client_can_be_made_and_dropped_on_a_worker() {
+        let made = tokio::spawn(async {
+            let client = HttpClient::new(HttpClientConfig::new("http://127.0.0.1:9")).unwrap();
+            let clone = client.clone();
+            drop(client);
+            drop(clone);
+        });
+        made.await.expect("no panic on a worker thread");
+    }
+
+    #[test]
+    fn the_blocking_stream_is_read_from_spawn_blocking() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let server = runtime.block_on(Server::replies(vec![Reply::Chunks {
+            status: 200,
+            chunks: vec![bytes::Bytes::from_static(b"a\nb\n")],
+            gap: Duration::ZERO,
+        }]));
+        let client = HttpClient::new(HttpClientConfig::new(server.url())).unwrap();
+        let lines = runtime.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                client
+                    .stream_post("/x", &json!({}))
+                    .unwrap()
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(lines.unwrap(), ["a", "b"]);
     }
 }

@@ -46,9 +46,11 @@ use crate::retry::{Jitter, RetryConfig};
 ///
 /// # Debug and logs
 ///
-/// `Debug` prints sensitive header values (`Authorization`,
-/// `Proxy-Authorization`, `Cookie`, and any header whose name contains `key` or
-/// `token`) as `[redacted]`; the client never logs header values.
+/// `Debug` prints the values of sensitive headers (any whose name contains
+/// `auth`, `key`, `token`, `secret`, `password`, `session`, `cookie` or
+/// `signature`) as `[redacted]`; the client never logs header values, and logs
+/// URIs with their query values redacted. A `base_url` with a user name or
+/// password is refused by `validate`.
 ///
 /// # From a settings file
 ///

@@ -25,6 +25,7 @@ use super::stats::Counters;
 #[cfg(feature = "metrics")]
 use crate::classify::{classify_error, classify_response};
 use crate::error::{BoxError, ConfigError};
+use crate::redact::RedactedUri;
 use crate::request_id::X_REQUEST_ID;
 use crate::retry::ReplayBody;
 #[cfg(feature = "metrics")]
@@ -226,7 +227,7 @@ impl Service<http::Request<Outgoing>> for Transport {
         parts.headers = headers;
         let req = http::Request::from_parts(parts, Full::new(outgoing.body));
         let streaming = req.extensions().get::<Streaming>().is_some();
-        tracing::debug!(method = %req.method(), uri = %req.uri(), "sending attempt");
+        tracing::debug!(method = %req.method(), uri = %RedactedUri(req.uri()), "sending attempt");
         TransportFuture {
             state: TransportState::Sending {
                 future: inner.client.request(req),

@@ -387,3 +387,148 @@ fn request_copies_keep_method_uri_headers_extensions_and_body() {
         Some(&RequestTimeout(Duration::from_secs(3)))
     );
 }
+
+// ===== the call as a whole, in a user's tower stack =====
+
+/// A service that never answers; counts attempts.
+fn hanging() -> (
+    impl Service<http::Request<Full<Bytes>>, Response = Res, Error = Infallible, Future = impl Send>
+    + Clone
+    + Send,
+    Arc<AtomicU32>,
+) {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let seen = attempts.clone();
+    let svc = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<Result<Res, Infallible>>()
+    });
+    (svc, attempts)
+}
+
+fn get() -> http::Request<Full<Bytes>> {
+    http::Request::get("http://example.test/").body(Full::default()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_deadline_bounds_retry_and_timeout_layers_together() {
+    let (inner, attempts) = hanging();
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(config(3, 1000, 1000)).without_budget())
+        .layer(crate::TimeoutLayer::new(Duration::from_secs(5)))
+        .service(inner);
+    let mut req = get();
+    let started = Instant::now();
+    req.extensions_mut()
+        .insert(crate::timeout::RequestDeadline(started + Duration::from_secs(8)));
+    let err = call_err(&mut svc, req).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(8));
+    let elapsed = err.downcast_ref::<crate::timeout::Elapsed>().expect("Elapsed");
+    assert!(elapsed.is_deadline(), "{err}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn total_timeout_in_the_config_sets_the_deadline_of_each_call() {
+    let (inner, attempts) = hanging();
+    let cfg = RetryConfig {
+        total_timeout: Some(Duration::from_secs(3)),
+        ..config(3, 1000, 1000)
+    };
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(cfg))
+        .layer(crate::TimeoutLayer::new(Duration::from_secs(60)))
+        .service(inner);
+    let started = Instant::now();
+    let err = call_err(&mut svc, get()).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+
+    // A request's own, earlier deadline wins.
+    let mut req = get();
+    req.extensions_mut()
+        .insert(crate::timeout::RequestDeadline(Instant::now() + Duration::from_secs(1)));
+    let started = Instant::now();
+    call_err(&mut svc, req).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_replay_policy_decides_what_a_post_may_repeat() {
+    let post = || {
+        http::Request::post("http://example.test/charge")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    // By default a POST answered 503 is not repeated; 429 is.
+    for (status, expected) in [(503, 1), (429, 2)] {
+        let (inner, attempts) = scripted(vec![status, 200], vec![]);
+        let mut svc = RetryLayer::new(config(3, 10, 100))
+            .classifier(HttpClassifier)
+            .layer(inner);
+        let res = call_ok(&mut svc, post()).await;
+        assert_eq!(attempts.load(Ordering::SeqCst), expected, "{status}");
+        assert_eq!(res.status(), if expected == 1 { status } else { 200 });
+    }
+    // Marked idempotent, or under Replay::Always, it is.
+    let (inner, attempts) = scripted(vec![503, 200], vec![]);
+    let mut svc = RetryLayer::new(config(3, 10, 100))
+        .classifier(HttpClassifier)
+        .layer(inner);
+    let mut req = post();
+    req.extensions_mut().insert(Idempotent(true));
+    call_ok(&mut svc, req).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    let (inner, attempts) = scripted(vec![503, 200], vec![]);
+    let mut svc = RetryLayer::new(config(3, 10, 100))
+        .classifier(HttpClassifier)
+        .replay(Replay::Always)
+        .layer(inner);
+    call_ok(&mut svc, post()).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    // A GET marked not idempotent is treated like a POST.
+    let (inner, attempts) = scripted(vec![503, 200], vec![]);
+    let mut svc = RetryLayer::new(config(3, 10, 100))
+        .classifier(HttpClassifier)
+        .layer(inner);
+    let mut req = get();
+    req.extensions_mut().insert(Idempotent(false));
+    call_ok(&mut svc, req).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_retry_starts_no_wait_that_would_pass_total_timeout() {
+    let cfg = RetryConfig {
+        max_retries: 5,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(60),
+        jitter: Jitter::None,
+        total_timeout: Some(Duration::from_millis(2_500)),
+    };
+    let mut calls = 0;
+    let started = Instant::now();
+    let result: Result<(), u32> = with_retry(&cfg, "op", |_| true, || {
+        calls += 1;
+        let n = calls;
+        async move { Err(n) }
+    })
+    .await;
+    // Fails at 0 s, waits 1 s, fails at 1 s; a 2 s wait would end at 3 s.
+    assert_eq!(result, Err(2));
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+
+    let blocking = RetryConfig {
+        base_delay: Duration::from_millis(20),
+        total_timeout: Some(Duration::from_millis(50)),
+        ..cfg
+    };
+    let mut calls = 0;
+    let result: Result<(), u32> = with_retry_blocking(&blocking, "op", |_| true, || {
+        calls += 1;
+        Err(calls)
+    });
+    // Waits of 20 and 40 ms: the second would pass 50 ms.
+    assert_eq!(result, Err(2));
+}
