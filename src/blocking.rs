@@ -92,7 +92,8 @@ fn run_on<T: Send + 'static>(
     future: impl Future<Output = Result<T, Error>> + Send + 'static,
 ) -> Result<T, Error> {
     let Some(handle) = runtime.handle() else {
-        return Err(Error::new(ErrorKind::Request).with_message("the blocking client's runtime has stopped"));
+        return Err(Error::new(ErrorKind::Request)
+            .with_message("the blocking client's runtime has stopped"));
     };
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     handle.spawn(async move {
@@ -100,7 +101,8 @@ fn run_on<T: Send + 'static>(
         let _ = tx.send(future.await);
     });
     rx.recv().unwrap_or_else(|_| {
-        Err(Error::new(ErrorKind::Request).with_message("the blocking client's runtime stopped during the call"))
+        Err(Error::new(ErrorKind::Request)
+            .with_message("the blocking client's runtime stopped during the call"))
     })
 }
 
@@ -173,7 +175,9 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<Response, Error> {
         let (endpoint, body) = (endpoint.to_owned(), json(body)?);
-        self.block_on(move |c| async move { c.post(&endpoint, &body).timeout(timeout).send().await })
+        self.block_on(
+            move |c| async move { c.post(&endpoint, &body).timeout(timeout).send().await },
+        )
     }
 
     /// A streaming `POST`; read its lines with [`StreamResponse::next_line`] or
@@ -184,7 +188,8 @@ impl HttpClient {
         body: &T,
     ) -> Result<StreamResponse, Error> {
         let (endpoint, body) = (endpoint.to_owned(), json(body)?);
-        let inner = self.block_on(move |c| async move { c.stream_post(&endpoint, &body).send().await })?;
+        let inner =
+            self.block_on(move |c| async move { c.stream_post(&endpoint, &body).send().await })?;
         Ok(StreamResponse {
             inner: Some(inner),
             runtime: self.runtime.clone(),
@@ -240,12 +245,14 @@ impl StreamResponse {
                 .with_message("the blocking stream was read from async code; read it from tokio::task::spawn_blocking"));
         }
         let Some(mut stream) = self.inner.take() else {
-            return Err(Error::new(ErrorKind::Request).with_message("the stream was lost when the client's runtime stopped"));
+            return Err(Error::new(ErrorKind::Request)
+                .with_message("the stream was lost when the client's runtime stopped"));
         };
         let (line, stream) = {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             let Some(handle) = self.runtime.handle() else {
-                return Err(Error::new(ErrorKind::Request).with_message("the blocking client's runtime has stopped"));
+                return Err(Error::new(ErrorKind::Request)
+                    .with_message("the blocking client's runtime has stopped"));
             };
             handle.spawn(async move {
                 let line = stream.next_line().await;

@@ -239,8 +239,7 @@ pub fn error_is_unprocessed<E: 'static>(error: &E) -> bool {
         chain(error).any(|e| {
             e.is::<CircuitOpen>()
                 || e.is::<PoolTimeout>()
-                || e
-                    .downcast_ref::<hyper_util::client::legacy::Error>()
+                || e.downcast_ref::<hyper_util::client::legacy::Error>()
                     .is_some_and(hyper_util::client::legacy::Error::is_connect)
         })
     })
@@ -290,7 +289,10 @@ pub(crate) fn is_circuit_open<E: 'static>(error: &E) -> bool {
 /// deadline.
 pub(crate) fn is_deadline<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(|e| {
-        chain(e).any(|e| e.downcast_ref::<Elapsed>().is_some_and(Elapsed::is_deadline))
+        chain(e).any(|e| {
+            e.downcast_ref::<Elapsed>()
+                .is_some_and(Elapsed::is_deadline)
+        })
     })
 }
 
@@ -381,7 +383,10 @@ mod tests {
         assert_eq!(outcome, Outcome::Fatal);
         assert!(!outcome.is_retryable() && outcome.is_breaker_failure());
         assert_eq!(with(429, &[("x-should-retry", "FALSE")]), Outcome::Ignored);
-        assert_eq!(with(400, &[("x-should-retry", "false")]), Outcome::ClientError);
+        assert_eq!(
+            with(400, &[("x-should-retry", "false")]),
+            Outcome::ClientError
+        );
         // A success stays a success; garbage is ignored.
         assert_eq!(with(200, &[("x-should-retry", "true")]), Outcome::Success);
         assert!(with(503, &[("x-should-retry", "maybe")]).is_retryable());

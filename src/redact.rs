@@ -7,7 +7,14 @@ use http::{HeaderMap, HeaderName};
 /// What a header name contains when its value must never reach a log or
 /// `Debug` output (header names are lower case).
 const SENSITIVE: [&str; 8] = [
-    "auth", "key", "token", "secret", "password", "session", "cookie", "signature",
+    "auth",
+    "key",
+    "token",
+    "secret",
+    "password",
+    "session",
+    "cookie",
+    "signature",
 ];
 
 /// Whether a header's value must never reach a log or `Debug` output: any name
@@ -88,14 +95,22 @@ mod tests {
         ] {
             assert!(is_sensitive(&HeaderName::from_static(name)), "{name}");
         }
-        for name in ["content-type", "accept", "user-agent", "x-request-id", "x-tenant"] {
+        for name in [
+            "content-type",
+            "accept",
+            "user-agent",
+            "x-request-id",
+            "x-tenant",
+        ] {
             assert!(!is_sensitive(&HeaderName::from_static(name)), "{name}");
         }
     }
 
     #[test]
     fn query_values_and_userinfo_are_redacted_from_uris() {
-        let uri: http::Uri = "http://user:pw@h:8/v1/x?api_key=s3cret&flag&b=2".parse().unwrap();
+        let uri: http::Uri = "http://user:pw@h:8/v1/x?api_key=s3cret&flag&b=2"
+            .parse()
+            .unwrap();
         let text = RedactedUri(&uri).to_string();
         assert_eq!(text, "http://h:8/v1/x?api_key=[redacted]&flag&b=[redacted]");
         let uri: http::Uri = "/only/path".parse().unwrap();

@@ -83,14 +83,20 @@ mod tests {
         assert_eq!(parse("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
         let mut headers = http::HeaderMap::new();
         headers.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(headers_retry_after(&headers, now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            headers_retry_after(&headers, now),
+            Some(Duration::from_secs(7))
+        );
         headers.insert("x-ms-retry-after-ms", HeaderValue::from_static("20.5"));
         assert_eq!(
             headers_retry_after(&headers, now),
             Some(Duration::from_micros(20_500))
         );
         headers.insert("retry-after-ms", HeaderValue::from_static("1500"));
-        assert_eq!(headers_retry_after(&headers, now), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            headers_retry_after(&headers, now),
+            Some(Duration::from_millis(1500))
+        );
         // An unreadable millisecond value falls back to the next header.
         headers.insert("retry-after-ms", HeaderValue::from_static("-3"));
         assert_eq!(
@@ -99,8 +105,14 @@ mod tests {
         );
         headers.insert("retry-after-ms", HeaderValue::from_static("1e400"));
         headers.remove("x-ms-retry-after-ms");
-        assert_eq!(headers_retry_after(&headers, now), Some(Duration::from_secs(7)));
-        headers.insert("retry-after-ms", HeaderValue::from_static("99999999999999999999999999"));
+        assert_eq!(
+            headers_retry_after(&headers, now),
+            Some(Duration::from_secs(7))
+        );
+        headers.insert(
+            "retry-after-ms",
+            HeaderValue::from_static("99999999999999999999999999"),
+        );
         assert_eq!(headers_retry_after(&headers, now), Some(Duration::MAX));
         for garbage in [
             "-5",

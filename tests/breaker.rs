@@ -91,31 +91,48 @@ async fn force_open_refuses_until_reset_and_each_is_one_event() {
     cb.force_open();
     assert_eq!(*states.borrow_and_update(), CircuitState::Open);
     tokio::time::advance(Duration::from_secs(3600)).await;
-    assert_eq!(cb.state(), CircuitState::Open, "a forced open never times out");
+    assert_eq!(
+        cb.state(),
+        CircuitState::Open,
+        "a forced open never times out"
+    );
     assert!(cb.try_acquire().is_none());
     assert!(!cb.can_attempt());
     cb.reset();
     assert!(states.has_changed().unwrap());
     assert_eq!(*states.borrow_and_update(), CircuitState::Closed);
     let stats = cb.stats();
-    assert_eq!((stats.state, stats.failure_count), (CircuitState::Closed, 0));
+    assert_eq!(
+        (stats.state, stats.failure_count),
+        (CircuitState::Closed, 0)
+    );
     assert!(cb.try_acquire().is_some());
     // Reset from closed zeroes the count too.
     cb.record_failure();
     cb.record_failure();
     cb.reset();
     cb.record_failure();
-    assert_eq!(cb.state(), CircuitState::Closed, "the count started again from zero");
+    assert_eq!(
+        cb.state(),
+        CircuitState::Closed,
+        "the count started again from zero"
+    );
 
     let events = logs.events();
     let lines: Vec<String> = events.iter().map(|e| e.message.clone()).collect();
     assert_eq!(
-        lines.iter().filter(|m| *m == "circuit breaker forced open").count(),
+        lines
+            .iter()
+            .filter(|m| *m == "circuit breaker forced open")
+            .count(),
         1,
         "{lines:?}"
     );
     assert_eq!(
-        lines.iter().filter(|m| *m == "circuit breaker reset").count(),
+        lines
+            .iter()
+            .filter(|m| *m == "circuit breaker reset")
+            .count(),
         2,
         "{lines:?}"
     );
@@ -144,14 +161,21 @@ async fn refusals_are_logged_once_per_period_then_once_a_second() {
     let refusals = |logs: &support::Capture| -> Vec<String> {
         logs.events()
             .iter()
-            .filter(|e| e.message.starts_with("Circuit breaker OPEN - rejecting request"))
+            .filter(|e| {
+                e.message
+                    .starts_with("Circuit breaker OPEN - rejecting request")
+            })
             .map(|e| e.field("refused").unwrap_or_default().to_owned())
             .collect()
     };
     assert_eq!(refusals(&logs), ["1"], "the first refusal alone, at once");
     tokio::time::advance(Duration::from_millis(1000)).await;
     assert!(!cb.can_attempt());
-    assert_eq!(refusals(&logs), ["1", "1000"], "then the count since, once a second");
+    assert_eq!(
+        refusals(&logs),
+        ["1", "1000"],
+        "then the count since, once a second"
+    );
     // A new open period logs its first refusal at once.
     cb.reset();
     cb.record_failure();

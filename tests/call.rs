@@ -83,14 +83,21 @@ async fn total_timeout_is_the_default_deadline_and_an_attempt_timeout_is_not_a_d
     let client = HttpClient::new(c).unwrap();
     let err = client.get("/").await.unwrap_err();
     assert!(err.is_timeout() && !err.is_deadline(), "{err:?}");
-    assert_eq!(err.to_string(), "request timed out after 5s (default_timeout)");
+    assert_eq!(
+        err.to_string(),
+        "request timed out after 5s (default_timeout)"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_retry_starts_whose_wait_would_pass_the_deadline() {
     // The server asks for 3 s; the call has 2 s left: it fails at once with the
     // answer that was actually received.
-    let server = Server::replies(vec![header(503, "retry-after", "3"), Reply::json(200, "{}")]).await;
+    let server = Server::replies(vec![
+        header(503, "retry-after", "3"),
+        Reply::json(200, "{}"),
+    ])
+    .await;
     let mut c = config(&server.url());
     c.retry_max_delay = Duration::from_secs(10);
     let client = HttpClient::new(c).unwrap();
@@ -209,7 +216,11 @@ async fn idempotency_follows_the_method_the_config_and_the_call() {
     let mut c = config(&server.url());
     c.post_is_idempotent = false;
     let client = HttpClient::new(c).unwrap();
-    client.post("/embed", &json!({})).idempotent(true).await.unwrap();
+    client
+        .post("/embed", &json!({}))
+        .idempotent(true)
+        .await
+        .unwrap();
     assert_eq!(server.hits(), 2);
     for (method, retried) in [
         (http::Method::PUT, true),
@@ -247,8 +258,15 @@ async fn an_idempotency_key_is_the_same_on_every_attempt_and_new_for_every_call(
     assert_eq!(keys.len(), 4);
     let first = keys[0].clone().expect("a key on the POST");
     assert_eq!(first.len(), 32);
-    assert_eq!(keys[1].as_deref(), Some(first.as_str()), "the retry repeats the key");
-    assert!(keys[2].as_ref().is_some_and(|k| *k != first), "a new call, a new key");
+    assert_eq!(
+        keys[1].as_deref(),
+        Some(first.as_str()),
+        "the retry repeats the key"
+    );
+    assert!(
+        keys[2].as_ref().is_some_and(|k| *k != first),
+        "a new call, a new key"
+    );
     assert_eq!(keys[3], None, "no key on a GET");
 }
 
@@ -259,7 +277,10 @@ async fn retry_after_ms_wins_over_retry_after() {
     let server = Server::replies(vec![
         Reply::Full {
             status: 429,
-            headers: vec![("retry-after", "5".into()), ("retry-after-ms", "200".into())],
+            headers: vec![
+                ("retry-after", "5".into()),
+                ("retry-after-ms", "200".into()),
+            ],
             body: Default::default(),
         },
         Reply::json(200, "{}"),

@@ -172,7 +172,10 @@ async fn a_server_that_never_answers_times_out_each_attempt() {
     let err = client.get("/slow").await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert_eq!(err.to_string(), "request timed out after 40ms (default_timeout)");
+    assert_eq!(
+        err.to_string(),
+        "request timed out after 40ms (default_timeout)"
+    );
     assert_eq!(server.hits(), 2);
     assert!(started.elapsed() < Duration::from_secs(1));
 

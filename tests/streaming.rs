@@ -100,7 +100,12 @@ async fn a_stalled_stream_fails_after_the_idle_timeout_and_frees_its_slot() {
     // The stream is over, and says so on every later read: never a clean end.
     let again = stream.next_line().await.unwrap_err();
     assert!(again.is_timeout(), "{again:?}");
-    assert!(again.to_string().starts_with("stream already failed: stream sent no data"), "{again}");
+    assert!(
+        again
+            .to_string()
+            .starts_with("stream already failed: stream sent no data"),
+        "{again}"
+    );
     drop(stream);
     assert_eq!(client.stats().free_connection_slots, 1);
 }
@@ -195,7 +200,9 @@ async fn a_heartbeat_of_blank_lines_ends_at_the_deadline() {
 async fn the_deadline_covers_every_line_until_the_last() {
     let server = Server::replies(vec![Reply::Chunks {
         status: 200,
-        chunks: (0..100).map(|n| Bytes::from(format!("{{\"n\":{n}}}\n"))).collect(),
+        chunks: (0..100)
+            .map(|n| Bytes::from(format!("{{\"n\":{n}}}\n")))
+            .collect(),
         gap: Duration::from_millis(100),
     }])
     .await;
@@ -214,7 +221,10 @@ async fn the_deadline_covers_every_line_until_the_last() {
     };
     assert_eq!(lines, 5, "lines at 100..500 ms");
     assert!(err.is_deadline(), "{err:?}");
-    assert_eq!(err.to_string(), "deadline of 550ms exceeded while streaming");
+    assert_eq!(
+        err.to_string(),
+        "deadline of 550ms exceeded while streaming"
+    );
     // Every later read says the same, never a clean end.
     let again = stream.next_line().await.unwrap_err();
     assert!(again.is_deadline(), "{again:?}");
@@ -232,7 +242,10 @@ async fn blank_lines_count_towards_max_line_bytes() {
     c.max_line_bytes = 64;
     let client = HttpClient::new(c).unwrap();
     let err = client.stream_post("/x", &json!({})).await.unwrap_err();
-    assert!(err.is_body() && err.to_string().contains("max_line_bytes"), "{err}");
+    assert!(
+        err.is_body() && err.to_string().contains("max_line_bytes"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -256,7 +269,10 @@ async fn max_stream_bytes_caps_the_whole_stream() {
         }
     };
     assert!(lines <= 10, "{lines}");
-    assert!(err.is_body() && err.to_string().contains("max_stream_bytes (160)"), "{err}");
+    assert!(
+        err.is_body() && err.to_string().contains("max_stream_bytes (160)"),
+        "{err}"
+    );
     assert!(stream.next_line().await.unwrap_err().is_body());
 }
 
@@ -277,8 +293,14 @@ async fn a_failure_before_the_first_line_is_retried_and_one_after_it_is_not() {
     .await;
     let client = HttpClient::new(config(&server.url())).unwrap();
     let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
-    assert_eq!(stream.next_line().await.unwrap().as_deref(), Some("{\"n\":1}"));
-    assert_eq!(stream.next_line().await.unwrap().as_deref(), Some("{\"n\":2}"));
+    assert_eq!(
+        stream.next_line().await.unwrap().as_deref(),
+        Some("{\"n\":1}")
+    );
+    assert_eq!(
+        stream.next_line().await.unwrap().as_deref(),
+        Some("{\"n\":2}")
+    );
     assert_eq!(stream.next_line().await.unwrap(), None);
     assert_eq!(server.hits(), 3);
 
@@ -294,11 +316,17 @@ async fn a_failure_before_the_first_line_is_retried_and_one_after_it_is_not() {
     .await;
     let client = HttpClient::new(config(&server.url())).unwrap();
     let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
-    assert_eq!(stream.next_line().await.unwrap().as_deref(), Some("{\"n\":1}"));
+    assert_eq!(
+        stream.next_line().await.unwrap().as_deref(),
+        Some("{\"n\":1}")
+    );
     let err = stream.next_line().await.unwrap_err();
     assert!(err.is_body(), "{err:?}");
     let again = stream.next_line().await.unwrap_err();
-    assert!(again.is_body() && again.to_string().starts_with("stream already failed"), "{again}");
+    assert!(
+        again.is_body() && again.to_string().starts_with("stream already failed"),
+        "{again}"
+    );
     assert_eq!(server.hits(), 1);
 
     // Not idempotent: a break before the first line is not sent again either.

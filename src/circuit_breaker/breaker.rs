@@ -334,7 +334,9 @@ impl CircuitBreaker {
             }
             probes.manual.pop_front();
             probes.admitted = probes.admitted.saturating_sub(1);
-            tracing::warn!("circuit breaker: reclaimed a half-open slot that got no outcome within the timeout");
+            tracing::warn!(
+                "circuit breaker: reclaimed a half-open slot that got no outcome within the timeout"
+            );
         }
     }
 

@@ -49,11 +49,7 @@ fn loom_two_probes_never_share_one_slot() {
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let cb = cb.clone();
-                thread::spawn(move || {
-                    cb.admit()
-                        .filter(|t| t.half_open)
-                        .map(|t| t.generation)
-                })
+                thread::spawn(move || cb.admit().filter(|t| t.half_open).map(|t| t.generation))
             })
             .collect();
         let got: Vec<Option<u64>> = threads.into_iter().map(|t| t.join().unwrap()).collect();

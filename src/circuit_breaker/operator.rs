@@ -23,7 +23,8 @@ impl CircuitBreaker {
     /// assert!(breaker.try_acquire().is_none());
     /// ```
     pub fn try_acquire(&self) -> Option<CallPermit> {
-        self.admit().map(|ticket| CallPermit::new(self.clone(), ticket))
+        self.admit()
+            .map(|ticket| CallPermit::new(self.clone(), ticket))
     }
 
     /// Opens the circuit and keeps it open, refusing every call, until
@@ -38,7 +39,13 @@ impl CircuitBreaker {
         let generation = self.shared.word.load(Ordering::Acquire) >> 2;
         drop(probes);
         let from = transition.as_ref().map_or("open", |t| t.from.as_str());
-        tracing::warn!(from, to = "open", generation, forced = true, "circuit breaker forced open");
+        tracing::warn!(
+            from,
+            to = "open",
+            generation,
+            forced = true,
+            "circuit breaker forced open"
+        );
     }
 
     /// Closes the circuit and zeroes its counts, whatever its state (a forced
@@ -49,7 +56,12 @@ impl CircuitBreaker {
         let t = self.transition(&mut probes, word, CircuitState::Closed);
         self.shared.reopen_at.store(0, Ordering::Release);
         drop(probes);
-        tracing::info!(from = t.from.as_str(), to = "closed", generation = t.generation, "circuit breaker reset");
+        tracing::info!(
+            from = t.from.as_str(),
+            to = "closed",
+            generation = t.generation,
+            "circuit breaker reset"
+        );
     }
 
     /// Records a successful call.

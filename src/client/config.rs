@@ -241,7 +241,10 @@ impl HttpClientConfig {
             ("connect_timeout", Some(self.connect_timeout)),
             ("write_timeout", Some(self.write_timeout)),
             ("pool_timeout", Some(self.pool_timeout)),
-            ("circuit_breaker_timeout", Some(self.circuit_breaker_timeout)),
+            (
+                "circuit_breaker_timeout",
+                Some(self.circuit_breaker_timeout),
+            ),
             ("stream_idle_timeout", Some(self.stream_idle_timeout)),
         ];
         for (field, value) in timeouts {

@@ -197,8 +197,8 @@ impl Future for Exec<'_> {
                         }
                     };
                     let admitted = inner.gate.admit();
-                    let built = admitted
-                        .map(|permit| (permit, call.build(*this.streaming, &id, limits)));
+                    let built =
+                        admitted.map(|permit| (permit, call.build(*this.streaming, &id, limits)));
                     *this.id = Some(id);
                     let (permit, request) = match built {
                         None => break Err(Error::circuit_open()),

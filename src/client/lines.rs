@@ -78,7 +78,11 @@ impl Lines {
     }
 
     /// A line cut from the buffer, `ended` the bytes of its newline.
-    fn finish_line(&mut self, mut line: BytesMut, ended: usize) -> Option<Result<String, LineError>> {
+    fn finish_line(
+        &mut self,
+        mut line: BytesMut,
+        ended: usize,
+    ) -> Option<Result<String, LineError>> {
         let consumed = line.len() + ended;
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);

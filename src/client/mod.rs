@@ -49,9 +49,9 @@ mod http_client;
 mod lines;
 mod request;
 mod response;
+mod stats;
 mod stream;
 mod stream_response;
-mod stats;
 mod transport;
 
 pub use self::config::HttpClientConfig;
@@ -59,8 +59,8 @@ pub use self::future::Pending;
 pub use self::http_client::HttpClient;
 pub use self::request::{RequestBuilder, StreamRequestBuilder};
 pub use self::response::Response;
-pub use self::stream_response::StreamResponse;
 pub use self::stats::ClientStats;
+pub use self::stream_response::StreamResponse;
 pub use crate::error::{BodyError, BodyTooLarge};
 
 #[allow(dead_code)]

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use super::call::{Call, json_body};
 use super::future::Pending;
-use super::stream::send_streaming;
 use super::http_client::HttpClient;
 use super::response::Response;
+use super::stream::send_streaming;
 use super::stream_response::StreamResponse;
 use crate::error::Error;
 use crate::request_id::RequestId;

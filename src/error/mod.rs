@@ -221,7 +221,10 @@ impl Error {
     /// own timeout is not a deadline.
     pub fn is_deadline(&self) -> bool {
         self.inner.source.as_deref().is_some_and(|source| {
-            chain(source).any(|e| e.downcast_ref::<Elapsed>().is_some_and(Elapsed::is_deadline))
+            chain(source).any(|e| {
+                e.downcast_ref::<Elapsed>()
+                    .is_some_and(Elapsed::is_deadline)
+            })
         })
     }
 

@@ -284,7 +284,10 @@ mod tests {
             .collect();
         let lo = samples.iter().copied().fold(f64::MAX, f64::min);
         let hi = samples.iter().copied().fold(0.0, f64::max);
-        assert!((5.0..5.1).contains(&lo) && (9.9..=10.0).contains(&hi), "{lo}..{hi}");
+        assert!(
+            (5.0..5.1).contains(&lo) && (9.9..=10.0).contains(&hi),
+            "{lo}..{hi}"
+        );
         // Below the cap, where 3d/2 passes it, nothing lands above the cap either.
         for _ in 0..10_000 {
             assert!(c.delay_for_attempt(3) <= c.max_delay);

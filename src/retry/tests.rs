@@ -407,7 +407,9 @@ fn hanging() -> (
 }
 
 fn get() -> http::Request<Full<Bytes>> {
-    http::Request::get("http://example.test/").body(Full::default()).unwrap()
+    http::Request::get("http://example.test/")
+        .body(Full::default())
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -419,11 +421,14 @@ async fn a_request_deadline_bounds_retry_and_timeout_layers_together() {
         .service(inner);
     let mut req = get();
     let started = Instant::now();
-    req.extensions_mut()
-        .insert(crate::timeout::RequestDeadline(started + Duration::from_secs(8)));
+    req.extensions_mut().insert(crate::timeout::RequestDeadline(
+        started + Duration::from_secs(8),
+    ));
     let err = call_err(&mut svc, req).await;
     assert_eq!(started.elapsed(), Duration::from_secs(8));
-    let elapsed = err.downcast_ref::<crate::timeout::Elapsed>().expect("Elapsed");
+    let elapsed = err
+        .downcast_ref::<crate::timeout::Elapsed>()
+        .expect("Elapsed");
     assert!(elapsed.is_deadline(), "{err}");
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
@@ -447,8 +452,9 @@ async fn total_timeout_in_the_config_sets_the_deadline_of_each_call() {
 
     // A request's own, earlier deadline wins.
     let mut req = get();
-    req.extensions_mut()
-        .insert(crate::timeout::RequestDeadline(Instant::now() + Duration::from_secs(1)));
+    req.extensions_mut().insert(crate::timeout::RequestDeadline(
+        Instant::now() + Duration::from_secs(1),
+    ));
     let started = Instant::now();
     call_err(&mut svc, req).await;
     assert_eq!(started.elapsed(), Duration::from_secs(1));
@@ -509,11 +515,16 @@ async fn with_retry_starts_no_wait_that_would_pass_total_timeout() {
     };
     let mut calls = 0;
     let started = Instant::now();
-    let result: Result<(), u32> = with_retry(&cfg, "op", |_| true, || {
-        calls += 1;
-        let n = calls;
-        async move { Err(n) }
-    })
+    let result: Result<(), u32> = with_retry(
+        &cfg,
+        "op",
+        |_| true,
+        || {
+            calls += 1;
+            let n = calls;
+            async move { Err(n) }
+        },
+    )
     .await;
     // Fails at 0 s, waits 1 s, fails at 1 s; a 2 s wait would end at 3 s.
     assert_eq!(result, Err(2));
@@ -525,10 +536,15 @@ async fn with_retry_starts_no_wait_that_would_pass_total_timeout() {
         ..cfg
     };
     let mut calls = 0;
-    let result: Result<(), u32> = with_retry_blocking(&blocking, "op", |_| true, || {
-        calls += 1;
-        Err(calls)
-    });
+    let result: Result<(), u32> = with_retry_blocking(
+        &blocking,
+        "op",
+        |_| true,
+        || {
+            calls += 1;
+            Err(calls)
+        },
+    );
     // Waits of 20 and 40 ms: the second would pass 50 ms.
     assert_eq!(result, Err(2));
 }
