@@ -14,7 +14,7 @@
 //! | `x-should-retry: false` on a 408, 5xx | no ([`Outcome::Fatal`]) | failure |
 //! | `x-should-retry: false` on a 429 | no | neutral |
 //! | transport error (refused, reset, DNS, TLS) | yes | failure |
-//! | attempt timeout ([`Elapsed`](crate::timeout::Elapsed)) | yes, unless the deadline cut it | failure |
+//! | attempt timeout ([`Elapsed`]) | yes, unless the deadline cut it | failure |
 //! | pool timeout ([`PoolTimeout`]) | no | neutral: local congestion |
 //! | [`CircuitOpen`] | never | neutral |
 //! | future dropped by the caller | – | neutral, and held slots are freed |
