@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod nginx;
 pub mod server;
 
 use tower_service::Service;
