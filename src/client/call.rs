@@ -33,7 +33,8 @@ pub(super) struct CallDeadline {
 pub(super) struct Limits {
     /// The call's own per-attempt timeout, if it set one.
     pub(super) timeout: Option<Duration>,
-    pub(super) deadline: Option<CallDeadline>,
+    /// Boxed: most calls have none, and the limits are moved with every call.
+    pub(super) deadline: Option<Box<CallDeadline>>,
 }
 
 /// A call as the request builders collect it.
@@ -99,6 +100,25 @@ impl<'a> Call<'a> {
 
     /// The limits this call runs under; the deadline, if any, starts now.
     pub(super) fn limits(&self) -> Result<Limits, Error> {
+        let mut limits = Limits::default();
+        self.set_limits(&mut limits)?;
+        Ok(limits)
+    }
+
+    /// Sets `limits` (default ones, as given) to this call's; the deadline, if
+    /// any, starts now. Most calls set none, and leave `limits` as they are.
+    #[inline]
+    pub(super) fn set_limits(&self, limits: &mut Limits) -> Result<(), Error> {
+        let config = &self.client.inner.config;
+        if self.timeout.is_none() && self.deadline.is_none() && config.total_timeout.is_none() {
+            return Ok(());
+        }
+        *limits = self.limits_slow()?;
+        Ok(())
+    }
+
+    #[cold]
+    fn limits_slow(&self) -> Result<Limits, Error> {
         let config = &self.client.inner.config;
         if let Some(timeout) = self.timeout {
             check_duration("timeout", timeout)?;
@@ -107,11 +127,11 @@ impl<'a> Call<'a> {
             None => None,
             Some(total) => {
                 check_duration("deadline", total)?;
-                Some(CallDeadline {
+                Some(Box::new(CallDeadline {
                     at: tokio::time::Instant::now() + total,
                     total,
                     attempts: Attempts::default(),
-                })
+                }))
             }
         };
         Ok(Limits {
@@ -136,7 +156,6 @@ impl<'a> Call<'a> {
         id: &RequestId,
         limits: &Limits,
     ) -> Result<StackRequest, Error> {
-        let idempotent = self.is_idempotent();
         if let Some(name) = &self.client.inner.config.idempotency_key {
             if self.method != Method::GET && !self.headers.contains_key(name) {
                 self.headers.insert(name.clone(), idempotency_key());
@@ -167,7 +186,9 @@ impl<'a> Call<'a> {
             extra: (!self.headers.is_empty()).then(|| Arc::new(self.headers)),
             id: id.header_value().clone(),
             body: body.unwrap_or_default(),
-            idempotent,
+            // Decided by the retry layer, from the method, only if it retries.
+            idempotent: self.idempotent,
+            post_is_idempotent: inner.config.post_is_idempotent,
         };
         let mut request = http::Request::new(outgoing);
         *request.method_mut() = self.method;

@@ -55,7 +55,7 @@ impl Future for Pending<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let exec = self.project().exec;
         let client = exec.client;
-        let result = ready!(exec.poll(cx)).and_then(|(response, id, _)| buffered(response, id));
+        let result = ready!(exec.poll(cx)).and_then(|(response, id)| buffered(response, id));
         Poll::Ready(client.counted(result))
     }
 }
@@ -109,7 +109,8 @@ pin_project! {
         client: &'a HttpClient,
         streaming: bool,
         // The call's limits: set by the first poll, unless given.
-        limits: Option<Limits>,
+        limits: Limits,
+        limits_given: bool,
         // Set by the first poll, taken by the last.
         id: Option<RequestId>,
         span: tracing::Span,
@@ -146,7 +147,8 @@ impl<'a> Exec<'a> {
         Exec {
             client: call.client,
             streaming,
-            limits: None,
+            limits: Limits::default(),
+            limits_given: false,
             id: None,
             span: tracing::Span::none(),
             in_flight: None,
@@ -158,14 +160,15 @@ impl<'a> Exec<'a> {
     /// the deadline of its first send).
     pub(super) fn with_limits(call: Call<'a>, streaming: bool, limits: Limits) -> Self {
         Exec {
-            limits: Some(limits),
+            limits,
+            limits_given: true,
             ..Exec::new(call, streaming)
         }
     }
 }
 
 impl Future for Exec<'_> {
-    type Output = Result<(http::Response<ClientBody>, RequestId, Limits), Error>;
+    type Output = Result<(http::Response<ClientBody>, RequestId), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -184,18 +187,14 @@ impl Future for Exec<'_> {
                     // The one place the breaker is asked: a refused call is never
                     // built. A permit dropped unused (the request could not be
                     // built) records nothing.
-                    let limits = match this.limits.take() {
-                        Some(limits) => Ok(limits),
-                        None => call.limits(),
-                    };
-                    let limits = match limits {
-                        Ok(limits) => this.limits.insert(limits),
-                        Err(e) => {
+                    if !*this.limits_given {
+                        if let Err(e) = call.set_limits(this.limits) {
                             *this.id = Some(id);
                             drop(entered);
                             break Err(e);
                         }
-                    };
+                    }
+                    let limits = &*this.limits;
                     let admitted = inner.gate.admit();
                     let built =
                         admitted.map(|permit| (permit, call.build(*this.streaming, &id, limits)));
@@ -225,10 +224,9 @@ impl Future for Exec<'_> {
         let Some(id) = this.id.take() else {
             polled_after_completion()
         };
-        let limits = this.limits.take().unwrap_or_default();
         Poll::Ready(match result {
-            Ok(response) => Ok((response, id, limits)),
-            Err(e) => Err(explain(e, &limits, &client.inner.config).with_request_id(id)),
+            Ok(response) => Ok((response, id)),
+            Err(e) => Err(explain(e, this.limits, &client.inner.config).with_request_id(id)),
         })
     }
 }

@@ -39,7 +39,7 @@ pub(super) async fn send_streaming(mut call: Call<'_>) -> Result<StreamResponse,
                 next = this.try_clone();
             }
             this.request_id = Some(id.clone());
-            let (response, id, limits) = Exec::with_limits(this, true, limits.clone()).await?;
+            let (response, id) = Exec::with_limits(this, true, limits.clone()).await?;
             let mut stream = streamed(client, response, id, &limits).await?;
             let (error, retryable) = match stream.prime().await {
                 Ok(()) => return Ok(stream),
@@ -107,6 +107,6 @@ async fn streamed(
         http::Response::from_parts(parts, body),
         id,
         bounds,
-        limits.deadline.as_ref(),
+        limits.deadline.as_deref(),
     ))
 }

@@ -54,8 +54,10 @@ pub(crate) struct Outgoing {
     /// Headers set on this request alone.
     pub(crate) extra: Option<Arc<HeaderMap>>,
     pub(crate) id: HeaderValue,
-    /// Whether the call is safe to repeat (its method and the client's rules).
-    pub(crate) idempotent: bool,
+    /// The call's own word on whether it is safe to repeat.
+    pub(crate) idempotent: Option<bool>,
+    /// The client's `post_is_idempotent`, for a POST or PATCH without one.
+    pub(crate) post_is_idempotent: bool,
 }
 
 impl ReplayBody for Outgoing {
@@ -63,8 +65,11 @@ impl ReplayBody for Outgoing {
         Some(self.clone())
     }
 
-    fn idempotency(&self) -> Option<bool> {
-        Some(self.idempotent)
+    fn idempotency(&self, method: &http::Method) -> Option<bool> {
+        self.idempotent.or_else(|| {
+            matches!(*method, http::Method::POST | http::Method::PATCH)
+                .then_some(self.post_is_idempotent)
+        })
     }
 }
 

@@ -90,10 +90,12 @@ pub trait ReplayBody: Sized {
     /// A copy of the body, or `None` if it cannot be replayed.
     fn try_clone_body(&self) -> Option<Self>;
 
-    /// Whether the request this body belongs to is safe to repeat, when the body
-    /// knows better than the method (a client that marks its own calls). `None`,
-    /// the default, leaves it to an [`Idempotent`] extension or the method.
-    fn idempotency(&self) -> Option<bool> {
+    /// Whether the request this body belongs to, sent with `method`, is safe to
+    /// repeat, when the body knows better than the method alone (a client that
+    /// marks its own calls). `None`, the default, leaves it to the method.
+    /// Asked only when a retry is being considered.
+    fn idempotency(&self, method: &Method) -> Option<bool> {
+        let _ = method;
         None
     }
 }
@@ -155,7 +157,7 @@ impl<B: ReplayBody> ReplayRequest for http::Request<B> {
             return *flag;
         }
         self.body()
-            .idempotency()
+            .idempotency(self.method())
             .unwrap_or_else(|| method_is_idempotent(self.method()))
     }
 
