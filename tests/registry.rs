@@ -113,6 +113,113 @@ fn an_invalid_config_stores_nothing_and_reset_starts_afresh() {
     ));
 }
 
+#[test]
+fn get_client_checks_every_config_and_replace_rebuilds_on_purpose() {
+    let registry = ServiceRegistry::new();
+    let old = registry
+        .get_client("p", HttpClientConfig::new("http://127.0.0.1:9"))
+        .unwrap();
+    // A client exists, but an invalid config is still an error.
+    let mut bad = HttpClientConfig::new("http://127.0.0.1:9");
+    bad.max_connections = 0;
+    let err = registry.get_client("p", bad).unwrap_err();
+    assert_eq!(err.kind(), stache_resilience::ErrorKind::Config);
+
+    let mut changed = HttpClientConfig::new("http://127.0.0.1:9");
+    changed.max_retries = 1;
+    let new = registry.replace("p", changed.clone()).unwrap();
+    assert!(!new.circuit_breaker().same_as(old.circuit_breaker()));
+    assert_eq!(registry.get("p").unwrap().config().max_retries, 1);
+    // An invalid replacement leaves the client in place.
+    assert!(
+        registry
+            .replace("p", HttpClientConfig::new("ftp://x"))
+            .is_err()
+    );
+    assert!(
+        registry
+            .get("p")
+            .unwrap()
+            .circuit_breaker()
+            .same_as(new.circuit_breaker())
+    );
+    assert!(registry.remove("p").is_some());
+    assert!(registry.providers().is_empty());
+}
+
+mod keyed {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier, mpsc};
+    use std::time::Duration;
+
+    use stache_resilience::registry::Registry;
+    use stache_resilience::{CircuitBreaker, CircuitBreakerConfig};
+
+    #[test]
+    fn concurrent_first_calls_build_a_key_once() {
+        let registry: Arc<Registry<String, CircuitBreaker>> = Arc::new(Registry::new());
+        let builds = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (registry, builds, barrier) =
+                    (registry.clone(), builds.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    registry
+                        .get_or_try_init("openai/gpt-4o".to_owned(), || {
+                            builds.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(20));
+                            Ok::<_, ()>(CircuitBreaker::new(CircuitBreakerConfig::default()))
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        let breakers: Vec<CircuitBreaker> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        assert!(breakers.iter().all(|b| b.same_as(&breakers[0])));
+        assert_eq!(registry.keys(), ["openai/gpt-4o"]);
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_build_stores_nothing_and_a_slow_one_holds_up_no_other_key() {
+        let registry: Arc<Registry<&'static str, u32>> = Arc::new(Registry::new());
+        assert_eq!(
+            registry.get_or_try_init("a", || Err::<u32, &str>("down")),
+            Err("down")
+        );
+        assert!(registry.is_empty() && registry.get("a").is_none());
+        assert_eq!(registry.get_or_try_init("a", || Ok::<_, ()>(1)), Ok(1));
+
+        // Key "slow" builds until key "fast" has been built by another thread.
+        let (done, wait) = mpsc::channel::<()>();
+        let slow = {
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                registry.get_or_try_init("slow", || {
+                    wait.recv_timeout(Duration::from_secs(10))
+                        .map(|()| 2)
+                        .map_err(|_| "the other key was held up")
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(registry.get_or_try_init("fast", || Ok::<_, ()>(3)), Ok(3));
+        done.send(()).unwrap();
+        assert_eq!(slow.join().unwrap(), Ok(2));
+        let mut keys = registry.keys();
+        keys.sort();
+        assert_eq!(keys, ["a", "fast", "slow"]);
+        assert_eq!(registry.insert("a", 10), Some(1));
+        assert_eq!(registry.remove("a"), Some(10));
+        registry.reset();
+        assert!(registry.is_empty());
+    }
+}
+
 #[cfg(feature = "serde")]
 mod settings {
     use super::*;
