@@ -188,3 +188,121 @@ async fn refusals_are_logged_once_per_period_then_once_a_second() {
         .all(|e| e.level == tracing::Level::WARN);
     assert!(warn);
 }
+
+mod keyed {
+    use stache_resilience::circuit_breaker::{CircuitOpen, CircuitState};
+    use stache_resilience::{CircuitBreakerConfig, CircuitBreakerLayer};
+    use tower::{Layer, Service, ServiceExt};
+
+    /// A request for a model; the fake provider fails every call to "bad".
+    #[derive(Clone, Debug)]
+    struct Embed {
+        model: &'static str,
+    }
+
+    fn provider() -> impl Service<
+        Embed,
+        Response = &'static str,
+        Error = std::io::Error,
+        Future = impl std::future::Future<Output = Result<&'static str, std::io::Error>> + Send,
+    > + Clone {
+        tower::service_fn(|req: Embed| async move {
+            if req.model == "bad" {
+                Err(std::io::Error::other("model overloaded"))
+            } else {
+                Ok(req.model)
+            }
+        })
+    }
+
+    fn config() -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold: 2,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_model_opens_only_its_own_circuit() {
+        let layer = CircuitBreakerLayer::keyed(config(), |req: &Embed| ("openai", req.model));
+        let mut svc = layer.layer(provider());
+        for _ in 0..2 {
+            assert!(
+                svc.ready()
+                    .await
+                    .unwrap()
+                    .call(Embed { model: "bad" })
+                    .await
+                    .is_err()
+            );
+        }
+        let err = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Embed { model: "bad" })
+            .await
+            .unwrap_err();
+        assert!(err.is::<CircuitOpen>(), "{err}");
+        // The other model keeps working, through this service and a clone.
+        assert_eq!(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(Embed { model: "good" })
+                .await
+                .unwrap(),
+            "good"
+        );
+        let mut other = layer.layer(provider());
+        assert!(
+            other
+                .ready()
+                .await
+                .unwrap()
+                .call(Embed { model: "good" })
+                .await
+                .is_ok()
+        );
+        assert!(
+            other
+                .ready()
+                .await
+                .unwrap()
+                .call(Embed { model: "bad" })
+                .await
+                .unwrap_err()
+                .is::<CircuitOpen>()
+        );
+        let mut states: Vec<_> = layer
+            .breakers()
+            .into_iter()
+            .map(|((_, model), stats)| (model, stats.state))
+            .collect();
+        states.sort_by_key(|(model, _)| *model);
+        assert_eq!(
+            states,
+            [("bad", CircuitState::Open), ("good", CircuitState::Closed)]
+        );
+    }
+
+    #[tokio::test]
+    async fn past_max_keys_the_least_recently_used_closed_breaker_goes_and_an_open_one_never() {
+        let layer = CircuitBreakerLayer::keyed(config(), |req: &Embed| req.model).max_keys(2);
+        let mut svc = layer.layer(provider());
+        for model in ["bad", "bad", "a"] {
+            let _ = svc.ready().await.unwrap().call(Embed { model }).await;
+        }
+        assert_eq!(layer.breaker(&"bad").unwrap().state(), CircuitState::Open);
+        // A third key: "a" (closed) goes, "bad" (open, and older) stays.
+        let _ = svc.ready().await.unwrap().call(Embed { model: "b" }).await;
+        assert!(layer.breaker(&"a").is_none());
+        assert_eq!(layer.breaker(&"bad").unwrap().state(), CircuitState::Open);
+        assert!(layer.breaker(&"b").is_some());
+        // The next new key pushes out the only closed breaker, "b", never the open one.
+        let _ = svc.ready().await.unwrap().call(Embed { model: "c" }).await;
+        assert!(layer.breaker(&"b").is_none());
+        assert_eq!(layer.breakers().len(), 2);
+        assert_eq!(layer.breaker(&"bad").unwrap().state(), CircuitState::Open);
+    }
+}

@@ -3,6 +3,8 @@ use std::fmt;
 use tower_layer::Layer;
 
 use super::breaker::CircuitBreaker;
+use super::config::CircuitBreakerConfig;
+use super::keyed::KeyedCircuitBreakerLayer;
 use super::service::CircuitBreakerService;
 use crate::classify::ErrorsAreFailures;
 
@@ -29,6 +31,32 @@ impl CircuitBreakerLayer {
             breaker,
             classifier: ErrorsAreFailures,
         }
+    }
+
+    /// A layer with one breaker per key: `key` picks the key of each request
+    /// (a provider and model, an upstream authority), and each key's breaker is
+    /// made with `config` on first use. See [`KeyedCircuitBreakerLayer`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use stache_resilience::{CircuitBreakerConfig, CircuitBreakerLayer};
+    /// use stache_resilience::circuit_breaker::CircuitState;
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// let config = CircuitBreakerConfig { failure_threshold: 1, ..Default::default() };
+    /// let layer = CircuitBreakerLayer::keyed(config, |model: &&str| model.to_string());
+    /// let mut svc = layer.layer(tower::service_fn(|model: &str| async move {
+    ///     if model == "a" { Err(std::io::Error::other("model a is down")) } else { Ok(()) }
+    /// }));
+    /// assert!(svc.ready().await.unwrap().call("a").await.is_err());
+    /// assert!(svc.ready().await.unwrap().call("b").await.is_ok());
+    /// assert_eq!(layer.breaker(&"a".to_string()).unwrap().state(), CircuitState::Open);
+    /// assert_eq!(layer.breaker(&"b".to_string()).unwrap().state(), CircuitState::Closed);
+    /// # }
+    /// ```
+    pub fn keyed<K, F>(config: CircuitBreakerConfig, key: F) -> KeyedCircuitBreakerLayer<K, F> {
+        KeyedCircuitBreakerLayer::new(config, key)
     }
 }
 
