@@ -13,8 +13,15 @@
 //! span wraps every retry and breaker event of the call, so all of a request's
 //! log lines carry its ID, and all its attempts send the same header.
 //!
+//! On a server (an axum `Router`, a hyper service), the same layer keeps a
+//! valid incoming `x-request-id` or makes one, echoes it on the response, and
+//! makes it the [`current`] ID while the handler runs: an
+//! [`HttpClient`](crate::HttpClient) call made while handling the request sends
+//! that ID upstream (unless given one with `.request_id()`), and its log lines
+//! carry the one `request_id` of the server's span.
+//!
 //! [`MakeShortRequestId`] offers the same IDs to tower-http's
-//! `SetRequestIdLayer`, for servers.
+//! `SetRequestIdLayer`.
 //!
 //! # Example
 //!
@@ -30,11 +37,14 @@
 //!     .service_fn(|req: http::Request<()>| async move {
 //!         let id = req.extensions().get::<RequestId>().cloned().unwrap();
 //!         assert_eq!(req.headers()["x-request-id"], id.as_str());
-//!         Ok::<_, std::convert::Infallible>(id)
+//!         // The handler's current ID, which HttpClient calls inherit.
+//!         assert_eq!(stache_resilience::request_id::current(), Some(id));
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(()))
 //!     });
 //!
-//! let id = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
-//! assert_eq!(id.as_str().len(), 8);
+//! let res = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+//! // Echoed on the response.
+//! assert_eq!(res.headers()["x-request-id"].len(), 8);
 //! # }
 //! ```
 
@@ -42,10 +52,32 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use http::{HeaderName, HeaderValue};
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::instrument::{Instrument, Instrumented};
+
+tokio::task_local! {
+    /// The ID of the request the current task is handling, set by
+    /// `RequestIdService` around its inner future.
+    static CURRENT: RequestId;
+}
+
+/// The ID of the request being handled, while a [`RequestIdLayer`] runs the
+/// handler (or the inner service): what an [`HttpClient`](crate::HttpClient)
+/// call made there sends upstream when it is not given one.
+///
+/// `None` outside such a task. Only the future of the layer's inner service
+/// sees it: a task it spawns does not (pass the ID on with
+/// [`RequestBuilder::request_id`](crate::client::RequestBuilder::request_id)).
+pub fn current() -> Option<RequestId> {
+    CURRENT.try_with(RequestId::clone).ok()
+}
 
 /// The `x-request-id` header name.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -180,13 +212,13 @@ impl<S> RequestIdService<S> {
     }
 }
 
-impl<S, B> Service<http::Request<B>> for RequestIdService<S>
+impl<S, B, ResB> Service<http::Request<B>> for RequestIdService<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<ResB>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Instrumented<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -205,7 +237,7 @@ where
         if let Some(id) = tagged {
             let span = request_span(&req, &id, self.provider.as_deref());
             let future = span.in_scope(|| self.inner.call(req));
-            return future.instrument(span);
+            return ResponseFuture::new(future, id, span);
         }
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(value) => RequestId::parse(value).unwrap_or_else(|| {
@@ -220,9 +252,56 @@ where
         };
         req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
         let span = request_span(&req, &id, self.provider.as_deref());
-        req.extensions_mut().insert(id);
-        let future = span.in_scope(|| self.inner.call(req));
-        future.instrument(span)
+        req.extensions_mut().insert(id.clone());
+        let future = span.in_scope(|| CURRENT.sync_scope(id.clone(), || self.inner.call(req)));
+        ResponseFuture::new(future, id, span)
+    }
+}
+
+pin_project! {
+    /// The future of [`RequestIdService`]: the inner future inside the
+    /// request's span, with its ID [`current`]; puts the ID on the response.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Instrumented<TaskLocalFuture<RequestId, F>>,
+        id: HeaderValue,
+    }
+}
+
+impl<F: Future> ResponseFuture<F> {
+    fn new(future: F, id: RequestId, span: tracing::Span) -> Self {
+        let header = id.0.clone();
+        ResponseFuture {
+            inner: CURRENT.scope(id, future).instrument(span),
+            id: header,
+        }
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResB>, E>>,
+{
+    type Output = Result<http::Response<ResB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &mut result {
+            // Echo the ID, unless the service set one of its own.
+            if !response.headers().contains_key(X_REQUEST_ID) {
+                response.headers_mut().insert(X_REQUEST_ID, this.id.clone());
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("request_id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -232,6 +311,26 @@ fn request_span<B>(
     provider: Option<&str>,
 ) -> tracing::Span {
     call_span(req.method(), &req.uri().path(), id, provider)
+}
+
+/// The `request` span of a call made while handling a request whose span
+/// already carries the ID: its method, path and provider, and no second
+/// `request_id`.
+pub(crate) fn inner_call_span(
+    method: &http::Method,
+    path: &dyn std::fmt::Display,
+    provider: Option<&str>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        endpoint = %path,
+        provider = tracing::field::Empty,
+    );
+    if let Some(provider) = provider {
+        span.record("provider", provider);
+    }
+    span
 }
 
 /// The `request` span of one call: its ID, method, path and provider.
@@ -299,14 +398,16 @@ mod tests {
                     .as_str()
                     .to_owned();
                 assert_eq!(header, ext);
-                Ok::<_, std::convert::Infallible>(header)
+                Ok::<_, std::convert::Infallible>(http::Response::new(header))
             }));
         let mut req = http::Request::new(());
         if let Some(value) = header {
             req.headers_mut()
                 .insert(X_REQUEST_ID, HeaderValue::from_bytes(value).unwrap());
         }
-        svc.ready().await.unwrap().call(req).await.unwrap()
+        let res = svc.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(res.headers()[X_REQUEST_ID], res.body().as_str(), "echoed");
+        res.into_body()
     }
 
     #[tokio::test]

@@ -45,8 +45,8 @@ impl CircuitBreakerLayer {
     /// use tower::{Layer, Service, ServiceExt};
     ///
     /// let config = CircuitBreakerConfig { failure_threshold: 1, ..Default::default() };
-    /// let layer = CircuitBreakerLayer::keyed(config, |model: &&str| model.to_string());
-    /// let mut svc = layer.layer(tower::service_fn(|model: &str| async move {
+    /// let layer = CircuitBreakerLayer::keyed(config, |model: &&'static str| model.to_string());
+    /// let mut svc = layer.layer(tower::service_fn(|model: &'static str| async move {
     ///     if model == "a" { Err(std::io::Error::other("model a is down")) } else { Ok(()) }
     /// }));
     /// assert!(svc.ready().await.unwrap().call("a").await.is_err());

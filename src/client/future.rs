@@ -20,7 +20,7 @@ use super::transport::ClientBody;
 use crate::circuit_breaker::{self, Gate};
 use crate::classify::HttpClassifier;
 use crate::error::{Error, ErrorKind};
-use crate::request_id::{RequestId, call_span};
+use crate::request_id::{RequestId, call_span, current as current_request_id, inner_call_span};
 
 pin_project! {
     /// A request in progress; from
@@ -181,8 +181,32 @@ impl Future for Exec<'_> {
                     };
                     let inner = &*client.inner;
                     *this.in_flight = Some(inner.counters.call_started());
-                    let id = call.request_id.take().unwrap_or_else(RequestId::generate);
-                    *this.span = call_span(&call.method, &call.path(), &id, client.provider());
+                    // The caller's ID, else the one of the request being handled
+                    // (whose span already names it), else a fresh one.
+                    *this.span = match call.request_id.take() {
+                        Some(id) => {
+                            let span =
+                                call_span(&call.method, &call.path(), &id, client.provider());
+                            *this.id = Some(id);
+                            span
+                        }
+                        None => match current_request_id() {
+                            Some(id) => {
+                                *this.id = Some(id);
+                                inner_call_span(&call.method, &call.path(), client.provider())
+                            }
+                            None => {
+                                let id = RequestId::generate();
+                                let span =
+                                    call_span(&call.method, &call.path(), &id, client.provider());
+                                *this.id = Some(id);
+                                span
+                            }
+                        },
+                    };
+                    let Some(id) = this.id.take() else {
+                        polled_after_completion()
+                    };
                     let entered = this.span.enter();
                     // The one place the breaker is asked: a refused call is never
                     // built. A permit dropped unused (the request could not be

@@ -23,7 +23,14 @@ use crate::request_id::RequestId;
 pub(super) async fn send_streaming(mut call: Call<'_>) -> Result<StreamResponse, Error> {
     let client = call.client;
     let result = async {
-        let id = call.request_id.take().unwrap_or_else(RequestId::generate);
+        // As `Exec` does: the caller's ID, else the handled request's, else a
+        // fresh one; an inherited ID is left for each send to find again, so
+        // that its span does not name it a second time.
+        let given = call.request_id.take();
+        let inherited = given.is_none().then(crate::request_id::current).flatten();
+        let id = given
+            .or_else(|| inherited.clone())
+            .unwrap_or_else(RequestId::generate);
         let limits = call.limits().map_err(|e| e.with_request_id(id.clone()))?;
         let config = &client.inner.config;
         let idempotent = call.is_idempotent();
@@ -38,7 +45,7 @@ pub(super) async fn send_streaming(mut call: Call<'_>) -> Result<StreamResponse,
             if idempotent && sends <= config.max_retries {
                 next = this.try_clone();
             }
-            this.request_id = Some(id.clone());
+            this.request_id = inherited.is_none().then(|| id.clone());
             let (response, id) = Exec::with_limits(this, true, limits.clone()).await?;
             let mut stream = streamed(client, response, id, &limits).await?;
             let (error, retryable) = match stream.prime().await {

@@ -1,0 +1,97 @@
+//! `RequestIdLayer` on a server: the incoming ID kept (or made), echoed on the
+//! response, and carried by the `HttpClient` calls the handler makes.
+
+mod support;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use stache_resilience::{HttpClient, HttpClientConfig, RequestIdLayer};
+use support::{Reply, Server, capture_logs};
+
+async fn handler(State(upstream): State<HttpClient>) -> String {
+    // No `.request_id()`: the call inherits the request's.
+    let response = upstream
+        .get("/v1/models")
+        .await
+        .expect("the upstream answers");
+    response.request_id().to_string()
+}
+
+async fn gateway(upstream: &Server) -> String {
+    let client = HttpClient::new(HttpClientConfig::new(upstream.url())).unwrap();
+    let router = Router::new()
+        .route("/models", get(handler))
+        .with_state(client)
+        .layer(RequestIdLayer::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    url
+}
+
+/// GETs `url` with a hyper client, optionally with an `x-request-id`; returns
+/// the response's `x-request-id` and body.
+async fn fetch(url: &str, id: Option<&'static str>) -> (String, String) {
+    use http_body_util::BodyExt;
+    let client = support::hyper_client::<http_body_util::Full<bytes::Bytes>>();
+    let mut req = http::Request::get(format!("{url}/models"));
+    if let Some(id) = id {
+        req = req.header("x-request-id", id);
+    }
+    let res = client
+        .request(req.body(http_body_util::Full::default()).unwrap())
+        .await
+        .unwrap();
+    let echoed = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (echoed, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn the_incoming_id_is_echoed_and_sent_upstream_by_the_handler_s_calls() {
+    let upstream = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let url = gateway(&upstream).await;
+
+    let logs = capture_logs();
+    let _guard = logs.install();
+    let (echoed, used) = fetch(&url, Some("trace-77")).await;
+    assert_eq!(echoed, "trace-77");
+    assert_eq!(used, "trace-77");
+    assert_eq!(upstream.seen()[0].request_id(), "trace-77");
+    // The client's log lines carry the ID once, from the server's span.
+    let sending: Vec<_> = logs
+        .events()
+        .into_iter()
+        .filter(|e| e.message == "sending attempt")
+        .collect();
+    assert_eq!(sending.len(), 1, "{:?}", logs.text());
+    assert_eq!(
+        sending[0].spans.matches("request_id=").count(),
+        1,
+        "{}",
+        sending[0].spans
+    );
+
+    // Without one, the server makes an ID, echoes it, and the call uses it.
+    let (echoed, used) = fetch(&url, None).await;
+    assert_eq!(echoed.len(), 8);
+    assert_eq!(used, echoed);
+    assert_eq!(upstream.seen()[1].request_id(), echoed);
+    // An invalid one is replaced, never forwarded.
+    let (echoed, _) = fetch(&url, Some("has space")).await;
+    assert_ne!(echoed, "has space");
+    assert_eq!(upstream.seen()[2].request_id(), echoed);
+}
+
+#[tokio::test]
+async fn outside_a_handled_request_each_call_gets_its_own_id() {
+    let upstream = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let client = HttpClient::new(HttpClientConfig::new(upstream.url())).unwrap();
+    assert_eq!(stache_resilience::request_id::current(), None);
+    let a = client.get("/").await.unwrap();
+    let b = client.get("/").await.unwrap();
+    assert_ne!(a.request_id(), b.request_id());
+}
