@@ -101,6 +101,7 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
         let shared = Arc::new(Shared {
             budget: self.budget.clone(),
             stats: self.stats.clone(),
+            warned_unreplayable: Default::default(),
         });
         RetryService::new(
             inner,

@@ -92,7 +92,11 @@ where
         }
         // Copy the request only when a retry is possible at all.
         let replay = if self.config.max_retries > 0 {
-            req.try_clone().map(|request| Again {
+            let copy = req.try_clone();
+            if copy.is_none() {
+                self.shared.unreplayable();
+            }
+            copy.map(|request| Again {
                 // The ready service takes this call; a clone, made ready again
                 // later, takes the retries.
                 service: self.inner.clone(),

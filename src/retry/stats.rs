@@ -58,4 +58,19 @@ impl RetryStats {
 pub(crate) struct Shared {
     pub(crate) budget: Option<SharedBudget>,
     pub(crate) stats: Arc<RetryStats>,
+    /// Whether this service has said that it met a request it cannot replay.
+    pub(crate) warned_unreplayable: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Says, once per service, that a request is sent without retries because
+    /// its body cannot be copied.
+    #[cold]
+    pub(crate) fn unreplayable(&self) {
+        if !self.warned_unreplayable.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "a request body that cannot be copied (a stream, `Incoming`, a boxed body) is sent once and never retried; buffer it (`Full<Bytes>`) to make it retryable. Said once per service"
+            );
+        }
+    }
 }

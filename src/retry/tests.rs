@@ -548,3 +548,32 @@ async fn with_retry_starts_no_wait_that_would_pass_total_timeout() {
     // Waits of 20 and 40 ms: the second would pass 50 ms.
     assert_eq!(result, Err(2));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_cannot_be_copied_is_sent_once_and_said_so_once_per_service() {
+    use http_body_util::BodyExt;
+    type Boxed = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let seen = attempts.clone();
+    let inner = tower::service_fn(move |_req: http::Request<Boxed>| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(http::Response::builder().status(503).body(()).unwrap()) }
+    });
+    let logs = Capture::new();
+    let _guard = logs.install();
+    let mut svc = RetryLayer::new(config(3, 10, 100))
+        .classifier(HttpClassifier)
+        .layer(inner);
+    for _ in 0..2 {
+        let body: Boxed = Full::new(Bytes::from_static(b"{}")).boxed();
+        let res = call_ok(&mut svc, http::Request::new(body)).await;
+        assert_eq!(res.status(), 503);
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "one attempt per call");
+    let warnings: Vec<_> = logs
+        .events()
+        .into_iter()
+        .filter(|e| e.level == tracing::Level::WARN && e.message.contains("cannot be copied"))
+        .collect();
+    assert_eq!(warnings.len(), 1);
+}
