@@ -166,6 +166,7 @@ pub mod client;
 pub mod blocking;
 mod builder;
 pub mod registry;
+pub mod server;
 
 // The handful of names an application writes every day. Everything else has one
 // path, in its module.

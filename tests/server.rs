@@ -95,3 +95,70 @@ async fn outside_a_handled_request_each_call_gets_its_own_id() {
     let b = client.get("/").await.unwrap();
     assert_ne!(a.request_id(), b.request_id());
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_a_router_an_open_circuit_is_a_503_with_retry_after_and_a_timeout_a_504() {
+    use stache_resilience::classify::HttpClassifier;
+    use stache_resilience::server::ErrorResponseLayer;
+    use stache_resilience::{
+        CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, TimeoutLayer,
+    };
+    use std::time::Duration;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 2,
+        ..Default::default()
+    });
+    let guarded = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new().retry_after(Duration::from_millis(2500)))
+        .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
+        .layer(TimeoutLayer::new(Duration::from_secs(1)));
+    let mut app = Router::new()
+        .route(
+            "/down",
+            get(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .layer(guarded);
+    let get_path = |path: &str| -> http::Request<axum::body::Body> {
+        http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let status = ServiceExt::<http::Request<axum::body::Body>>::ready(&mut app)
+        .await
+        .unwrap()
+        .call(get_path("/slow"))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 504);
+    let status = ServiceExt::<http::Request<axum::body::Body>>::ready(&mut app)
+        .await
+        .unwrap()
+        .call(get_path("/down"))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 500, "the handler's own answer passes through");
+    // Two failures (the timeout, the 500): the circuit is open.
+    let res = ServiceExt::<http::Request<axum::body::Body>>::ready(&mut app)
+        .await
+        .unwrap()
+        .call(get_path("/down"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "3");
+    assert_eq!(
+        breaker.state(),
+        stache_resilience::circuit_breaker::CircuitState::Open
+    );
+}
