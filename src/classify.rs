@@ -241,6 +241,7 @@ pub fn error_is_unprocessed<E: 'static>(error: &E) -> bool {
                 || e.is::<PoolTimeout>()
                 || e.downcast_ref::<hyper_util::client::legacy::Error>()
                     .is_some_and(hyper_util::client::legacy::Error::is_connect)
+                || reqwest_connect(e)
         })
     })
 }
@@ -280,6 +281,19 @@ pub fn classify_error<E: 'static>(error: &E) -> Outcome {
     }
 }
 
+/// Whether `error` is a reqwest error that never reached the server.
+#[cfg(feature = "reqwest")]
+fn reqwest_connect(error: &(dyn StdError + 'static)) -> bool {
+    error
+        .downcast_ref::<reqwest::Error>()
+        .is_some_and(reqwest::Error::is_connect)
+}
+
+#[cfg(not(feature = "reqwest"))]
+fn reqwest_connect(_error: &(dyn StdError + 'static)) -> bool {
+    false
+}
+
 /// Whether an error of any type is (or wraps) a [`CircuitOpen`].
 pub(crate) fn is_circuit_open<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(|e| chain(e).any(|e| e.is::<CircuitOpen>()))
@@ -314,6 +328,10 @@ fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn StdError + 'static)> {
         return Some(e);
     }
     if let Some(e) = any.downcast_ref::<PoolTimeout>() {
+        return Some(e);
+    }
+    #[cfg(feature = "reqwest")]
+    if let Some(e) = any.downcast_ref::<reqwest::Error>() {
         return Some(e);
     }
     None

@@ -165,6 +165,8 @@ pub mod client;
 #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking;
 mod builder;
+#[cfg(feature = "reqwest")]
+mod over_reqwest;
 pub mod registry;
 pub mod server;
 

@@ -79,6 +79,15 @@ pub fn current() -> Option<RequestId> {
     CURRENT.try_with(RequestId::clone).ok()
 }
 
+/// Runs `call` with `id` current, and returns its future scoped the same way.
+pub(crate) fn scoped<F: Future>(
+    id: RequestId,
+    call: impl FnOnce() -> F,
+) -> TaskLocalFuture<RequestId, F> {
+    let future = CURRENT.sync_scope(id.clone(), call);
+    CURRENT.scope(id, future)
+}
+
 /// The `x-request-id` header name.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -196,8 +205,8 @@ impl<S> Layer<S> for RequestIdLayer {
 /// A service that tags requests with an ID and a span; made by [`RequestIdLayer`].
 #[derive(Debug, Clone)]
 pub struct RequestIdService<S> {
-    inner: S,
-    provider: Option<Arc<str>>,
+    pub(crate) inner: S,
+    pub(crate) provider: Option<Arc<str>>,
 }
 
 impl<S> RequestIdService<S> {
@@ -236,8 +245,10 @@ where
         };
         if let Some(id) = tagged {
             let span = request_span(&req, &id, self.provider.as_deref());
-            let future = span.in_scope(|| self.inner.call(req));
-            return ResponseFuture::new(future, id, span);
+            let header = id.0.clone();
+            let inner = &mut self.inner;
+            let future = span.in_scope(|| scoped(id, || inner.call(req)));
+            return ResponseFuture::new(future, header, span);
         }
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(value) => RequestId::parse(value).unwrap_or_else(|| {
@@ -253,8 +264,10 @@ where
         req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
         let span = request_span(&req, &id, self.provider.as_deref());
         req.extensions_mut().insert(id.clone());
-        let future = span.in_scope(|| CURRENT.sync_scope(id.clone(), || self.inner.call(req)));
-        ResponseFuture::new(future, id, span)
+        let header = id.0.clone();
+        let inner = &mut self.inner;
+        let future = span.in_scope(|| scoped(id, || inner.call(req)));
+        ResponseFuture::new(future, header, span)
     }
 }
 
@@ -269,11 +282,10 @@ pin_project! {
 }
 
 impl<F: Future> ResponseFuture<F> {
-    fn new(future: F, id: RequestId, span: tracing::Span) -> Self {
-        let header = id.0.clone();
+    fn new(future: TaskLocalFuture<RequestId, F>, id: HeaderValue, span: tracing::Span) -> Self {
         ResponseFuture {
-            inner: CURRENT.scope(id, future).instrument(span),
-            id: header,
+            inner: future.instrument(span),
+            id,
         }
     }
 }

@@ -25,7 +25,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(future: F, limit: Duration) -> Self {
+    pub(crate) fn new(future: F, limit: Duration) -> Self {
         ResponseFuture {
             future,
             sleep: tokio::time::sleep(limit),
@@ -35,7 +35,7 @@ impl<F> ResponseFuture<F> {
     }
 
     /// An attempt cut at `deadline`, `left` from now.
-    pub(super) fn until(future: F, deadline: tokio::time::Instant, left: Duration) -> Self {
+    pub(crate) fn until(future: F, deadline: tokio::time::Instant, left: Duration) -> Self {
         ResponseFuture {
             future,
             sleep: tokio::time::sleep_until(deadline),

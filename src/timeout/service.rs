@@ -21,8 +21,8 @@ pub struct RequestTimeout(pub Duration);
 /// Inner errors are converted into [`BoxError`]; the layer adds [`Elapsed`](super::Elapsed).
 #[derive(Debug, Clone)]
 pub struct TimeoutService<S> {
-    inner: S,
-    default: Duration,
+    pub(crate) inner: S,
+    pub(crate) default: Duration,
 }
 
 impl<S> TimeoutService<S> {
