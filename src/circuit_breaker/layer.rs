@@ -55,7 +55,10 @@ impl CircuitBreakerLayer {
     /// assert_eq!(layer.breaker(&"b".to_string()).unwrap().state(), CircuitState::Closed);
     /// # }
     /// ```
-    pub fn keyed<K, F>(config: CircuitBreakerConfig, key: F) -> KeyedCircuitBreakerLayer<K, F> {
+    pub fn keyed<Req, K, F>(config: CircuitBreakerConfig, key: F) -> KeyedCircuitBreakerLayer<K, F>
+    where
+        F: Fn(&Req) -> K,
+    {
         KeyedCircuitBreakerLayer::new(config, key)
     }
 }
