@@ -7,9 +7,9 @@
 //!
 //! | error | status | headers |
 //! | --- | --- | --- |
-//! | [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) | 503 Service Unavailable | `Retry-After` (default 5 s) |
-//! | [`PoolTimeout`](crate::pool::PoolTimeout) | 503 Service Unavailable | `Retry-After` |
-//! | [`Elapsed`](crate::timeout::Elapsed) (a timeout or the deadline) | 504 Gateway Timeout | |
+//! | [`CircuitOpen`] | 503 Service Unavailable | `Retry-After` (default 5 s) |
+//! | [`PoolTimeout`] | 503 Service Unavailable | `Retry-After` |
+//! | [`Elapsed`] (a timeout or the deadline) | 504 Gateway Timeout | |
 //! | anything else | 500 Internal Server Error | |
 //!
 //! The body is the status's reason phrase: an error's own text may describe the
