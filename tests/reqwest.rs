@@ -39,7 +39,7 @@ fn stack(
         .request_id()
         .circuit_breaker_with(breaker.clone(), HttpClassifier)
         .resilient_retry_with(retries(), HttpClassifier)
-        .attempt_timeout(Duration::from_millis(300))
+        .attempt_timeout(Duration::from_secs(5))
         .service(reqwest::Client::new())
 }
 
