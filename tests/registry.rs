@@ -4,6 +4,7 @@
 mod support;
 
 use std::sync::{Arc, Barrier};
+#[cfg(any(feature = "serde", feature = "blocking"))]
 use std::time::Duration;
 
 use stache_resilience::circuit_breaker::CircuitState;

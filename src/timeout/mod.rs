@@ -13,6 +13,10 @@
 //! fails with an [`Elapsed`] whose [`is_deadline`](Elapsed::is_deadline) is true,
 //! which the retry layer never retries.
 //!
+//! A gRPC request (`content-type: application/grpc…`) also tells the server its
+//! limit, the smaller of the attempt's and the deadline's time left, in a
+//! `grpc-timeout` header (unless it has one), rounded up to at most 8 digits.
+//!
 //! # Example
 //!
 //! ```
