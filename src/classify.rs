@@ -14,7 +14,7 @@
 //! | `x-should-retry: false` on a 408, 5xx | no ([`Outcome::Fatal`]) | failure |
 //! | `x-should-retry: false` on a 429 | no | neutral |
 //! | transport error (refused, reset, DNS, TLS) | yes | failure |
-//! | attempt timeout ([`Elapsed`]) | yes, unless the deadline cut it | failure |
+//! | attempt timeout ([`Elapsed`](crate::timeout::Elapsed)) | yes, unless the deadline cut it | failure |
 //! | pool timeout ([`PoolTimeout`]) | no | neutral: local congestion |
 //! | [`CircuitOpen`] | never | neutral |
 //! | future dropped by the caller | – | neutral, and held slots are freed |
@@ -57,7 +57,9 @@ use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 
-use crate::error::{BodyTooLarge, BoxError, CircuitOpen, Elapsed, Error, PoolTimeout, chain};
+use crate::error::{
+    BodyTooLarge, BoxError, CircuitOpen, Error, PoolTimeout, chain, cut_by_deadline,
+};
 
 pub use crate::retry_after::{headers_retry_after, parse_retry_after};
 
@@ -302,12 +304,7 @@ pub(crate) fn is_circuit_open<E: 'static>(error: &E) -> bool {
 /// Whether an error of any type is (or wraps) an [`Elapsed`] cut by the call's
 /// deadline.
 pub(crate) fn is_deadline<E: 'static>(error: &E) -> bool {
-    as_std_error(error).is_some_and(|e| {
-        chain(e).any(|e| {
-            e.downcast_ref::<Elapsed>()
-                .is_some_and(Elapsed::is_deadline)
-        })
-    })
+    as_std_error(error).is_some_and(cut_by_deadline)
 }
 
 fn says_nothing_about_service(error: &(dyn StdError + 'static)) -> bool {

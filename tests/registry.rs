@@ -197,17 +197,20 @@ mod keyed {
 
         // Key "slow" builds until key "fast" has been built by another thread.
         let (done, wait) = mpsc::channel::<()>();
+        let (started, building) = mpsc::channel::<()>();
         let slow = {
             let registry = registry.clone();
             std::thread::spawn(move || {
                 registry.get_or_try_init("slow", || {
+                    started.send(()).map_err(|_| "the test went away")?;
                     wait.recv_timeout(Duration::from_secs(10))
                         .map(|()| 2)
                         .map_err(|_| "the other key was held up")
                 })
             })
         };
-        std::thread::sleep(Duration::from_millis(20));
+        // "slow" is mid-build (its slot locked) before "fast" is asked for.
+        building.recv().unwrap();
         assert_eq!(registry.get_or_try_init("fast", || Ok::<_, ()>(3)), Ok(3));
         done.send(()).unwrap();
         assert_eq!(slow.join().unwrap(), Ok(2));

@@ -220,12 +220,10 @@ impl Error {
     /// error is also a timeout ([`is_timeout`](Self::is_timeout)); an attempt's
     /// own timeout is not a deadline.
     pub fn is_deadline(&self) -> bool {
-        self.inner.source.as_deref().is_some_and(|source| {
-            chain(source).any(|e| {
-                e.downcast_ref::<Elapsed>()
-                    .is_some_and(Elapsed::is_deadline)
-            })
-        })
+        self.inner
+            .source
+            .as_deref()
+            .is_some_and(|source| cut_by_deadline(source))
     }
 
     /// Whether the connection could not be made.
@@ -418,6 +416,15 @@ impl ErrorKind {
             ErrorKind::Request => "request",
         }
     }
+}
+
+/// Whether an error, or one of its sources, is an [`Elapsed`] cut by the call's
+/// deadline.
+pub(crate) fn cut_by_deadline(error: &(dyn StdError + 'static)) -> bool {
+    chain(error).any(|e| {
+        e.downcast_ref::<Elapsed>()
+            .is_some_and(Elapsed::is_deadline)
+    })
 }
 
 /// Iterates over an error and its sources.
