@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use stache_resilience::circuit_breaker::CircuitState;
+use stache_resilience::request_id::RequestId;
 use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
 use support::{Loopback, http1};
 use tokio::net::TcpListener;
@@ -163,12 +164,22 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
 
     let started = Instant::now();
     let callers: Vec<_> = (0..CALLERS)
-        .map(|_| {
+        .map(|caller_no| {
             let client = client.clone();
             let caller = async move {
                 let mut tally: HashMap<&'static str, u64> = HashMap::new();
-                for _ in 0..CALLS_EACH {
-                    let kind = match client.post("/embeddings", &json!({"input": ["x"]})).await {
+                for call_no in 0..CALLS_EACH {
+                    // An ID of its own for each call: 20,000 random 32-bit IDs
+                    // collide with a chance of about 5%, and two calls sharing
+                    // one would look like a call over its attempt limit.
+                    let value = http::HeaderValue::from_str(&format!("soak-{caller_no}-{call_no}"))
+                        .expect("a valid header value");
+                    let id = RequestId::parse(&value).expect("a valid request ID");
+                    let kind = match client
+                        .post("/embeddings", &json!({"input": ["x"]}))
+                        .request_id(id)
+                        .await
+                    {
                         Ok(r) if r.status() == 200 => "ok",
                         Ok(_) => "ok-other",
                         Err(e) => match e.kind() {
