@@ -72,6 +72,7 @@ fn retry_config() -> RetryConfig {
         max_delay: Duration::from_millis(5),
         jitter: Jitter::Symmetric,
         total_timeout: None,
+        max_replay_bytes: 64 * 1024,
     }
 }
 

@@ -24,6 +24,7 @@ fn fast_retries(max_retries: u32) -> RetryConfig {
         max_delay: Duration::from_millis(4),
         jitter: Jitter::Symmetric,
         total_timeout: None,
+        max_replay_bytes: 64 * 1024,
     }
 }
 

@@ -22,6 +22,7 @@ fn retries() -> RetryConfig {
         max_delay: Duration::from_millis(4),
         jitter: Jitter::Symmetric,
         total_timeout: None,
+        max_replay_bytes: 64 * 1024,
     }
 }
 

@@ -380,6 +380,8 @@ impl HttpClientConfig {
             jitter: Jitter::Symmetric,
             // The client sets each call's deadline itself (see `Call::build`).
             total_timeout: None,
+            // The client's own bodies are copied, never teed.
+            max_replay_bytes: crate::retry::DEFAULT_MAX_REPLAY_BYTES,
         }
     }
 

@@ -70,6 +70,11 @@ pub struct RetryConfig {
     /// does not own: it bounds the waits and starts no attempt past the deadline.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs::option"))]
     pub total_timeout: Option<Duration>,
+    /// The most bytes of a streaming request body kept to send it again (default
+    /// 64 KiB): a body that cannot be copied (`Incoming`, a boxed body, a
+    /// stream, tonic's) is kept as it is sent, and one that outgrows this is
+    /// sent once and not retried. See [`TeeBody`](super::TeeBody).
+    pub max_replay_bytes: usize,
 }
 
 impl Default for RetryConfig {
@@ -80,9 +85,13 @@ impl Default for RetryConfig {
             max_delay: Duration::from_secs(10),
             jitter: Jitter::Symmetric,
             total_timeout: None,
+            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
         }
     }
 }
+
+/// [`RetryConfig::max_replay_bytes`]'s default: 64 KiB.
+pub(crate) const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
 
 impl RetryConfig {
     /// The delay after failed attempt `attempt` (0 for the first attempt).
@@ -201,6 +210,7 @@ mod tests {
             max_delay: Duration::from_secs(10),
             jitter,
             total_timeout: None,
+            max_replay_bytes: 64 * 1024,
         }
     }
 

@@ -140,6 +140,31 @@ impl Budget for RetryBudget {
     }
 }
 
+tokio::task_local! {
+    /// Set while a caller watches for refused retries (`grpc::StatusLayer`):
+    /// whether the budget refused one of its call's retries.
+    static REFUSED: std::cell::Cell<bool>;
+}
+
+/// Tells the caller watching, if any, that the budget refused a retry of its
+/// call. Read on the refusal path alone.
+#[cold]
+pub(crate) fn tell_refused() {
+    let _ = REFUSED.try_with(|refused| refused.set(true));
+}
+
+/// Runs `poll` watching for refused retries; `refused` keeps the answer
+/// between polls.
+#[cfg(feature = "tonic")]
+pub(crate) fn watch_refused<R>(refused: &mut bool, poll: impl FnOnce() -> R) -> R {
+    let (result, seen) = REFUSED.sync_scope(std::cell::Cell::new(*refused), || {
+        let result = poll();
+        (result, REFUSED.with(std::cell::Cell::get))
+    });
+    *refused = seen;
+    result
+}
+
 /// A retry budget shared by every clone of a [`RetryLayer`](super::RetryLayer)'s services.
 pub type SharedBudget = Arc<dyn Budget + Send + Sync>;
 

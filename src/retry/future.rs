@@ -17,7 +17,8 @@ use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open, is_deadline};
 /// What a future needs to send its request again.
 pub(super) struct Again<S, Req> {
     pub(super) service: S,
-    pub(super) request: Option<Req>,
+    /// The request as it came, only ever copied.
+    pub(super) request: Req,
     pub(super) backoff: Backoff,
     pub(super) shared: std::sync::Arc<Shared>,
     pub(super) policy: Replay,
@@ -30,7 +31,7 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, Req>,
         replay: Option<Again<S, Req>>,
         config: RetryConfig,
         classifier: C,
@@ -41,10 +42,12 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, Req> {
         Called { #[pin] future: F },
-        Sleeping { #[pin] sleep: Sleep },
-        Readying,
+        // `next` is the copy the retry sends, made when it was decided; boxed,
+        // so that the future a call that is never retried moves stays small.
+        Sleeping { #[pin] sleep: Sleep, next: Option<Box<Req>> },
+        Readying { next: Option<Box<Req>> },
     }
 }
 
@@ -83,7 +86,7 @@ where
                     let attempt = *this.retries + 1;
                     let total = this.config.max_retries.saturating_add(1);
                     let outcome = this.classifier.classify(result.as_ref());
-                    let delay = match decide(
+                    let (delay, next) = match decide(
                         &outcome,
                         &result,
                         this.replay.as_mut(),
@@ -92,7 +95,7 @@ where
                         attempt,
                         total,
                     ) {
-                        Some(delay) => delay,
+                        Some(retry) => retry,
                         None => {
                             log_end(&outcome, &result, this.classifier, attempt, total);
                             return Poll::Ready(result);
@@ -111,36 +114,25 @@ where
                     }
                     this.state.set(State::Sleeping {
                         sleep: tokio::time::sleep(delay),
+                        next: Some(Box::new(next)),
                     });
                 }
-                StateProj::Sleeping { sleep } => {
+                StateProj::Sleeping { sleep, next } => {
                     ready!(sleep.poll(cx));
-                    this.state.set(State::Readying);
+                    let next = next.take();
+                    this.state.set(State::Readying { next });
                 }
-                StateProj::Readying => {
-                    // `decide` schedules a retry only when `replay` holds a
-                    // request, and only a retry takes it (the last one).
+                StateProj::Readying { next } => {
+                    // `decide` schedules a retry only with a copy to send.
                     let replay = this
                         .replay
                         .as_mut()
                         .expect("a retry is only scheduled with a replayable request");
                     ready!(replay.service.poll_ready(cx))?;
-                    // Copy the stored request, except for the last retry possible,
-                    // which sends the stored one itself.
-                    let last = *this.retries >= this.config.max_retries;
-                    let copy = if last {
-                        None
-                    } else {
-                        replay.request.as_ref().and_then(ReplayRequest::try_clone)
-                    };
-                    let request = match copy {
-                        Some(copy) => copy,
-                        None => replay
-                            .request
-                            .take()
-                            .expect("a retry is only scheduled with a replayable request"),
-                    };
-                    let future = replay.service.call(request);
+                    let request = next
+                        .take()
+                        .expect("a retry is only scheduled with a copy to send");
+                    let future = replay.service.call(*request);
                     this.state.set(State::Called { future });
                 }
             }
@@ -158,7 +150,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     classifier: &C,
     attempt: u32,
     total: u32,
-) -> Option<std::time::Duration> {
+) -> Option<(std::time::Duration, Req)> {
     if !outcome.is_retryable() || attempt >= total {
         return None;
     }
@@ -169,7 +161,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         }
     }
     let replay = replay?;
-    let request = replay.request.as_ref()?;
+    let request = &replay.request;
     if replay.policy == Replay::Idempotent
         && !request.is_idempotent()
         && !classifier.is_unprocessed(result.as_ref())
@@ -207,9 +199,16 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
             return None;
         }
     }
+    // The copy is made now, so that a body that can no longer be sent again
+    // ends the call with this attempt's result rather than after a wait.
+    let Some(copy) = request.try_clone() else {
+        replay.shared.outgrown(attempt, total);
+        return None;
+    };
     if let Some(budget) = &replay.shared.budget {
         if !budget.withdraw() {
             replay.shared.stats.count_budget_exhausted();
+            super::budget::tell_refused();
             tracing::warn!(
                 attempt,
                 "attempt {attempt}/{total}: retry budget exhausted; not retrying"
@@ -217,7 +216,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
             return None;
         }
     }
-    Some(delay)
+    Some((delay, copy))
 }
 
 fn log_end<T, E: fmt::Display, C: ClassifyOutcome<T, E>>(

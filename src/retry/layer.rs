@@ -102,6 +102,7 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
             budget: self.budget.clone(),
             stats: self.stats.clone(),
             warned_unreplayable: Default::default(),
+            warned_outgrown: Default::default(),
         });
         RetryService::new(
             inner,

@@ -8,7 +8,9 @@
 //!
 //! * an outcome the classifier does not call retryable (4xx, success);
 //! * a [`CircuitOpen`](crate::circuit_breaker::CircuitOpen), even under a classifier that says so;
-//! * a request whose body cannot be cloned ([`ReplayRequest`]);
+//! * a request whose body cannot be copied ([`ReplayRequest`]), or outgrew
+//!   [`max_replay_bytes`](RetryConfig::max_replay_bytes) while it was sent
+//!   ([`TeeBody`]);
 //! * when `Retry-After` asks for more than `max_delay`: the response is returned
 //!   at once rather than holding the caller longer than the cap;
 //! * when the shared retry budget is spent (retries may add 20% on top of first
@@ -55,15 +57,24 @@ mod layer;
 mod replay;
 mod service;
 mod stats;
+mod tee;
 mod with_retry;
 
+pub(crate) use self::backoff::DEFAULT_MAX_REPLAY_BYTES;
 pub use self::backoff::{Backoff, Jitter, RetryConfig};
+#[cfg(feature = "tonic")]
+pub(crate) use self::budget::watch_refused;
 pub use self::budget::{RetryBudget, SharedBudget, default_budget};
 pub use self::layer::RetryLayer;
+#[cfg(feature = "tonic")]
+pub(crate) use self::replay::Rebox;
 pub use self::replay::{Idempotent, Replay, ReplayBody, ReplayRequest, method_is_idempotent};
 pub use self::service::RetryService;
 pub use self::stats::RetryStats;
+pub use self::tee::TeeBody;
 pub use self::with_retry::{with_retry, with_retry_blocking};
 
+#[cfg(test)]
+mod tee_tests;
 #[cfg(test)]
 mod tests;

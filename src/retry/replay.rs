@@ -1,9 +1,13 @@
 //! What the retry layer can send again, and what it may.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use http::Method;
+use http::{Extensions, Method};
+use http_body::Body;
 use tokio::time::Instant;
 
+use super::tee::TeeBody;
 use crate::deadline::RequestDeadline;
 
 /// Which failed requests a [`RetryLayer`](super::RetryLayer) may send again.
@@ -55,10 +59,21 @@ pub fn method_is_idempotent(method: &Method) -> bool {
 
 /// Requests that the retry layer can send again.
 ///
-/// Implemented for `http::Request<B>` when the body can be copied cheaply
-/// ([`ReplayBody`]). A request whose `try_clone` gives `None` is sent once and
-/// never retried.
+/// Implemented for `http::Request<B>` for every body the crate knows
+/// ([`ReplayBody`]), and for `reqwest::Request` (feature `reqwest`). A request
+/// whose `try_clone` gives `None` is sent once and never retried.
+///
+/// `http::Request<Incoming>` and `http::Request<StreamBody<S>>` are taken too:
+/// the retry layer sends them as `http::Request<TeeBody<_>>`, so the service
+/// below it takes that type (a hyper-util client infers it).
 pub trait ReplayRequest: Sized {
+    /// Readies the request for its first attempt: a boxed body is boxed again
+    /// over a [`TeeBody`] that keeps it as it is sent, at most
+    /// `max_replay_bytes` of it. The default changes nothing.
+    fn prepare(&mut self, max_replay_bytes: usize) {
+        let _ = max_replay_bytes;
+    }
+
     /// A copy to send on the next attempt, or `None` if the request cannot be
     /// replayed.
     fn try_clone(&self) -> Option<Self>;
@@ -81,14 +96,37 @@ pub trait ReplayRequest: Sized {
     }
 }
 
-/// Request bodies that can be sent again.
+/// Request bodies that the retry layer can send again.
 ///
-/// Buffered bodies (`Full<Bytes>`, `Empty<Bytes>`, `Bytes`, `String`, `Vec<u8>`,
-/// `()`) return a copy; streaming bodies (`hyper::body::Incoming`, boxed bodies)
-/// return `None`.
+/// | body | sent as | kept for a retry |
+/// | --- | --- | --- |
+/// | `Full<Bytes>`, `Empty<Bytes>`, `Bytes`, `String`, `Vec<u8>`, `&'static str`, `()` | itself | a copy (reference counts) |
+/// | `hyper::body::Incoming`, `StreamBody<S>` (no `ReplayBody` impl: the retry layer takes their requests itself) | [`TeeBody`] over it | what it sent, up to `max_replay_bytes` |
+/// | `BoxBody<Bytes, E>`, `UnsyncBoxBody<Bytes, E>`, `tonic::body::Body` (feature `tonic`) | itself, boxing a [`TeeBody`] | what it sent, up to `max_replay_bytes` |
+/// | [`TeeBody<B>`] (wrap any other body in it) | itself | what it sent, up to its own cap |
+///
+/// For a body type of your own that is copied cheaply, return a clone from
+/// `try_clone_body`.
 pub trait ReplayBody: Sized {
+    /// Readies a request with this body for its first attempt. A boxed body
+    /// boxes itself again over a [`TeeBody`] keeping at most
+    /// `max_replay_bytes`, and leaves in the request's extensions what
+    /// [`try_clone_in`](Self::try_clone_in) needs to box a copy. The default
+    /// changes nothing.
+    fn prepare(request: &mut http::Request<Self>, max_replay_bytes: usize) {
+        let _ = (request, max_replay_bytes);
+    }
+
     /// A copy of the body, or `None` if it cannot be replayed.
     fn try_clone_body(&self) -> Option<Self>;
+
+    /// A copy of the body of a request with these `extensions`: what
+    /// [`try_clone_body`](Self::try_clone_body) gives, unless the body was boxed
+    /// over a [`TeeBody`] by [`prepare`](Self::prepare).
+    fn try_clone_in(&self, extensions: &Extensions) -> Option<Self> {
+        let _ = extensions;
+        self.try_clone_body()
+    }
 
     /// Whether the request this body belongs to, sent with `method`, is safe to
     /// repeat, when the body knows better than the method alone (a client that
@@ -120,27 +158,89 @@ replay_by_clone!(
     (),
 );
 
-impl ReplayBody for hyper::body::Incoming {
+impl<B: Body> ReplayBody for TeeBody<B> {
     fn try_clone_body(&self) -> Option<Self> {
-        None
+        self.try_clone()
     }
 }
 
-impl<D, E> ReplayBody for http_body_util::combinators::BoxBody<D, E> {
-    fn try_clone_body(&self) -> Option<Self> {
-        None
+/// Left in a request's extensions by a boxed body's `prepare`: boxes a copy
+/// of the [`TeeBody`] inside.
+pub(crate) struct Rebox<T> {
+    copy: Arc<dyn Fn() -> Option<T> + Send + Sync>,
+}
+
+impl<T> Clone for Rebox<T> {
+    fn clone(&self) -> Self {
+        Rebox {
+            copy: self.copy.clone(),
+        }
     }
 }
 
-impl<D, E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<D, E> {
+impl<T: 'static> Rebox<T> {
+    /// Boxes the body of `request` as `wrap(TeeBody(body))`, and leaves in its
+    /// extensions how to box a copy.
+    pub(crate) fn tee(
+        request: &mut http::Request<T>,
+        max_replay_bytes: usize,
+        wrap: fn(TeeBody<T>) -> T,
+    ) where
+        T: Body + Default + Send + 'static,
+    {
+        let tee = TeeBody::new(std::mem::take(request.body_mut()), max_replay_bytes);
+        let source = tee.handle();
+        request.extensions_mut().insert(Rebox::<T> {
+            copy: Arc::new(move || source.try_clone().map(wrap)),
+        });
+        *request.body_mut() = wrap(tee);
+    }
+
+    /// A boxed copy, if `extensions` came with a boxed [`TeeBody`].
+    pub(crate) fn copy(extensions: &Extensions) -> Option<T> {
+        (extensions.get::<Rebox<T>>()?.copy)()
+    }
+}
+
+impl<E: 'static> ReplayBody for http_body_util::combinators::BoxBody<Bytes, E> {
+    fn prepare(request: &mut http::Request<Self>, max_replay_bytes: usize) {
+        Rebox::tee(request, max_replay_bytes, Self::new);
+    }
+
+    /// Never: a boxed body is copied through the request's extensions
+    /// ([`try_clone_in`](Self::try_clone_in)).
     fn try_clone_body(&self) -> Option<Self> {
         None
+    }
+
+    fn try_clone_in(&self, extensions: &Extensions) -> Option<Self> {
+        Rebox::copy(extensions)
+    }
+}
+
+impl<E: 'static> ReplayBody for http_body_util::combinators::UnsyncBoxBody<Bytes, E> {
+    fn prepare(request: &mut http::Request<Self>, max_replay_bytes: usize) {
+        Rebox::tee(request, max_replay_bytes, Self::new);
+    }
+
+    /// Never: a boxed body is copied through the request's extensions
+    /// ([`try_clone_in`](Self::try_clone_in)).
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+
+    fn try_clone_in(&self, extensions: &Extensions) -> Option<Self> {
+        Rebox::copy(extensions)
     }
 }
 
 impl<B: ReplayBody> ReplayRequest for http::Request<B> {
+    fn prepare(&mut self, max_replay_bytes: usize) {
+        B::prepare(self, max_replay_bytes);
+    }
+
     fn try_clone(&self) -> Option<Self> {
-        let body = self.body().try_clone_body()?;
+        let body = self.body().try_clone_in(self.extensions())?;
         let mut copy = http::Request::new(body);
         *copy.method_mut() = self.method().clone();
         *copy.uri_mut() = self.uri().clone();

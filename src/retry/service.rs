@@ -8,8 +8,11 @@ use tower_service::Service;
 
 use super::backoff::RetryConfig;
 use super::future::{Again, ResponseFuture};
+use http_body::Body;
+
 use super::replay::{Replay, ReplayRequest};
 use super::stats::Shared;
+use super::tee::TeeBody;
 use crate::classify::{ClassifyOutcome, ErrorsAreFailures};
 
 /// A service that retries transient failures; made by [`RetryLayer`](super::RetryLayer).
@@ -17,6 +20,8 @@ use crate::classify::{ClassifyOutcome, ErrorsAreFailures};
 /// # Errors
 ///
 /// Adds no failure mode: the last attempt's result is returned as it was.
+///
+/// [`TeeBody`]: super::TeeBody
 ///
 /// # Cancellation
 ///
@@ -80,6 +85,49 @@ where
     }
 
     fn call(&mut self, mut req: Req) -> Self::Future {
+        req.prepare(self.config.max_replay_bytes);
+        self.send(req)
+    }
+}
+
+/// Requests whose bodies cannot be copied nor boxed again: sent as a
+/// [`TeeBody`] over the body, which the inner service takes.
+macro_rules! call_teed {
+    ($([$($generics:tt)*] $body:ty),* $(,)?) => {$(
+        impl<S, C, $($generics)*> Service<http::Request<$body>> for RetryService<S, C>
+        where
+            $body: Body,
+            S: Service<http::Request<TeeBody<$body>>> + Clone,
+            S::Error: fmt::Display + 'static,
+            C: ClassifyOutcome<S::Response, S::Error> + Clone,
+        {
+            type Response = S::Response;
+            type Error = S::Error;
+            type Future = ResponseFuture<S, http::Request<TeeBody<$body>>, C>;
+
+            fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                self.inner.poll_ready(cx)
+            }
+
+            fn call(&mut self, req: http::Request<$body>) -> Self::Future {
+                let max = self.config.max_replay_bytes;
+                self.send(req.map(|body| TeeBody::new(body, max)))
+            }
+        }
+    )*};
+}
+
+call_teed!([] hyper::body::Incoming, [St] http_body_util::StreamBody<St>);
+
+impl<S, C> RetryService<S, C> {
+    /// Sends a prepared request, keeping it for retries.
+    #[inline]
+    fn send<Req>(&mut self, mut req: Req) -> ResponseFuture<S, Req, C>
+    where
+        S: Service<Req> + Clone,
+        C: Clone,
+        Req: ReplayRequest,
+    {
         if let Some(budget) = &self.shared.budget {
             budget.deposit();
         }
@@ -90,26 +138,32 @@ where
                 req.set_deadline(deadline);
             }
         }
-        // Copy the request only when a retry is possible at all.
-        let replay = if self.config.max_retries > 0 {
-            let copy = req.try_clone();
-            if copy.is_none() {
-                self.shared.unreplayable();
+        // Copy the request only when a retry is possible at all. The copy is
+        // sent and the request kept: a body kept as it is sent ([`TeeBody`])
+        // lets only its newest copy read on.
+        if self.config.max_retries > 0 {
+            if let Some(first) = req.try_clone() {
+                let again = Again {
+                    // The ready service takes this call; a clone, made ready
+                    // again later, takes the retries.
+                    service: self.inner.clone(),
+                    request: req,
+                    backoff: self.config.backoff(),
+                    shared: self.shared.clone(),
+                    policy: self.replay,
+                };
+                let response = self.inner.call(first);
+                return ResponseFuture::new(
+                    response,
+                    Some(again),
+                    self.config,
+                    self.classifier.clone(),
+                );
             }
-            copy.map(|request| Again {
-                // The ready service takes this call; a clone, made ready again
-                // later, takes the retries.
-                service: self.inner.clone(),
-                request: Some(request),
-                backoff: self.config.backoff(),
-                shared: self.shared.clone(),
-                policy: self.replay,
-            })
-        } else {
-            None
-        };
+            self.shared.unreplayable();
+        }
         let response = self.inner.call(req);
-        ResponseFuture::new(response, replay, self.config, self.classifier.clone())
+        ResponseFuture::new(response, None, self.config, self.classifier.clone())
     }
 }
 

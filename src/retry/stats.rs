@@ -60,6 +60,7 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<RetryStats>,
     /// Whether this service has said that it met a request it cannot replay.
     pub(crate) warned_unreplayable: std::sync::atomic::AtomicBool,
+    pub(crate) warned_outgrown: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -69,7 +70,24 @@ impl Shared {
     pub(crate) fn unreplayable(&self) {
         if !self.warned_unreplayable.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                "a request body that cannot be copied (a stream, `Incoming`, a boxed body) is sent once and never retried; buffer it (`Full<Bytes>`) to make it retryable. Said once per service"
+                "a request body that cannot be copied, or is larger than max_replay_bytes by its size hint, is sent once and never retried; buffer it (`Full<Bytes>`), wrap it in a `TeeBody`, or raise `RetryConfig::max_replay_bytes` to make it retryable. Said once per service"
+            );
+        }
+    }
+
+    /// Says, once per service, that a failed attempt is not retried because its
+    /// body outgrew `max_replay_bytes` (or failed) while it was sent.
+    #[cold]
+    pub(crate) fn outgrown(&self, attempt: u32, total: u32) {
+        if !self.warned_outgrown.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                attempt,
+                "attempt {attempt}/{total} failed and is not retried: its request body was larger than max_replay_bytes, or failed while it was sent, so it cannot be sent again; raise `RetryConfig::max_replay_bytes` to retry such bodies. Said once per service"
+            );
+        } else {
+            tracing::debug!(
+                attempt,
+                "attempt {attempt}/{total} failed and is not retried: its request body cannot be sent again"
             );
         }
     }

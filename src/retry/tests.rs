@@ -56,6 +56,7 @@ fn config(max_retries: u32, base_ms: u64, max_ms: u64) -> RetryConfig {
         max_delay: Duration::from_millis(max_ms),
         jitter: Jitter::Symmetric,
         total_timeout: None,
+        max_replay_bytes: 64 * 1024,
     }
 }
 
@@ -194,25 +195,6 @@ async fn an_open_circuit_is_never_retried_even_if_the_classifier_says_so() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_body_that_cannot_be_replayed_is_sent_once() {
-    use http_body_util::BodyExt;
-    type Boxed = http_body_util::combinators::BoxBody<Bytes, Infallible>;
-    let attempts = Arc::new(AtomicU32::new(0));
-    let seen = attempts.clone();
-    let inner = tower::service_fn(move |_: http::Request<Boxed>| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, Infallible>(http::Response::builder().status(503).body(()).unwrap()) }
-    });
-    let mut svc = RetryLayer::new(config(3, 10, 100))
-        .classifier(HttpClassifier)
-        .layer(inner);
-    let body = Full::new(Bytes::from_static(b"stream")).boxed();
-    let res = call_ok(&mut svc, http::Request::new(body)).await;
-    assert_eq!(res.status(), 503);
-    assert_eq!(attempts.load(Ordering::SeqCst), 1);
-}
-
-#[tokio::test(start_paused = true)]
 async fn every_attempt_carries_the_same_request_and_retries_are_logged_in_the_span() {
     let collector = Capture::new();
     let _guard = collector.install();
@@ -345,6 +327,7 @@ fn with_retry_blocking_retries_and_gives_up_like_the_async_form() {
         max_delay: Duration::from_millis(2),
         jitter: Jitter::Symmetric,
         total_timeout: None,
+        max_replay_bytes: 64 * 1024,
     };
     let mut calls = 0;
     let result: Result<(), u32> = with_retry_blocking(
@@ -512,6 +495,7 @@ async fn with_retry_starts_no_wait_that_would_pass_total_timeout() {
         max_delay: Duration::from_secs(60),
         jitter: Jitter::None,
         total_timeout: Some(Duration::from_millis(2_500)),
+        ..RetryConfig::default()
     };
     let mut calls = 0;
     let started = Instant::now();
@@ -547,33 +531,4 @@ async fn with_retry_starts_no_wait_that_would_pass_total_timeout() {
     );
     // Waits of 20 and 40 ms: the second would pass 50 ms.
     assert_eq!(result, Err(2));
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_body_that_cannot_be_copied_is_sent_once_and_said_so_once_per_service() {
-    use http_body_util::BodyExt;
-    type Boxed = http_body_util::combinators::BoxBody<Bytes, Infallible>;
-    let attempts = Arc::new(AtomicU32::new(0));
-    let seen = attempts.clone();
-    let inner = tower::service_fn(move |_req: http::Request<Boxed>| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, Infallible>(http::Response::builder().status(503).body(()).unwrap()) }
-    });
-    let logs = Capture::new();
-    let _guard = logs.install();
-    let mut svc = RetryLayer::new(config(3, 10, 100))
-        .classifier(HttpClassifier)
-        .layer(inner);
-    for _ in 0..2 {
-        let body: Boxed = Full::new(Bytes::from_static(b"{}")).boxed();
-        let res = call_ok(&mut svc, http::Request::new(body)).await;
-        assert_eq!(res.status(), 503);
-    }
-    assert_eq!(attempts.load(Ordering::SeqCst), 2, "one attempt per call");
-    let warnings: Vec<_> = logs
-        .events()
-        .into_iter()
-        .filter(|e| e.level == tracing::Level::WARN && e.message.contains("cannot be copied"))
-        .collect();
-    assert_eq!(warnings.len(), 1);
 }
