@@ -306,3 +306,101 @@ mod keyed {
         assert_eq!(layer.breaker(&"bad").unwrap().state(), CircuitState::Open);
     }
 }
+
+/// gRPC answers whose status comes in the trailers: the breaker records the
+/// call at the body's end, and a body dropped before it records nothing.
+mod grpc_trailers {
+    use super::*;
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::BodyExt;
+    use http_body_util::combinators::BoxBody;
+    use stache_resilience::CircuitBreakerLayer;
+    use stache_resilience::classify::GrpcClassifier;
+    use std::convert::Infallible;
+    use tower::{Layer, Service, ServiceExt};
+
+    type Body = BoxBody<Bytes, Infallible>;
+
+    /// A gRPC answer: headers without a status, one message, then trailers
+    /// with `code`.
+    fn answer(code: u32) -> http::Response<Body> {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", code.to_string().parse().unwrap());
+        let body = http_body_util::StreamBody::new(Frames(
+            vec![
+                Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok(Frame::trailers(trailers)),
+            ]
+            .into_iter(),
+        ));
+        http::Response::builder()
+            .header("content-type", "application/grpc")
+            .body(body.boxed())
+            .unwrap()
+    }
+
+    struct Frames(std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>);
+
+    impl futures_core::Stream for Frames {
+        type Item = Result<Frame<Bytes>, Infallible>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+
+    async fn call(cb: &CircuitBreaker, code: u32) -> http::Response<Body> {
+        let inner = tower::service_fn(move |_: http::Request<()>| async move {
+            Ok::<_, Infallible>(answer(code))
+        });
+        let mut svc = CircuitBreakerLayer::new(cb.clone())
+            .classifier(GrpcClassifier::default())
+            .layer(inner);
+        svc.ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(()))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_trailers_settle_the_call_when_they_arrive() {
+        let cb = breaker(2, Duration::from_secs(10), 1);
+        for before in 0..2 {
+            let res = call(&cb, 14).await;
+            assert_eq!(
+                cb.stats().failure_count,
+                before,
+                "nothing known before the trailers"
+            );
+            let collected = res.into_body().collect().await.unwrap();
+            assert!(collected.trailers().is_some());
+        }
+        assert_eq!(cb.state(), CircuitState::Open);
+        // OK in the trailers closes a half-open circuit.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let res = call(&cb, 0).await;
+        assert_eq!(cb.state(), CircuitState::HalfOpen);
+        res.into_body().collect().await.unwrap();
+        assert_eq!(cb.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_dropped_before_its_trailers_frees_the_half_open_slot() {
+        let cb = breaker(1, Duration::from_secs(10), 1);
+        call(&cb, 13).await.into_body().collect().await.unwrap();
+        assert_eq!(cb.state(), CircuitState::Open);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let probe = call(&cb, 14).await;
+        assert!(cb.try_acquire().is_none(), "the probe holds the one slot");
+        drop(probe);
+        assert_eq!(cb.state(), CircuitState::HalfOpen, "nothing recorded");
+        let again = cb.try_acquire().expect("the slot came back");
+        again.success();
+        assert_eq!(cb.state(), CircuitState::Closed);
+    }
+}

@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 
 use super::breaker::Verdict;
 use super::permit::Permit;
-use crate::classify::{ClassifyOutcome, Outcome};
+use crate::classify::{ClassifyOutcome, Outcome, Settle};
 use crate::error::{BoxError, CircuitOpen};
 
 /// What an outcome means to the breaker.
@@ -19,7 +19,7 @@ const fn verdict(outcome: Outcome) -> Verdict {
         // A 429 says the service is alive but not that it has recovered: it
         // neither resets the failure count nor closes a half-open circuit, and a
         // test slot it held is given back.
-        Outcome::Throttled { .. } | Outcome::Ignored => Verdict::Ignore,
+        Outcome::Throttled { .. } | Outcome::Ignored | Outcome::Deferred => Verdict::Ignore,
     }
 }
 
@@ -78,10 +78,20 @@ where
         match this.kind.project() {
             KindProj::Rejected => Poll::Ready(Err(Box::new(CircuitOpen::new()))),
             KindProj::Called { future } => {
-                let result = ready!(future.poll(cx));
+                let mut result = ready!(future.poll(cx));
                 if let Some(permit) = this.permit.take() {
-                    let verdict = verdict(this.classifier.classify(result.as_ref()));
-                    permit.settle(verdict);
+                    match this.classifier.classify(result.as_ref()) {
+                        Outcome::Deferred => {
+                            if let Ok(response) = result.as_mut() {
+                                // The body settles the call at its end, or
+                                // gives the slot back when dropped before it.
+                                let settle =
+                                    Settle::new(move |outcome| permit.settle(verdict(outcome)));
+                                drop(this.classifier.defer(response, settle));
+                            }
+                        }
+                        outcome => permit.settle(verdict(outcome)),
+                    }
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -57,6 +57,12 @@ use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 
+mod grpc;
+
+#[cfg(feature = "tonic")]
+pub(crate) use self::grpc::GrpcResponseBody;
+pub use self::grpc::{GrpcClassifier, TrailerBody};
+
 use crate::error::{
     BodyTooLarge, BoxError, CircuitOpen, Error, PoolTimeout, chain, cut_by_deadline,
 };
@@ -92,6 +98,11 @@ pub enum Outcome {
     /// The service failed and said not to try again (`x-should-retry: false` on a
     /// 5xx or 408). Not retried; a failure for the breaker.
     Fatal,
+    /// The answer's headers do not say yet; its body's end will (a gRPC
+    /// answer whose `grpc-status` comes in the trailers). Not retried: the
+    /// call is committed. The breaker hands its verdict to the body
+    /// ([`ClassifyOutcome::defer`]).
+    Deferred,
 }
 
 impl Outcome {
@@ -122,6 +133,7 @@ impl Outcome {
             Outcome::Throttled { .. } => "throttled",
             Outcome::Failure { .. } | Outcome::Fatal => "failure",
             Outcome::Ignored => "ignored",
+            Outcome::Deferred => "deferred",
         }
     }
 }
@@ -155,6 +167,46 @@ pub trait ClassifyOutcome<Res, E> {
             Ok(_) => false,
             Err(error) => error_is_unprocessed(error),
         }
+    }
+
+    /// For a response classified [`Outcome::Deferred`]: hands `settle` to the
+    /// response's body, which calls it with the outcome its end shows. Gives
+    /// `settle` back when the body cannot carry it (the default); the breaker
+    /// then records nothing, and gives back a half-open slot.
+    fn defer(&self, response: &mut Res, settle: Settle) -> Option<Settle> {
+        let _ = response;
+        Some(settle)
+    }
+}
+
+/// The circuit breaker's record of one call whose outcome comes at the end of
+/// its response body; see [`ClassifyOutcome::defer`].
+///
+/// [`settle`](Self::settle) records the outcome. Dropped unsettled (the body
+/// was dropped before its end), it records nothing and gives back any
+/// half-open test slot the call held.
+pub struct Settle {
+    record: Option<Box<dyn FnOnce(Outcome) + Send + Sync>>,
+}
+
+impl Settle {
+    pub(crate) fn new(record: impl FnOnce(Outcome) + Send + Sync + 'static) -> Self {
+        Settle {
+            record: Some(Box::new(record)),
+        }
+    }
+
+    /// Records `outcome` for the call.
+    pub fn settle(mut self, outcome: Outcome) {
+        if let Some(record) = self.record.take() {
+            record(outcome);
+        }
+    }
+}
+
+impl std::fmt::Debug for Settle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settle").finish_non_exhaustive()
     }
 }
 
