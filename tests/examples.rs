@@ -216,3 +216,36 @@ async fn axum_gateway_carries_the_callers_request_id_upstream_and_reports_health
     let health = json_of(client.get(health_uri.clone()).await.unwrap()).await;
     assert_eq!(health["breaker"], "open");
 }
+
+#[cfg(feature = "tonic")]
+#[path = "../examples/grpc_client.rs"]
+#[allow(dead_code)]
+mod grpc_client;
+
+#[cfg(feature = "tonic")]
+#[tokio::test]
+async fn grpc_client_retries_unavailable_over_a_channel() {
+    let (url, calls) = grpc_client::start_server(2).await.unwrap();
+    let (status, breaker) = grpc_client::run(url).await.unwrap();
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(breaker.stats().failure_count, 0);
+}
+
+#[cfg(feature = "reqwest")]
+#[path = "../examples/reqwest_client.rs"]
+#[allow(dead_code)]
+mod reqwest_client;
+
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn reqwest_client_retries_a_503_with_the_layers() {
+    let (url, hits) = reqwest_client::start_server(2).await.unwrap();
+    let (status, body) = reqwest_client::run(&url).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("embedding"));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
