@@ -1,5 +1,6 @@
-//! Small costs paid on every attempt: backoff delays and request IDs; and the
-//! fail-fast cost of a rejected `HttpClient::post` while the circuit is open.
+//! Small costs paid on every attempt: backoff delays and request IDs; the
+//! fail-fast cost of a rejected `HttpClient::post` while the circuit is open;
+//! and what keeping a request body for a retry costs per call.
 
 use std::future::{Future, IntoFuture};
 use std::hint::black_box;
@@ -76,11 +77,81 @@ fn bench_fail_fast(c: &mut Criterion) {
     });
 }
 
+/// One call through `svc`, which must finish in one poll.
+fn call_now<S, R>(svc: &mut S, request: R) -> S::Response
+where
+    S: tower::Service<R>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => panic!("the service is always ready"),
+    }
+    let fut = pin!(svc.call(request));
+    match fut.poll(&mut cx) {
+        Poll::Ready(Ok(response)) => response,
+        _ => panic!("the call finishes in one poll"),
+    }
+}
+
+/// A call whose attempt reads its whole 1 KiB body and succeeds, under
+/// `RetryLayer`: a `Full` body is copied, a boxed one kept as it is sent
+/// (`TeeBody`); beside the same service with no retry layer.
+fn bench_replay(c: &mut Criterion) {
+    use bytes::Bytes;
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::{BodyExt, Full};
+    use stache_resilience::RetryLayer;
+    use tower::Layer;
+
+    fn upstream<B>()
+    -> impl tower::Service<http::Request<B>, Response = usize, Error = B::Error> + Clone
+    where
+        B: http_body::Body<Data = Bytes>,
+    {
+        tower::service_fn(|req: http::Request<B>| async move {
+            Ok(req.into_body().collect().await?.to_bytes().len())
+        })
+    }
+
+    let body = Bytes::from(vec![b'x'; 1024]);
+    let layer = RetryLayer::new(RetryConfig::default()).without_budget();
+    let mut group = c.benchmark_group("retry_replay");
+    let mut bare = upstream::<Full<Bytes>>();
+    group.bench_function("no_retry_layer_full", |b| {
+        b.iter(|| call_now(&mut bare, http::Request::new(Full::new(body.clone()))))
+    });
+    let mut copied = layer.layer(upstream::<Full<Bytes>>());
+    group.bench_function("full_copied", |b| {
+        b.iter(|| call_now(&mut copied, http::Request::new(Full::new(body.clone()))))
+    });
+    let mut bare_boxed = upstream::<BoxBody<Bytes, std::convert::Infallible>>();
+    group.bench_function("no_retry_layer_boxed", |b| {
+        b.iter(|| {
+            call_now(
+                &mut bare_boxed,
+                http::Request::new(Full::new(body.clone()).boxed()),
+            )
+        })
+    });
+    let mut teed = layer.layer(upstream::<BoxBody<Bytes, std::convert::Infallible>>());
+    group.bench_function("boxed_teed", |b| {
+        b.iter(|| {
+            call_now(
+                &mut teed,
+                http::Request::new(Full::new(body.clone()).boxed()),
+            )
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = bench_backoff, bench_budget, bench_request_id, bench_fail_fast
+    targets = bench_backoff, bench_budget, bench_request_id, bench_fail_fast, bench_replay
 }
 criterion_main!(benches);
