@@ -189,6 +189,9 @@ pub use crate::request_id::RequestIdLayer;
 pub use crate::retry::{RetryConfig, RetryLayer};
 #[doc(no_inline)]
 pub use crate::timeout::TimeoutLayer;
+/// The `http` crate this one is built on (its `Method`, `HeaderMap`,
+/// `StatusCode`, …), re-exported so that its version always matches.
+pub use http;
 
 /// The snippets of README.md, compiled and run as doc tests so that they cannot
 /// drift from the API.

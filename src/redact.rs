@@ -39,20 +39,45 @@ impl fmt::Display for RedactedUri<'_> {
             write!(f, "{scheme}://{host}")?;
         }
         f.write_str(uri.path())?;
-        if let Some(query) = uri.query() {
-            f.write_str("?")?;
-            for (i, pair) in query.split('&').enumerate() {
-                if i > 0 {
-                    f.write_str("&")?;
-                }
-                match pair.split_once('=') {
-                    Some((name, _)) => write!(f, "{name}=[redacted]")?,
-                    None => f.write_str(pair)?,
-                }
-            }
+        match uri.query() {
+            Some(query) => redacted_query(f, query),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// Formats an endpoint (a path, perhaps with a query) with every query value
+/// replaced by `[redacted]`, as [`RedactedUri`] does.
+pub(crate) struct RedactedEndpoint<'a>(pub(crate) &'a str);
+
+impl fmt::Debug for RedactedEndpoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (path, query) = match self.0.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (self.0, None),
+        };
+        f.write_str("\"")?;
+        f.write_str(path)?;
+        if let Some(query) = query {
+            redacted_query(f, query)?;
+        }
+        f.write_str("\"")
+    }
+}
+
+/// Writes `?` and `query` with its values redacted.
+fn redacted_query(f: &mut fmt::Formatter<'_>, query: &str) -> fmt::Result {
+    f.write_str("?")?;
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            f.write_str("&")?;
+        }
+        match pair.split_once('=') {
+            Some((name, _)) => write!(f, "{name}=[redacted]")?,
+            None => f.write_str(pair)?,
+        }
+    }
+    Ok(())
 }
 
 /// Formats headers with sensitive values replaced by `[redacted]`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::Serialize;
 
 use super::config::MAX_DURATION;
@@ -37,13 +38,22 @@ pub(super) struct Limits {
     pub(super) deadline: Option<Box<CallDeadline>>,
 }
 
-/// A call as the request builders collect it.
-pub(super) struct Call<'a> {
-    pub(super) client: &'a HttpClient,
+/// A call as the request builders collect it. The client it goes through is
+/// kept beside it (in the builder, then in the future), not in it.
+pub(super) struct Call {
     pub(super) method: Method,
-    pub(super) endpoint: &'a str,
-    /// The body, or the error that serializing it gave (reported at `send`).
-    pub(super) body: Result<Option<Bytes>, Error>,
+    /// The request's URL: the client's base URL, then the endpoint (escaped
+    /// where it must be), then any query added since. Built once, at the
+    /// size it needs, and handed to the URI without a copy.
+    pub(super) url: String,
+    /// Where the endpoint starts in `url`.
+    pub(super) endpoint_at: usize,
+    /// The first thing a builder method found wrong (a header, a query, a body
+    /// that does not serialize), reported at `send`.
+    pub(super) problem: Option<Error>,
+    pub(super) body: Option<Bytes>,
+    /// Whether `body` is JSON, and the request says so.
+    pub(super) json: bool,
     pub(super) headers: HeaderMap,
     pub(super) timeout: Option<Duration>,
     /// This call's bound as a whole, overriding the config's `total_timeout`.
@@ -53,18 +63,46 @@ pub(super) struct Call<'a> {
     pub(super) request_id: Option<RequestId>,
 }
 
-impl<'a> Call<'a> {
-    pub(super) fn new(
-        client: &'a HttpClient,
-        method: Method,
-        endpoint: &'a str,
-        body: Result<Option<Bytes>, Error>,
-    ) -> Self {
+/// What an endpoint may hold as it is: every character an RFC 3986 path or
+/// query allows, `%` (an endpoint's own escapes are left alone) and `#`. The
+/// rest (controls, a space, the characters `" < > \ ^ { | } [ ]` and the
+/// backtick, and every non-ASCII byte) is
+/// percent-encoded.
+const ESCAPED: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}')
+    .add(b'[')
+    .add(b']');
+
+impl Call {
+    /// A call of `endpoint` on `client`, with no body yet.
+    pub(super) fn new(client: &HttpClient, method: Method, endpoint: &str) -> Self {
+        let base = &client.inner.base;
+        let mut url = String::with_capacity(base.len() + endpoint.len());
+        url.push_str(base);
+        url.extend(utf8_percent_encode(endpoint, ESCAPED));
+        let problem =
+            (!endpoint.is_empty() && !endpoint.starts_with('/') && !endpoint.starts_with('?'))
+                .then(|| {
+                    Error::new(ErrorKind::Request).with_message(format!(
+                        "endpoint {endpoint:?} must be a path starting with '/'"
+                    ))
+                });
         Call {
-            client,
             method,
-            endpoint,
-            body,
+            endpoint_at: base.len(),
+            url,
+            problem,
+            body: None,
+            json: false,
             headers: HeaderMap::new(),
             timeout: None,
             deadline: None,
@@ -73,14 +111,54 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// A copy to send again, unless the body failed to serialize.
+    /// The endpoint as it will be sent (escaped, with any query added).
+    pub(super) fn endpoint(&self) -> &str {
+        self.url.get(self.endpoint_at..).unwrap_or_default()
+    }
+
+    /// Keeps `problem` to report at `send`, unless an earlier one is kept.
+    pub(super) fn fail(&mut self, problem: Error) {
+        if self.problem.is_none() {
+            self.problem = Some(problem);
+        }
+    }
+
+    /// Sets the body; `json` says whether it is JSON.
+    pub(super) fn set_body(&mut self, body: Result<Bytes, Error>, json: bool) {
+        match body {
+            Ok(body) => {
+                self.body = Some(body);
+                self.json = json;
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Appends `query` (already encoded) to the URL's query.
+    pub(super) fn add_query(&mut self, query: &str) {
+        if query.is_empty() {
+            return;
+        }
+        match self.url.find('?') {
+            None => self.url.push('?'),
+            Some(at) if at + 1 == self.url.len() || self.url.ends_with('&') => {}
+            Some(_) => self.url.push('&'),
+        }
+        self.url.push_str(query);
+    }
+
+    /// A copy to send again, unless the call cannot be sent.
     pub(super) fn try_clone(&self) -> Option<Self> {
-        let body = self.body.as_ref().ok()?.clone();
+        if self.problem.is_some() {
+            return None;
+        }
         Some(Call {
-            client: self.client,
             method: self.method.clone(),
-            endpoint: self.endpoint,
-            body: Ok(body),
+            url: self.url.clone(),
+            endpoint_at: self.endpoint_at,
+            problem: None,
+            body: self.body.clone(),
+            json: self.json,
             headers: self.headers.clone(),
             timeout: self.timeout,
             deadline: self.deadline,
@@ -91,35 +169,35 @@ impl<'a> Call<'a> {
 
     /// The path the request goes to, as its URI will have it (the base URL's
     /// path, then the endpoint's, without the query), for the call's span.
-    pub(super) fn path(&self) -> impl fmt::Display + '_ {
+    pub(super) fn path<'a>(&'a self, client: &'a HttpClient) -> impl fmt::Display + 'a {
         CallPath {
-            base: &self.client.inner.base_path,
-            endpoint: self.endpoint.split('?').next().unwrap_or_default(),
+            base: &client.inner.base_path,
+            endpoint: self.endpoint().split('?').next().unwrap_or_default(),
         }
     }
 
     /// The limits this call runs under; the deadline, if any, starts now.
-    pub(super) fn limits(&self) -> Result<Limits, Error> {
+    pub(super) fn limits(&self, client: &HttpClient) -> Result<Limits, Error> {
         let mut limits = Limits::default();
-        self.set_limits(&mut limits)?;
+        self.set_limits(client, &mut limits)?;
         Ok(limits)
     }
 
     /// Sets `limits` (default ones, as given) to this call's; the deadline, if
     /// any, starts now. Most calls set none, and leave `limits` as they are.
     #[inline]
-    pub(super) fn set_limits(&self, limits: &mut Limits) -> Result<(), Error> {
-        let config = &self.client.inner.config;
+    pub(super) fn set_limits(&self, client: &HttpClient, limits: &mut Limits) -> Result<(), Error> {
+        let config = &client.inner.config;
         if self.timeout.is_none() && self.deadline.is_none() && config.total_timeout.is_none() {
             return Ok(());
         }
-        *limits = self.limits_slow()?;
+        *limits = self.limits_slow(client)?;
         Ok(())
     }
 
     #[cold]
-    fn limits_slow(&self) -> Result<Limits, Error> {
-        let config = &self.client.inner.config;
+    fn limits_slow(&self, client: &HttpClient) -> Result<Limits, Error> {
+        let config = &client.inner.config;
         if let Some(timeout) = self.timeout {
             check_duration("timeout", timeout)?;
         }
@@ -142,9 +220,9 @@ impl<'a> Call<'a> {
 
     /// Whether the call is safe to repeat: its own setting, else
     /// `post_is_idempotent` for POST and PATCH, else the method's rule.
-    pub(super) fn is_idempotent(&self) -> bool {
+    pub(super) fn is_idempotent(&self, client: &HttpClient) -> bool {
         self.idempotent.unwrap_or_else(|| match self.method {
-            Method::POST | Method::PATCH => self.client.inner.config.post_is_idempotent,
+            Method::POST | Method::PATCH => client.inner.config.post_is_idempotent,
             ref method => method_is_idempotent(method),
         })
     }
@@ -152,40 +230,33 @@ impl<'a> Call<'a> {
     /// The request the stack is called with, under `id`.
     pub(super) fn build(
         mut self,
+        client: &HttpClient,
         streaming: bool,
         id: &RequestId,
         limits: &Limits,
     ) -> Result<StackRequest, Error> {
-        if let Some(name) = &self.client.inner.config.idempotency_key {
+        if let Some(problem) = self.problem {
+            return Err(problem);
+        }
+        let inner = &*client.inner;
+        if let Some(name) = &inner.config.idempotency_key {
             if self.method != Method::GET && !self.headers.contains_key(name) {
                 self.headers.insert(name.clone(), idempotency_key());
             }
         }
-        let body = self.body?;
-        let endpoint = self.endpoint;
-        if !endpoint.is_empty() && !endpoint.starts_with('/') && !endpoint.starts_with('?') {
-            return Err(Error::new(ErrorKind::Request).with_message(format!(
-                "endpoint {endpoint:?} must be a path starting with '/'"
-            )));
-        }
-        let inner = &*self.client.inner;
-        // One allocation of the exact size, which the URI then keeps without a copy.
-        let mut url = String::with_capacity(inner.base.len() + endpoint.len());
-        url.push_str(&inner.base);
-        url.push_str(endpoint);
-        let uri = http::Uri::try_from(url).map_err(|e| {
+        let uri = http::Uri::try_from(self.url).map_err(|e| {
             Error::new(ErrorKind::Request)
-                .with_message(format!("endpoint {endpoint:?} does not form a valid URL"))
+                .with_message(format!("the endpoint does not form a valid URL: {e}"))
                 .with_source(e)
         })?;
         // The request's own header map stays empty: the transport builds each
         // attempt's headers from the shared template, so the copy the retry layer
         // keeps costs a few reference counts rather than a header map.
         let outgoing = Outgoing {
-            headers: inner.templates.pick(body.is_some(), streaming).clone(),
+            headers: inner.templates.pick(self.json, streaming).clone(),
             extra: (!self.headers.is_empty()).then(|| Arc::new(self.headers)),
             id: id.header_value().clone(),
-            body: body.unwrap_or_default(),
+            body: self.body.unwrap_or_default(),
             // Decided by the retry layer, from the method, only if it retries.
             idempotent: self.idempotent,
             post_is_idempotent: inner.config.post_is_idempotent,
@@ -232,14 +303,12 @@ fn idempotency_key() -> http::HeaderValue {
 }
 
 /// A body serialized as JSON, or the `Request` error that says why it is not.
-pub(super) fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Option<Bytes>, Error> {
-    serde_json::to_vec(body)
-        .map(|v| Some(Bytes::from(v)))
-        .map_err(|e| {
-            Error::new(ErrorKind::Request)
-                .with_message(format!("the body does not serialize to JSON: {e}"))
-                .with_source(e)
-        })
+pub(super) fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Bytes, Error> {
+    serde_json::to_vec(body).map(Bytes::from).map_err(|e| {
+        Error::new(ErrorKind::Request)
+            .with_message(format!("the body does not serialize to JSON: {e}"))
+            .with_source(e)
+    })
 }
 
 /// A call's path, written without building it.

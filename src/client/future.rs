@@ -15,7 +15,6 @@ use super::call::{Call, Limits};
 use super::explain::explain;
 use super::http_client::{HttpClient, Stack, StackRequest};
 use super::response::Response;
-use super::stats::InFlight;
 use super::transport::ClientBody;
 use crate::circuit_breaker::{self, Gate};
 use crate::classify::HttpClassifier;
@@ -35,32 +34,32 @@ pin_project! {
     /// Polling it again after it has completed panics, as the futures of `std`
     /// and tower do.
     #[must_use = "a request does nothing until it is awaited"]
-    pub struct Pending<'a> {
+    pub struct Pending {
         #[pin]
-        exec: Exec<'a>,
+        exec: Exec,
     }
 }
 
-impl<'a> Pending<'a> {
-    pub(super) fn new(call: Call<'a>) -> Self {
+impl Pending {
+    pub(super) fn new(client: HttpClient, call: Call) -> Self {
         Pending {
-            exec: Exec::new(call, false),
+            exec: Exec::new(client, call, false),
         }
     }
 }
 
-impl Future for Pending<'_> {
+impl Future for Pending {
     type Output = Result<Response, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let exec = self.project().exec;
-        let client = exec.client;
-        let result = ready!(exec.poll(cx)).and_then(|(response, id)| buffered(response, id));
-        Poll::Ready(client.counted(result))
+        let mut exec = self.project().exec;
+        let result =
+            ready!(exec.as_mut().poll(cx)).and_then(|(response, id)| buffered(response, id));
+        Poll::Ready(exec.as_ref().get_ref().client().counted(result))
     }
 }
 
-impl fmt::Debug for Pending<'_> {
+impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pending")
             .field("request_id", &self.exec.id)
@@ -105,8 +104,8 @@ pin_project! {
     /// the top of the stack (the ID in the header, the `request` span around
     /// every poll of the call), without putting the ID in the request's
     /// extensions.
-    pub(super) struct Exec<'a> {
-        client: &'a HttpClient,
+    pub(super) struct Exec {
+        client: Tracked,
         streaming: bool,
         // The call's limits: set by the first poll, unless given.
         limits: Limits,
@@ -114,11 +113,10 @@ pin_project! {
         // Set by the first poll, taken by the last.
         id: Option<RequestId>,
         span: tracing::Span,
-        in_flight: Option<InFlight<'a>>,
         // One state at a time, so the future is as large as its largest state
         // rather than the sum of them.
         #[pin]
-        state: ExecState<'a>,
+        state: ExecState,
     }
 }
 
@@ -129,9 +127,9 @@ type Guarded =
 
 pin_project! {
     #[project = ExecProj]
-    enum ExecState<'a> {
+    enum ExecState {
         // Not polled yet. Empty once the call has started, or failed to.
-        Start { call: Option<Call<'a>> },
+        Start { call: Option<Call> },
         Called { #[pin] future: Guarded },
         Done,
     }
@@ -142,63 +140,105 @@ fn polled_after_completion() -> ! {
     panic!("`Pending` polled after completion")
 }
 
-impl<'a> Exec<'a> {
-    pub(super) fn new(call: Call<'a>, streaming: bool) -> Self {
+impl Exec {
+    pub(super) fn new(client: HttpClient, call: Call, streaming: bool) -> Self {
         Exec {
-            client: call.client,
+            client: Tracked {
+                client,
+                in_flight: false,
+            },
             streaming,
             limits: Limits::default(),
             limits_given: false,
             id: None,
             span: tracing::Span::none(),
-            in_flight: None,
             state: ExecState::Start { call: Some(call) },
         }
     }
 
+    /// The client the call goes through.
+    pub(super) fn client(&self) -> &HttpClient {
+        &self.client.client
+    }
+
     /// A call that runs under limits set before it (a stream sent again keeps
     /// the deadline of its first send).
-    pub(super) fn with_limits(call: Call<'a>, streaming: bool, limits: Limits) -> Self {
+    pub(super) fn with_limits(
+        client: HttpClient,
+        call: Call,
+        streaming: bool,
+        limits: Limits,
+    ) -> Self {
         Exec {
             limits,
             limits_given: true,
-            ..Exec::new(call, streaming)
+            ..Exec::new(client, call, streaming)
         }
     }
 }
 
-impl Future for Exec<'_> {
+/// The client of a call, and whether the call is counted in flight: the count
+/// is given back when the call ends, or when its future is dropped.
+struct Tracked {
+    client: HttpClient,
+    in_flight: bool,
+}
+
+impl Tracked {
+    fn start(&mut self) {
+        self.client.inner.counters.call_started();
+        self.in_flight = true;
+    }
+
+    fn end(&mut self) {
+        if std::mem::take(&mut self.in_flight) {
+            self.client.inner.counters.call_ended();
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl Future for Exec {
     type Output = Result<(http::Response<ClientBody>, RequestId), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let client = *this.client;
         let result = loop {
             match this.state.as_mut().project() {
                 ExecProj::Start { call } => {
                     let Some(mut call) = call.take() else {
                         polled_after_completion()
                     };
+                    this.client.start();
+                    let client = &this.client.client;
                     let inner = &*client.inner;
-                    *this.in_flight = Some(inner.counters.call_started());
                     // The caller's ID, else the one of the request being handled
                     // (whose span already names it), else a fresh one.
                     *this.span = match call.request_id.take() {
                         Some(id) => {
                             let span =
-                                call_span(&call.method, &call.path(), &id, client.provider());
+                                call_span(&call.method, &call.path(client), &id, client.provider());
                             *this.id = Some(id);
                             span
                         }
                         None => match current_request_id() {
                             Some(id) => {
                                 *this.id = Some(id);
-                                inner_call_span(&call.method, &call.path(), client.provider())
+                                inner_call_span(&call.method, &call.path(client), client.provider())
                             }
                             None => {
                                 let id = RequestId::generate();
-                                let span =
-                                    call_span(&call.method, &call.path(), &id, client.provider());
+                                let span = call_span(
+                                    &call.method,
+                                    &call.path(client),
+                                    &id,
+                                    client.provider(),
+                                );
                                 *this.id = Some(id);
                                 span
                             }
@@ -212,7 +252,7 @@ impl Future for Exec<'_> {
                     // built. A permit dropped unused (the request could not be
                     // built) records nothing.
                     if !*this.limits_given {
-                        if let Err(e) = call.set_limits(this.limits) {
+                        if let Err(e) = call.set_limits(client, this.limits) {
                             *this.id = Some(id);
                             drop(entered);
                             break Err(e);
@@ -220,8 +260,8 @@ impl Future for Exec<'_> {
                     }
                     let limits = &*this.limits;
                     let admitted = inner.gate.admit();
-                    let built =
-                        admitted.map(|permit| (permit, call.build(*this.streaming, &id, limits)));
+                    let built = admitted
+                        .map(|permit| (permit, call.build(client, *this.streaming, &id, limits)));
                     *this.id = Some(id);
                     let (permit, request) = match built {
                         None => break Err(Error::circuit_open()),
@@ -244,13 +284,15 @@ impl Future for Exec<'_> {
             }
         };
         this.state.set(ExecState::Done);
-        *this.in_flight = None;
+        this.client.end();
         let Some(id) = this.id.take() else {
             polled_after_completion()
         };
         Poll::Ready(match result {
             Ok(response) => Ok((response, id)),
-            Err(e) => Err(explain(e, this.limits, &client.inner.config).with_request_id(id)),
+            Err(e) => {
+                Err(explain(e, this.limits, &this.client.client.inner.config).with_request_id(id))
+            }
         })
     }
 }

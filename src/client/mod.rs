@@ -73,8 +73,9 @@ fn _assert_send_sync() {
 }
 
 fn _assert_send() {
-    fn is<T: Send>() {}
+    fn is<T: Send + 'static>() {}
     // A task that awaits a request must stay spawnable.
-    is::<Pending<'static>>();
-    is::<RequestBuilder<'static>>();
+    is::<Pending>();
+    is::<RequestBuilder>();
+    is::<StreamRequestBuilder>();
 }

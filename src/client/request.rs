@@ -6,7 +6,9 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Method};
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Serialize;
 
 use super::call::{Call, json_body};
@@ -15,55 +17,98 @@ use super::http_client::HttpClient;
 use super::response::Response;
 use super::stream::send_streaming;
 use super::stream_response::StreamResponse;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
+use crate::redact::is_sensitive;
 use crate::request_id::RequestId;
 
 impl HttpClient {
     /// A `GET` of `endpoint` (appended to the base URL).
-    pub fn get<'a>(&'a self, endpoint: &'a str) -> RequestBuilder<'a> {
-        RequestBuilder::new(Call::new(self, Method::GET, endpoint, Ok(None)))
+    ///
+    /// The endpoint is a path, with a query if wanted (`/search?q=café`):
+    /// characters a URL cannot carry as they are (a space, `é`) are
+    /// percent-encoded, and `%XX` escapes already in it are kept.
+    pub fn get(&self, endpoint: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::GET, endpoint)
     }
 
     /// A `POST` of `body`, serialized as JSON, to `endpoint`.
-    pub fn post<'a, T: Serialize + ?Sized>(
-        &'a self,
-        endpoint: &'a str,
+    ///
+    /// The body is serialized here; an error doing so is the call's error when
+    /// it is sent. For a `POST` without a body, or with another kind of body,
+    /// use [`request`](Self::request) with [`Method::POST`].
+    pub fn post<T: Serialize + ?Sized>(
+        &self,
+        endpoint: impl AsRef<str>,
         body: &T,
-    ) -> RequestBuilder<'a> {
-        RequestBuilder::new(Call::new(self, Method::POST, endpoint, json_body(body)))
+    ) -> RequestBuilder {
+        self.request(Method::POST, endpoint).json(body)
     }
 
-    /// A request with any method; add a body with [`RequestBuilder::json`].
-    pub fn request<'a>(&'a self, method: Method, endpoint: &'a str) -> RequestBuilder<'a> {
-        RequestBuilder::new(Call::new(self, method, endpoint, Ok(None)))
+    /// A `PUT` of `endpoint`; add a body with [`RequestBuilder::json`] or
+    /// [`RequestBuilder::body`].
+    pub fn put(&self, endpoint: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::PUT, endpoint)
     }
 
-    /// A `POST` whose response is read as it arrives, line by line (NDJSON).
-    pub fn stream_post<'a, T: Serialize + ?Sized>(
-        &'a self,
-        endpoint: &'a str,
-        body: &T,
-    ) -> StreamRequestBuilder<'a> {
-        StreamRequestBuilder {
-            request: RequestBuilder::new(Call::new(self, Method::POST, endpoint, json_body(body))),
+    /// A `PATCH` of `endpoint`; add a body with [`RequestBuilder::json`] or
+    /// [`RequestBuilder::body`]. Like a `POST`, it is retried after a failure
+    /// that may have reached the server only when
+    /// [`post_is_idempotent`](crate::HttpClientConfig::post_is_idempotent) is set.
+    pub fn patch(&self, endpoint: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::PATCH, endpoint)
+    }
+
+    /// A `DELETE` of `endpoint`.
+    pub fn delete(&self, endpoint: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::DELETE, endpoint)
+    }
+
+    /// A `HEAD` of `endpoint`.
+    pub fn head(&self, endpoint: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::HEAD, endpoint)
+    }
+
+    /// A request with any method and no body yet.
+    pub fn request(&self, method: Method, endpoint: impl AsRef<str>) -> RequestBuilder {
+        RequestBuilder {
+            client: self.clone(),
+            call: Call::new(self, method, endpoint.as_ref()),
         }
     }
-}
 
-/// A request being prepared; `.await` it to send it.
-///
-/// Built by [`HttpClient::get`], [`HttpClient::post`] and
-/// [`HttpClient::request`].
-#[must_use = "a request does nothing until it is awaited"]
-pub struct RequestBuilder<'a> {
-    call: Call<'a>,
-}
-
-impl<'a> RequestBuilder<'a> {
-    fn new(call: Call<'a>) -> Self {
-        RequestBuilder { call }
+    /// A `POST` whose response is read as it arrives, line by line (NDJSON):
+    /// the same as `client.post(endpoint, body).stream()`.
+    pub fn stream_post<T: Serialize + ?Sized>(
+        &self,
+        endpoint: impl AsRef<str>,
+        body: &T,
+    ) -> StreamRequestBuilder {
+        self.post(endpoint, body).stream()
     }
+}
 
+/// A request being prepared; `.await` it (or [`send`](Self::send) it) to send it.
+///
+/// Built by [`HttpClient::get`], [`HttpClient::post`], [`HttpClient::request`]
+/// and the other methods named after HTTP's. It owns what it needs (a handle on
+/// the client, its own copy of the endpoint), so its future can be spawned:
+///
+/// ```
+/// # async fn run(client: stache_resilience::HttpClient, path: String) {
+/// let call = tokio::spawn(client.get(&path).query(&[("limit", 10)]).send());
+/// # drop(call); }
+/// ```
+///
+/// A method given something it cannot use (a header name that is not one, a
+/// query that does not serialize) does not panic: the call fails when it is
+/// sent, with a [`Request`](crate::ErrorKind::Request) error that says which.
+#[must_use = "a request does nothing until it is awaited"]
+pub struct RequestBuilder {
+    client: HttpClient,
+    call: Call,
+}
+
+impl RequestBuilder {
     /// Overrides the provider's per-attempt timeout for this request.
     ///
     /// Zero, or more than a year, fails the call with a request error.
@@ -92,15 +137,117 @@ impl<'a> RequestBuilder<'a> {
         self
     }
 
-    /// Sets the JSON body.
+    /// Sets the body to `body` serialized as JSON, with
+    /// `content-type: application/json`.
     pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
-        self.call.body = json_body(body);
+        self.call.set_body(json_body(body), true);
         self
     }
 
-    /// Adds a header for this request only.
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.call.headers.insert(name, value);
+    /// Sets the body to `body` as it is. No `content-type` is sent unless a
+    /// header sets one.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.call.set_body(Ok(body.into()), false);
+        self
+    }
+
+    /// Adds a header for this request only (after the client's own; a name
+    /// given more than once is sent with each value).
+    ///
+    /// The value of a header whose name marks it secret (`authorization`,
+    /// `x-api-key`, any name with `token` or `secret`, …) is redacted from logs
+    /// and `Debug` output, as the config's headers are.
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        K: TryInto<HeaderName>,
+        K::Error: Into<http::Error>,
+        V: TryInto<HeaderValue>,
+        V::Error: Into<http::Error>,
+    {
+        let name = match name.try_into() {
+            Ok(name) => name,
+            Err(e) => {
+                let e: http::Error = e.into();
+                self.call.fail(
+                    Error::new(ErrorKind::Request)
+                        .with_message(format!("a header name given to `header` is not valid: {e}"))
+                        .with_source(e),
+                );
+                return self;
+            }
+        };
+        match value.try_into() {
+            Ok(value) => self.add_header(name, value, false),
+            Err(e) => {
+                let e: http::Error = e.into();
+                // The value is not repeated: it may be a secret.
+                self.call.fail(
+                    Error::new(ErrorKind::Request)
+                        .with_message(format!("the value of header `{name}` is not valid: {e}"))
+                        .with_source(e),
+                );
+            }
+        }
+        self
+    }
+
+    /// Adds every header of `headers`, each replacing the values this request
+    /// already has for its name.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        let mut name = None;
+        for (next, value) in headers {
+            // The first value of each name comes with it, the others without.
+            let replace = next.is_some();
+            if next.is_some() {
+                name = next;
+            }
+            let Some(name) = &name else { continue };
+            self.add_header(name.clone(), value, replace);
+        }
+        self
+    }
+
+    /// Sends `authorization: Bearer <token>`, redacted from logs.
+    pub fn bearer_auth(self, token: impl fmt::Display) -> Self {
+        let value = secret_value(format!("Bearer {token}"));
+        self.set_authorization(value)
+    }
+
+    /// Sends `authorization: Basic …` for `username` and `password` (HTTP Basic
+    /// authentication), redacted from logs.
+    pub fn basic_auth(
+        self,
+        username: impl fmt::Display,
+        password: Option<impl fmt::Display>,
+    ) -> Self {
+        use base64::Engine as _;
+        let pair = match password {
+            Some(password) => format!("{username}:{password}"),
+            None => format!("{username}:"),
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        let value = secret_value(format!("Basic {encoded}"));
+        self.set_authorization(value)
+    }
+
+    /// Adds `query` to the URL's query string (after any the endpoint has),
+    /// form-encoded: a slice of pairs, a map, or a struct of named fields.
+    ///
+    /// ```
+    /// # fn run(client: stache_resilience::HttpClient) {
+    /// let call = client.get("/search").query(&[("q", "café au lait"), ("page", "2")]);
+    /// // sent as /search?q=caf%C3%A9+au+lait&page=2
+    /// # drop(call); }
+    /// ```
+    pub fn query<T: Serialize + ?Sized>(mut self, query: &T) -> Self {
+        match serde_urlencoded::to_string(query) {
+            Ok(encoded) => self.call.add_query(&encoded),
+            Err(e) => self.call.fail(
+                Error::new(ErrorKind::Request)
+                    .with_message(format!("the query does not serialize: {e}"))
+                    .with_source(e),
+            ),
+        }
         self
     }
 
@@ -111,26 +258,69 @@ impl<'a> RequestBuilder<'a> {
         self
     }
 
-    /// Sends the request; the same as `.await`.
-    pub fn send(self) -> Pending<'a> {
-        Pending::new(self.call)
+    /// Asks for the answer as a stream, read as it arrives (NDJSON lines),
+    /// instead of buffered: `.await` the result to get a [`StreamResponse`].
+    pub fn stream(self) -> StreamRequestBuilder {
+        StreamRequestBuilder { request: self }
+    }
+
+    /// Sends the request; the same as `.await`. The future owns everything it
+    /// needs, so it is `Send + 'static` and can be spawned.
+    pub fn send(self) -> Pending {
+        Pending::new(self.client, self.call)
+    }
+
+    fn add_header(&mut self, name: HeaderName, mut value: HeaderValue, replace: bool) {
+        if is_sensitive(&name) {
+            value.set_sensitive(true);
+        }
+        if replace {
+            self.call.headers.insert(name, value);
+        } else {
+            self.call.headers.append(name, value);
+        }
+    }
+
+    fn set_authorization(mut self, value: Result<HeaderValue, Error>) -> Self {
+        match value {
+            Ok(value) => self.add_header(AUTHORIZATION, value, true),
+            Err(e) => self.call.fail(e),
+        }
+        self
     }
 }
 
-impl<'a> IntoFuture for RequestBuilder<'a> {
+/// A secret header value, marked sensitive; an error that does not repeat it.
+fn secret_value(value: String) -> Result<HeaderValue, Error> {
+    let mut value = HeaderValue::try_from(value).map_err(|e| {
+        Error::new(ErrorKind::Request)
+            .with_message(format!(
+                "the credentials do not form a valid header value: {e}"
+            ))
+            .with_source(e)
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+impl IntoFuture for RequestBuilder {
     type Output = Result<Response, Error>;
-    type IntoFuture = Pending<'a>;
+    type IntoFuture = Pending;
 
     fn into_future(self) -> Self::IntoFuture {
         self.send()
     }
 }
 
-impl fmt::Debug for RequestBuilder<'_> {
+impl fmt::Debug for RequestBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestBuilder")
             .field("method", &self.call.method)
-            .field("endpoint", &self.call.endpoint)
+            .field(
+                "endpoint",
+                &crate::redact::RedactedEndpoint(self.call.endpoint()),
+            )
+            .field("headers", &crate::redact::Redacted(&self.call.headers))
             .field("timeout", &self.call.timeout)
             .field("deadline", &self.call.deadline)
             .finish_non_exhaustive()
@@ -138,12 +328,14 @@ impl fmt::Debug for RequestBuilder<'_> {
 }
 
 /// A streaming request being prepared; `.await` it to get a [`StreamResponse`].
+///
+/// From [`RequestBuilder::stream`] or [`HttpClient::stream_post`].
 #[must_use = "a request does nothing until it is awaited"]
-pub struct StreamRequestBuilder<'a> {
-    request: RequestBuilder<'a>,
+pub struct StreamRequestBuilder {
+    request: RequestBuilder,
 }
 
-impl<'a> StreamRequestBuilder<'a> {
+impl StreamRequestBuilder {
     /// Overrides the time allowed until the response headers arrive.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.request = self.request.timeout(timeout);
@@ -171,20 +363,21 @@ impl<'a> StreamRequestBuilder<'a> {
 
     /// Sends the request; the same as `.await`.
     pub async fn send(self) -> Result<StreamResponse, Error> {
-        send_streaming(self.request.call).await
+        let RequestBuilder { client, call } = self.request;
+        send_streaming(client, call).await
     }
 }
 
-impl<'a> IntoFuture for StreamRequestBuilder<'a> {
+impl IntoFuture for StreamRequestBuilder {
     type Output = Result<StreamResponse, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send())
     }
 }
 
-impl fmt::Debug for StreamRequestBuilder<'_> {
+impl fmt::Debug for StreamRequestBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("StreamRequestBuilder")
             .field(&self.request)

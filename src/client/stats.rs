@@ -83,11 +83,16 @@ impl Counters {
     }
 
     /// Counts a call, and holds it as in flight until the guard is dropped.
-    pub(super) fn call_started(&self) -> InFlight<'_> {
+    pub(super) fn call_started(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.metric(telemetry::REQUESTS, None);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
+    }
+
+    /// Counts the end of a call [`call_started`](Self::call_started) counted,
+    /// however it ended (dropped included).
+    pub(super) fn call_ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Counts an attempt sent to the server.
@@ -151,14 +156,5 @@ impl Counters {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             free_connection_slots: pool.available(),
         }
-    }
-}
-
-/// Counts a call as in flight until dropped, even if the caller drops its future.
-pub(super) struct InFlight<'a>(&'a Counters);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -20,8 +20,11 @@ use crate::request_id::RequestId;
 /// `max_retries` times in all, with the client's backoff, and never past the
 /// call's deadline. Once the first line is read the stream is the caller's: a
 /// later failure ends it with an error.
-pub(super) async fn send_streaming(mut call: Call<'_>) -> Result<StreamResponse, Error> {
-    let client = call.client;
+pub(super) async fn send_streaming(
+    client: HttpClient,
+    mut call: Call,
+) -> Result<StreamResponse, Error> {
+    let client = &client;
     let result = async {
         // As `Exec` does: the caller's ID, else the handled request's, else a
         // fresh one; an inherited ID is left for each send to find again, so
@@ -31,9 +34,11 @@ pub(super) async fn send_streaming(mut call: Call<'_>) -> Result<StreamResponse,
         let id = given
             .or_else(|| inherited.clone())
             .unwrap_or_else(RequestId::generate);
-        let limits = call.limits().map_err(|e| e.with_request_id(id.clone()))?;
+        let limits = call
+            .limits(client)
+            .map_err(|e| e.with_request_id(id.clone()))?;
         let config = &client.inner.config;
-        let idempotent = call.is_idempotent();
+        let idempotent = call.is_idempotent(client);
         let mut backoff = config.retry_config().backoff();
         let mut sends = 0u32;
         let mut next = Some(call);
@@ -46,7 +51,8 @@ pub(super) async fn send_streaming(mut call: Call<'_>) -> Result<StreamResponse,
                 next = this.try_clone();
             }
             this.request_id = inherited.is_none().then(|| id.clone());
-            let (response, id) = Exec::with_limits(this, true, limits.clone()).await?;
+            let (response, id) =
+                Exec::with_limits(client.clone(), this, true, limits.clone()).await?;
             let mut stream = streamed(client, response, id, &limits).await?;
             let (error, retryable) = match stream.prime().await {
                 Ok(()) => return Ok(stream),

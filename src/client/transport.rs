@@ -219,8 +219,13 @@ impl Service<http::Request<Outgoing>> for Transport {
         let (mut parts, outgoing) = req.into_parts();
         let mut headers = HeaderMap::clone(&outgoing.headers);
         if let Some(extra) = &outgoing.extra {
+            // A request's own header replaces the template's of that name, and
+            // keeps every value it was given.
+            for name in extra.keys() {
+                headers.remove(name);
+            }
             for (name, value) in extra.iter() {
-                headers.insert(name.clone(), value.clone());
+                headers.append(name.clone(), value.clone());
             }
         }
         // Headers a layer above put on the request itself.

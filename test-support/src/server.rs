@@ -219,6 +219,8 @@ impl Reply {
 pub struct Seen {
     pub method: Method,
     pub path: String,
+    /// The query string as sent (without `?`), or empty.
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -309,6 +311,7 @@ async fn answer(
     let request = Seen {
         method: parts.method,
         path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
         headers: parts.headers,
         body,
     };
