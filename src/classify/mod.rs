@@ -287,7 +287,9 @@ pub fn response_is_unprocessed(status: StatusCode, headers: &http::HeaderMap) ->
 }
 
 /// Whether an error proves its request never reached the service: the
-/// connection was never made, no local slot was free, or the circuit was open.
+/// connection was never made, no local slot was free, the circuit was open, or
+/// an HTTP/2 server refused the stream or announced, going away, that it would
+/// not process it.
 pub fn error_is_unprocessed<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(|error| {
         chain(error).any(|e| {
@@ -295,9 +297,18 @@ pub fn error_is_unprocessed<E: 'static>(error: &E) -> bool {
                 || e.is::<PoolTimeout>()
                 || e.downcast_ref::<hyper_util::client::legacy::Error>()
                     .is_some_and(hyper_util::client::legacy::Error::is_connect)
+                || e.downcast_ref::<h2::Error>().is_some_and(h2_unprocessed)
                 || reqwest_connect(e)
         })
     })
+}
+
+/// Whether an HTTP/2 stream ended before the server acted on it: refused
+/// (`REFUSED_STREAM`), or beyond the last stream a graceful `GOAWAY` said the
+/// server would process (RFC 9113, 6.8).
+fn h2_unprocessed(error: &h2::Error) -> bool {
+    error.reason() == Some(h2::Reason::REFUSED_STREAM)
+        || (error.is_go_away() && error.is_remote() && error.reason() == Some(h2::Reason::NO_ERROR))
 }
 
 /// Classifies an HTTP status and its headers (read for the wait and

@@ -43,6 +43,9 @@ use crate::retry::{Jitter, RetryConfig};
 /// | `idempotency_key` | none (e.g. `Idempotency-Key`: a random key on every non-GET call) |
 /// | `user_agent` | `stache-resilience/<version>` |
 /// | `extra_root_certificates` | none (PEM or DER, trusted besides the webpki roots) |
+/// | `http_version` | [`HttpVersion::Auto`]: HTTP/2 where TLS offers it, else HTTP/1.1 |
+/// | `http2_keep_alive_interval` | none: idle HTTP/2 connections are not pinged |
+/// | `http2_keep_alive_timeout` | 20 s for a ping's answer before the connection is dropped |
 ///
 /// # Debug and logs
 ///
@@ -138,6 +141,15 @@ pub struct HttpClientConfig {
     pub user_agent: String,
     /// Extra trusted root certificates, PEM or DER (`https` only).
     pub extra_root_certificates: Vec<Vec<u8>>,
+    /// The HTTP versions spoken; see [`HttpVersion`]. Over HTTP/2 many requests
+    /// share one connection, and `max_connections` still bounds the requests in
+    /// flight.
+    pub http_version: HttpVersion,
+    /// How often an HTTP/2 connection is pinged to check it is alive; none
+    /// by default.
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// How long a ping may go unanswered before its connection is closed.
+    pub http2_keep_alive_timeout: Duration,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
     invalid_api_key: bool,
@@ -149,6 +161,26 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 /// The most retries a client may be configured with.
 const MAX_RETRIES: u32 = 100;
+
+/// Which HTTP versions a client speaks.
+///
+/// In a settings file: `http_version = "auto"`, `"http1_only"` or
+/// `"http2_prior_knowledge"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum HttpVersion {
+    /// HTTP/2 when the TLS handshake agrees on it (ALPN `h2`), HTTP/1.1
+    /// otherwise, and always over plain `http://`. The default.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only (ALPN offers only `http/1.1`).
+    Http1Only,
+    /// HTTP/2 from the first byte, without negotiation: h2c over plain
+    /// `http://` (a server that speaks only HTTP/2), ALPN `h2` alone over TLS.
+    Http2PriorKnowledge,
+}
 
 impl HttpClientConfig {
     /// A config for `base_url` with every other field at its default.
@@ -179,6 +211,9 @@ impl HttpClientConfig {
             idempotency_key: None,
             user_agent: concat!("stache-resilience/", env!("CARGO_PKG_VERSION")).to_owned(),
             extra_root_certificates: Vec::new(),
+            http_version: HttpVersion::Auto,
+            http2_keep_alive_interval: None,
+            http2_keep_alive_timeout: Duration::from_secs(20),
             invalid_api_key: false,
         }
     }
@@ -246,6 +281,11 @@ impl HttpClientConfig {
                 Some(self.circuit_breaker_timeout),
             ),
             ("stream_idle_timeout", Some(self.stream_idle_timeout)),
+            ("http2_keep_alive_interval", self.http2_keep_alive_interval),
+            (
+                "http2_keep_alive_timeout",
+                Some(self.http2_keep_alive_timeout),
+            ),
         ];
         for (field, value) in timeouts {
             if value.is_some_and(|v| v.is_zero()) {
@@ -428,6 +468,9 @@ impl fmt::Debug for HttpClientConfig {
                 "extra_root_certificates",
                 &self.extra_root_certificates.len(),
             )
+            .field("http_version", &self.http_version)
+            .field("http2_keep_alive_interval", &self.http2_keep_alive_interval)
+            .field("http2_keep_alive_timeout", &self.http2_keep_alive_timeout)
             .finish()
     }
 }
@@ -480,6 +523,11 @@ mod de {
         post_is_idempotent: Option<bool>,
         idempotency_key: Option<String>,
         user_agent: Option<String>,
+        http_version: Option<super::HttpVersion>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        http2_keep_alive_interval: Option<Duration>,
+        #[serde(default, with = "crate::serde_secs::option")]
+        http2_keep_alive_timeout: Option<Duration>,
     }
 
     impl<'de> Deserialize<'de> for HttpClientConfig {
@@ -494,6 +542,7 @@ mod de {
                 config = config.header(name, value);
             }
             config.total_timeout = raw.total_timeout;
+            config.http2_keep_alive_interval = raw.http2_keep_alive_interval;
             if let Some(name) = raw.idempotency_key {
                 let name = HeaderName::try_from(name.as_str()).map_err(|e| {
                     D::Error::custom(format_args!("idempotency_key: {name:?}: {e}"))
@@ -527,7 +576,9 @@ mod de {
                 max_line_bytes,
                 max_stream_bytes,
                 post_is_idempotent,
-                user_agent
+                user_agent,
+                http_version,
+                http2_keep_alive_timeout
             );
             Ok(config)
         }

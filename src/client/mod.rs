@@ -54,7 +54,7 @@ mod stream;
 mod stream_response;
 mod transport;
 
-pub use self::config::HttpClientConfig;
+pub use self::config::{HttpClientConfig, HttpVersion};
 pub use self::future::Pending;
 pub use self::http_client::HttpClient;
 pub use self::request::{RequestBuilder, StreamRequestBuilder};

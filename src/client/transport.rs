@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ReadBody;
-use super::config::HttpClientConfig;
+use super::config::{HttpClientConfig, HttpVersion};
 use super::stats::Counters;
 #[cfg(feature = "metrics")]
 use crate::classify::{classify_error, classify_response};
@@ -94,12 +94,19 @@ pub(crate) fn build_client(config: &HttpClientConfig) -> Result<HyperClient, Con
     http.enforce_http(false);
     http.set_connect_timeout(Some(config.connect_timeout));
 
+    // ALPN offers what the version setting allows; hyper-util then speaks
+    // HTTP/2 on a connection whose handshake agreed on `h2`.
     #[cfg(feature = "rustls")]
-    let inner = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(config)?)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let inner = {
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(config)?)
+            .https_or_http();
+        match config.http_version {
+            HttpVersion::Http1Only => builder.enable_http1().wrap_connector(http),
+            HttpVersion::Http2PriorKnowledge => builder.enable_http2().wrap_connector(http),
+            _ => builder.enable_http1().enable_http2().wrap_connector(http),
+        }
+    };
     #[cfg(not(feature = "rustls"))]
     let inner = http;
 
@@ -109,12 +116,16 @@ pub(crate) fn build_client(config: &HttpClientConfig) -> Result<HyperClient, Con
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_write_timeout(Some(config.write_timeout));
 
-    Ok(Client::builder(TokioExecutor::new())
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .pool_idle_timeout(config.keepalive_expiry)
         .pool_max_idle_per_host(config.max_keepalive_connections)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .build(connector))
+        .http2_only(config.http_version == HttpVersion::Http2PriorKnowledge)
+        .http2_keep_alive_interval(config.http2_keep_alive_interval)
+        .http2_keep_alive_timeout(config.http2_keep_alive_timeout);
+    Ok(builder.build(connector))
 }
 
 #[cfg(feature = "rustls")]

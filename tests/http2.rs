@@ -1,0 +1,272 @@
+//! HTTP/2: negotiated over TLS, with prior knowledge over plain TCP (h2c),
+//! multiplexed over one connection, and streams a server refused or dropped
+//! going away sent again, even for calls that are not idempotent.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use stache_resilience::client::HttpVersion;
+use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
+use support::{Loopback, bind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config(url: &str, version: HttpVersion) -> HttpClientConfig {
+    let mut config = HttpClientConfig::new(url);
+    config.http_version = version;
+    config.retry_base_delay = Duration::from_millis(1);
+    config.retry_max_delay = Duration::from_millis(2);
+    config.default_timeout = Duration::from_secs(5);
+    config
+}
+
+/// Answers with the HTTP version the request came in on, after `delay`.
+async fn answer_version(
+    req: hyper::Request<Incoming>,
+    delay: Duration,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    tokio::time::sleep(delay).await;
+    let body = format!(r#"{{"version":"{:?}"}}"#, req.version());
+    Ok(hyper::Response::new(Full::new(Bytes::from(body))))
+}
+
+/// A plain-TCP server that speaks HTTP/2 only (h2c, prior knowledge).
+async fn h2c_server(delay: Duration) -> Loopback {
+    Loopback::serve(bind().await, move |tcp| async move {
+        let service = hyper::service::service_fn(move |req| answer_version(req, delay));
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tcp), service)
+            .await;
+    })
+}
+
+fn version_of(response: &stache_resilience::client::Response) -> String {
+    let value: serde_json::Value = response.json().unwrap();
+    value["version"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn prior_knowledge_speaks_h2c_to_an_http2_only_server() {
+    let server = h2c_server(Duration::ZERO).await;
+    let client = HttpClient::new(config(&server.url(), HttpVersion::Http2PriorKnowledge)).unwrap();
+    let response = client.get("/v1/models").await.unwrap();
+    assert_eq!(version_of(&response), "HTTP/2.0");
+}
+
+#[tokio::test]
+async fn an_http2_only_server_refuses_http1_and_says_so() {
+    let server = h2c_server(Duration::ZERO).await;
+    let mut config = config(&server.url(), HttpVersion::Auto);
+    config.max_retries = 0;
+    let client = HttpClient::new(config).unwrap();
+    let error = client.get("/v1/models").await.unwrap_err();
+    assert!(
+        matches!(error.kind(), ErrorKind::Transport | ErrorKind::Body),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_calls_share_one_http2_connection() {
+    let server = h2c_server(Duration::from_millis(50)).await;
+    let client = HttpClient::new(config(&server.url(), HttpVersion::Http2PriorKnowledge)).unwrap();
+    let calls: Vec<_> = (0..32)
+        .map(|i| tokio::spawn(client.get(format!("/item/{i}")).send()))
+        .collect();
+    for call in calls {
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(version_of(&response), "HTTP/2.0");
+    }
+    assert_eq!(server.connections(), 1);
+}
+
+#[cfg(feature = "rustls")]
+mod tls {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    /// A TLS server offering `h2` and `http/1.1` by ALPN, answering on the
+    /// protocol the handshake agreed.
+    async fn alpn_server() -> (Loopback, String) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert: CertificateDer<'static> = certified.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let server = Loopback::serve(bind().await, move |tcp| {
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let service = hyper::service::service_fn(|req| answer_version(req, Duration::ZERO));
+                let io = TokioIo::new(tls);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+            }
+        });
+        (server, certified.cert.pem())
+    }
+
+    #[tokio::test]
+    async fn auto_negotiates_h2_over_tls_and_http1_only_does_not() {
+        let (server, cert) = alpn_server().await;
+        let url = format!("https://{}", server.addr);
+        for (version, expected) in [
+            (HttpVersion::Auto, "HTTP/2.0"),
+            (HttpVersion::Http2PriorKnowledge, "HTTP/2.0"),
+            (HttpVersion::Http1Only, "HTTP/1.1"),
+        ] {
+            let mut config = config(&url, version);
+            config.extra_root_certificates = vec![cert.clone().into_bytes()];
+            let client = HttpClient::new(config).unwrap();
+            let response = client.get("/secure").await.unwrap();
+            assert_eq!(version_of(&response), expected, "{version:?}");
+        }
+    }
+}
+
+/// An h2 server whose first `refused` streams are reset with `REFUSED_STREAM`
+/// before anything is read of them; the others are answered. Counts the
+/// streams it saw.
+async fn refusing_server(refused: usize) -> (Loopback, Arc<AtomicUsize>) {
+    let streams = Arc::new(AtomicUsize::new(0));
+    let seen = streams.clone();
+    let server = Loopback::serve(bind().await, move |tcp| {
+        let seen = seen.clone();
+        async move {
+            let Ok(mut connection) = h2::server::handshake(tcp).await else {
+                return;
+            };
+            while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                if seen.fetch_add(1, Ordering::SeqCst) < refused {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    continue;
+                }
+                let response = http::Response::new(());
+                if let Ok(mut body) = respond.send_response(response, false) {
+                    let _ = body.send_data(Bytes::from_static(br#"{"ok":true}"#), true);
+                }
+            }
+        }
+    });
+    (server, streams)
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_sent_again_even_for_a_call_that_is_not_idempotent() {
+    let (server, streams) = refusing_server(2).await;
+    let client = HttpClient::new(config(&server.url(), HttpVersion::Http2PriorKnowledge)).unwrap();
+    let response = client
+        .post("/v1/charges", &json!({"amount": 1}))
+        .idempotent(false)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(streams.load(Ordering::SeqCst), 3);
+}
+
+/// Writes one HTTP/2 frame.
+async fn frame(tcp: &mut tokio::net::TcpStream, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len() as u32;
+    let mut head = [0u8; 9];
+    head[..3].copy_from_slice(&len.to_be_bytes()[1..]);
+    head[3] = kind;
+    head[4] = flags;
+    head[5..].copy_from_slice(&stream.to_be_bytes());
+    tcp.write_all(&head).await.unwrap();
+    tcp.write_all(payload).await.unwrap();
+}
+
+/// A server whose first connection, once the client's first request has
+/// arrived, says `GOAWAY` with last stream 0 (NO_ERROR: "I processed none of
+/// your streams") and closes; later connections are answered by a real h2
+/// server. Counts the requests answered.
+async fn going_away_server() -> (Loopback, Arc<AtomicUsize>) {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let (seen, done) = (connections.clone(), answered.clone());
+    let server = Loopback::serve(bind().await, move |mut tcp| {
+        let (seen, done) = (seen.clone(), done.clone());
+        async move {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                frame(&mut tcp, 0x4, 0, 0, &[]).await; // our SETTINGS
+                // The client's preface (24 bytes), then its frames, until the
+                // request's HEADERS (type 1) has arrived.
+                let mut input = Vec::new();
+                let mut at = 24;
+                'read: loop {
+                    let mut buf = [0u8; 4096];
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => input.extend_from_slice(&buf[..n]),
+                    }
+                    while input.len() >= at + 9 {
+                        let len = u32::from_be_bytes([0, input[at], input[at + 1], input[at + 2]]);
+                        let kind = input[at + 3];
+                        if kind == 0x4 && input[at + 4] & 0x1 == 0 {
+                            frame(&mut tcp, 0x4, 0x1, 0, &[]).await; // SETTINGS ACK
+                        }
+                        if kind == 0x1 {
+                            break 'read;
+                        }
+                        at += 9 + len as usize;
+                    }
+                }
+                let mut goaway = [0u8; 8]; // last stream 0, NO_ERROR
+                goaway[..4].copy_from_slice(&0u32.to_be_bytes());
+                frame(&mut tcp, 0x7, 0, 0, &goaway).await;
+                let _ = tcp.shutdown().await;
+                return;
+            }
+            let Ok(mut connection) = h2::server::handshake(tcp).await else {
+                return;
+            };
+            while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                done.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
+                    let _ = body.send_data(Bytes::from_static(b"{}"), true);
+                }
+            }
+        }
+    });
+    (server, answered)
+}
+
+#[tokio::test]
+async fn a_stream_a_going_away_server_did_not_process_is_sent_again() {
+    let (server, answered) = going_away_server().await;
+    let client = HttpClient::new(config(&server.url(), HttpVersion::Http2PriorKnowledge)).unwrap();
+    let response = client
+        .post("/v1/charges", &json!({"amount": 1}))
+        .idempotent(false)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(answered.load(Ordering::SeqCst), 1);
+    assert_eq!(server.connections(), 2);
+}
