@@ -333,7 +333,7 @@ pub(crate) fn inner_call_span(
     path: &dyn std::fmt::Display,
     provider: Option<&str>,
 ) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::warn_span!(
         "request",
         method = %method,
         endpoint = %path,
@@ -346,13 +346,19 @@ pub(crate) fn inner_call_span(
 }
 
 /// The `request` span of one call: its ID, method, path and provider.
+///
+/// At `WARN`, the highest level of any event the crate emits for a call: a
+/// span is shown only where its level passes the filter, and at `INFO` it left
+/// the `WARN` lines of `RUST_LOG=warn` ("… Giving up", "circuit breaker
+/// opened") without the ID they belong to. With no subscriber, or one that
+/// takes no `WARN` from this crate, it costs what a disabled span does.
 pub(crate) fn call_span(
     method: &http::Method,
     path: &dyn std::fmt::Display,
     id: &RequestId,
     provider: Option<&str>,
 ) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::warn_span!(
         "request",
         request_id = id.as_str(),
         method = %method,

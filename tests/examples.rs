@@ -249,3 +249,52 @@ async fn reqwest_client_retries_a_503_with_the_layers() {
     assert!(body.contains("embedding"));
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+/// `RUST_LOG=warn cargo run --example quickstart`: every `WARN` line names the
+/// call it belongs to. The example's own binary (built by `cargo test` beside
+/// the test binaries), run as a user runs it.
+#[test]
+fn quickstart_at_warn_names_the_request_on_every_warn_line() {
+    let Some(deps) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.to_owned()))
+    else {
+        panic!("no directory for the test binary");
+    };
+    let name = format!("quickstart{}", std::env::consts::EXE_SUFFIX);
+    let binary = deps
+        .parent()
+        .map(|target| target.join("examples").join(name));
+    let Some(binary) = binary.filter(|path| path.exists()) else {
+        panic!(
+            "the quickstart example was not built beside {}",
+            deps.display()
+        );
+    };
+    let output = std::process::Command::new(&binary)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let warns: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    // The tour gives up on calls and opens the circuit: both are said at WARN.
+    assert!(warns.iter().any(|l| l.contains("Giving up")), "{text}");
+    assert!(
+        warns.iter().any(|l| l.contains("circuit breaker opened")),
+        "{text}"
+    );
+    for line in &warns {
+        assert!(
+            line.contains("request_id="),
+            "no request ID on: {line}\n{text}"
+        );
+        assert!(
+            line.contains("provider=\"ollama\""),
+            "no provider on: {line}\n{text}"
+        );
+    }
+    // Nothing below WARN came through.
+    assert!(!text.contains(" INFO "), "{text}");
+}
