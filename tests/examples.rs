@@ -298,3 +298,23 @@ fn quickstart_at_warn_names_the_request_on_every_warn_line() {
     // Nothing below WARN came through.
     assert!(!text.contains(" INFO "), "{text}");
 }
+
+#[path = "../examples/sse_stream.rs"]
+#[allow(dead_code)]
+mod sse_stream;
+
+#[tokio::test]
+async fn sse_stream_reads_a_completion_sent_one_byte_at_a_time() {
+    const WORDS: &[&str] = &["Streams ", "arrive ", "in ", "pieces", "."];
+    let url = sse_stream::fake_completions(WORDS).await.unwrap();
+    let client =
+        stache_resilience::HttpClient::new(stache_resilience::HttpClientConfig::new(url)).unwrap();
+    let mut tokens = Vec::new();
+    let (text, events) = sse_stream::complete(&client, "m", "hi", |t| tokens.push(t.to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(tokens, WORDS);
+    assert_eq!(text, "Streams arrive in pieces.");
+    // Five chunks and [DONE]; the comments are no events.
+    assert_eq!(events, 6);
+}

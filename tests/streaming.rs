@@ -347,3 +347,77 @@ async fn a_failure_before_the_first_line_is_retried_and_one_after_it_is_not() {
     assert!(err.is_body(), "{err:?}");
     assert_eq!(server.hits(), 1);
 }
+
+/// An event stream with every kind of line end, split into one-byte chunks:
+/// a GET streamed with `.stream()`, read with `next_event` although the server
+/// names no content type, then as a `Stream` of events.
+#[tokio::test]
+async fn server_sent_events_cut_at_every_byte_come_out_whole() {
+    let text = ": hello\r\n\r\nevent: delta\r\ndata: {\"t\":\"a\"}\r\nid: 1\r\n\r\n\
+                data: {\"t\":\"b\"}\rdata: second line\r\rretry: 250\n\
+                data: [DONE]\n\n";
+    let bytes: Vec<Bytes> = text
+        .as_bytes()
+        .iter()
+        .map(|b| Bytes::copy_from_slice(&[*b]))
+        .collect();
+    let reply = Reply::Chunks {
+        status: 200,
+        chunks: bytes,
+        gap: Duration::ZERO,
+    };
+    let server = Server::replies(vec![reply]).await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+
+    let mut stream = client.get("/events").stream().await.unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = stream.next_event().await.unwrap() {
+        events.push(event);
+    }
+    let seen: Vec<(&str, &str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.event(), e.data(), e.id()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("delta", "{\"t\":\"a\"}", Some("1")),
+            ("message", "{\"t\":\"b\"}\nsecond line", Some("1")),
+            ("message", "[DONE]", Some("1")),
+        ]
+    );
+    assert_eq!(events[2].retry(), Some(Duration::from_millis(250)));
+    assert_eq!(server.seen()[0].method, "GET");
+
+    // The same as a `Stream` of events.
+    use futures_util::StreamExt;
+    let stream = client.get("/events").stream().await.unwrap();
+    let data: Vec<String> = stream
+        .events()
+        .map(|e| e.unwrap().data().to_owned())
+        .collect()
+        .await;
+    assert_eq!(
+        data,
+        ["{\"t\":\"a\"}", "{\"t\":\"b\"}\nsecond line", "[DONE]"]
+    );
+}
+
+#[tokio::test]
+async fn an_event_larger_than_max_line_bytes_ends_the_stream_with_an_error() {
+    let big = format!("data: {}\ndata: {}\n\n", "x".repeat(40), "y".repeat(40));
+    let server = Server::replies(vec![Reply::Full {
+        status: 200,
+        headers: vec![("content-type", "text/event-stream".into())],
+        body: Bytes::from(big),
+    }])
+    .await;
+    let mut config = config(&server.url());
+    config.max_line_bytes = 64;
+    let client = HttpClient::new(config).unwrap();
+    let mut stream = client.get("/events").stream().await.unwrap();
+    let error = stream.next_event().await.unwrap_err();
+    assert!(error.is_body(), "{error:?}");
+    assert!(error.to_string().contains("max_line_bytes"), "{error}");
+    assert!(stream.next_event().await.is_err());
+}

@@ -16,9 +16,18 @@ pub(crate) enum LineError {
 /// Bytes in, lines out. A line ends at `\n`; a `\r` before it is dropped; lines
 /// that are empty after that are skipped. Never holds more than `max` bytes of an
 /// unfinished line (plus the chunk being added).
+///
+/// In event-stream mode ([`set_event_stream`](Self::set_event_stream), for
+/// Server-Sent Events) a line ends at `\r\n`, `\n` or `\r`, and empty lines
+/// are returned: they end an event.
 #[derive(Debug)]
 pub(crate) struct Lines {
     buffer: BytesMut,
+    /// Event-stream mode.
+    events: bool,
+    /// The last line ended at a `\r` that was the last byte buffered: a `\n`
+    /// arriving next belongs to it.
+    after_cr: bool,
     /// How much of `buffer` is known to hold no newline.
     scanned: usize,
     /// Bytes of the blank lines skipped since the last line returned: they count
@@ -31,10 +40,23 @@ impl Lines {
     pub(crate) fn new(max: usize) -> Self {
         Lines {
             buffer: BytesMut::new(),
+            events: false,
+            after_cr: false,
             scanned: 0,
             blank: 0,
             max,
         }
+    }
+
+    /// Switches to event-stream mode (for good).
+    pub(crate) fn set_event_stream(&mut self) {
+        self.events = true;
+        self.scanned = 0;
+    }
+
+    /// Whether this reader is in event-stream mode.
+    pub(crate) fn is_event_stream(&self) -> bool {
+        self.events
     }
 
     pub(crate) fn push(&mut self, mut data: impl Buf) {
@@ -49,6 +71,9 @@ impl Lines {
     /// The next complete line, if one is buffered; `Err` if the unfinished one
     /// is already too long.
     pub(crate) fn next_line(&mut self) -> Option<Result<String, LineError>> {
+        if self.events {
+            return self.next_event_line();
+        }
         loop {
             let Some(pos) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') else {
                 self.scanned = self.buffer.len();
@@ -70,8 +95,54 @@ impl Lines {
         }
     }
 
+    /// The next line of an event stream, empty ones included.
+    fn next_event_line(&mut self) -> Option<Result<String, LineError>> {
+        if self.after_cr && !self.buffer.is_empty() {
+            self.after_cr = false;
+            if self.buffer[0] == b'\n' {
+                self.buffer.advance(1);
+            }
+        }
+        let found = self.buffer[self.scanned..]
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'\r');
+        let Some(pos) = found else {
+            self.scanned = self.buffer.len();
+            if self.buffer.len() > self.max {
+                self.buffer.clear();
+                self.scanned = 0;
+                return Some(Err(LineError::TooLong { max: self.max }));
+            }
+            return None;
+        };
+        let end = self.scanned + pos;
+        self.scanned = 0;
+        if end > self.max {
+            self.buffer.clear();
+            return Some(Err(LineError::TooLong { max: self.max }));
+        }
+        let cr = self.buffer[end] == b'\r';
+        let mut line = self.buffer.split_to(end + 1);
+        line.truncate(end);
+        if cr {
+            match self.buffer.first() {
+                Some(b'\n') => self.buffer.advance(1),
+                Some(_) => {}
+                None => self.after_cr = true,
+            }
+        }
+        Some(String::from_utf8(line.to_vec()).map_err(LineError::Utf8))
+    }
+
     /// At the end of the input: whatever is left is the last line.
     pub(crate) fn finish(&mut self) -> Option<Result<String, LineError>> {
+        if self.events {
+            // An event stream's unfinished last line ends no event: it is
+            // dropped with the event it belongs to.
+            self.buffer.clear();
+            self.scanned = 0;
+            return None;
+        }
         let rest = self.buffer.split();
         self.scanned = 0;
         self.finish_line(rest, 0)

@@ -49,6 +49,7 @@ mod http_client;
 mod lines;
 mod request;
 mod response;
+mod sse;
 mod stats;
 mod stream;
 mod stream_response;
@@ -59,8 +60,9 @@ pub use self::future::Pending;
 pub use self::http_client::HttpClient;
 pub use self::request::{RequestBuilder, StreamRequestBuilder};
 pub use self::response::Response;
+pub use self::sse::Event;
 pub use self::stats::ClientStats;
-pub use self::stream_response::StreamResponse;
+pub use self::stream_response::{EventStream, StreamResponse};
 pub use crate::error::{BodyError, BodyTooLarge};
 
 #[allow(dead_code)]

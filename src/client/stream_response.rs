@@ -1,6 +1,7 @@
 //! [`StreamResponse`]: a streamed answer read line by line, bounded in time
 //! (idle timeout, the call's deadline) and in size (per line, per stream).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use hyper::body::Incoming;
 
 use super::call::CallDeadline;
 use super::lines::{LineError, Lines};
+use super::sse::{Event, EventParser};
 use crate::error::{BodyError, Elapsed, Error, ErrorKind};
 use crate::pool::PoolSlot;
 use crate::redact::Redacted;
@@ -30,15 +32,34 @@ use crate::request_id::RequestId;
 /// connection slot is held until this value is dropped.
 ///
 /// Read with [`next_line`](Self::next_line), or as a
-/// [`Stream`](futures_core::Stream) of lines.
+/// [`Stream`](futures_core::Stream) of lines; or, for Server-Sent Events
+/// (`text/event-stream`, as OpenAI and Anthropic stream completions), with
+/// [`next_event`](Self::next_event), or as a stream of events with
+/// [`events`](Self::events).
+///
+/// ```no_run
+/// # async fn run(client: stache_resilience::HttpClient) -> Result<(), stache_resilience::Error> {
+/// let body = serde_json::json!({ "model": "gpt-4o-mini", "stream": true, "messages": [] });
+/// let mut stream = client.post("/v1/chat/completions", &body).stream().await?;
+/// while let Some(event) = stream.next_event().await? {
+///     if event.data() == "[DONE]" {
+///         break;
+///     }
+///     println!("{}", event.data());
+/// }
+/// # Ok(()) }
+/// ```
 pub struct StreamResponse {
     status: StatusCode,
     headers: HeaderMap,
     request_id: RequestId,
     body: Option<Incoming>,
     lines: Lines,
-    /// The first line, read before the stream was handed to the caller.
-    first: Option<String>,
+    /// The first line, read before the stream was handed to the caller (more
+    /// than one once an event stream split it at its `\r`s).
+    first: VecDeque<String>,
+    /// The event parser, from the first call to `next_event` on.
+    events: Option<EventParser>,
     limits: StreamLimits,
     received: u64,
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -75,13 +96,27 @@ impl StreamResponse {
     ) -> Self {
         let (mut parts, body) = response.into_parts();
         let slot = parts.extensions.remove::<PoolSlot>();
+        let mut lines = Lines::new(limits.max_line_bytes);
+        let event_stream = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+            });
+        if event_stream {
+            lines.set_event_stream();
+        }
         StreamResponse {
             status: parts.status,
             headers: parts.headers,
             request_id,
             body: Some(body),
-            lines: Lines::new(limits.max_line_bytes),
-            first: None,
+            lines,
+            first: VecDeque::new(),
+            events: None,
             limits,
             received: 0,
             idle: None,
@@ -120,12 +155,37 @@ impl StreamResponse {
         std::future::poll_fn(|cx| self.poll_line(cx)).await
     }
 
+    /// The next Server-Sent Event, or `None` at the end of the stream.
+    ///
+    /// The body is read as the WHATWG standard says: lines end at `\r\n`,
+    /// `\n` or `\r`; `event:`, `data:` (several lines joined by `\n`), `id:`
+    /// and `retry:` fields; comments (`:` lines) and unknown fields ignored;
+    /// an empty line ends an event, and one without data is skipped; an event
+    /// cut off by the end of the body is dropped. A stream whose content type
+    /// is `text/event-stream` is read this way from its first byte; another is
+    /// switched to it by the first call (do not mix `next_line` and
+    /// `next_event` on one stream).
+    ///
+    /// # Errors
+    ///
+    /// As [`next_line`](Self::next_line), with `max_line_bytes` bounding each
+    /// line and each event's data.
+    pub async fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// This stream as a [`Stream`](futures_core::Stream) of Server-Sent
+    /// Events; see [`next_event`](Self::next_event).
+    pub fn events(self) -> EventStream {
+        EventStream { response: self }
+    }
+
     /// Reads the first line ahead, for the caller to get from `next_line`; on
     /// failure, whether the call may be sent again.
     pub(super) async fn prime(&mut self) -> Result<(), (Error, bool)> {
-        match std::future::poll_fn(|cx| self.poll_line(cx)).await {
+        match std::future::poll_fn(|cx| self.poll_raw(cx)).await {
             Ok(line) => {
-                self.first = line;
+                self.first.extend(line);
                 Ok(())
             }
             Err(e) => Err((e, self.failed.as_ref().is_some_and(|f| f.retryable))),
@@ -182,13 +242,59 @@ impl StreamResponse {
         }
     }
 
+    /// The next line with content (an event stream's empty lines skipped).
     fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<String>, Error>> {
+        loop {
+            match ready!(self.poll_raw(cx)) {
+                Ok(Some(line)) if line.is_empty() => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
+        if !self.lines.is_event_stream() {
+            // Read as lines so far: the line kept ahead may hold several lines
+            // of an event stream that ends its lines with a bare `\r`.
+            self.lines.set_event_stream();
+            let first: Vec<String> = self.first.drain(..).collect();
+            for line in first {
+                self.first.extend(line.split('\r').map(str::to_owned));
+            }
+        }
+        let max = self.limits.max_line_bytes;
+        loop {
+            let line = match ready!(self.poll_raw(cx)) {
+                Ok(Some(line)) => line,
+                other => return Poll::Ready(other.map(|_| None)),
+            };
+            let parser = self.events.get_or_insert_with(|| EventParser::new(max));
+            match parser.line(&line) {
+                Ok(Some(event)) => return Poll::Ready(Ok(Some(event))),
+                Ok(None) => {}
+                Err(too_long) => {
+                    return Poll::Ready(Err(self.fail_with(
+                        ErrorKind::Body,
+                        format!(
+                            "bad response body: an event is longer than max_line_bytes ({})",
+                            too_long.max
+                        ),
+                        false,
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The next line as the reader splits it (an event stream's empty lines
+    /// included), reading the body as needed, under every bound.
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<String>, Error>> {
         if let Some(failure) = &self.failed {
             let mut failure = failure.clone();
             failure.message = format!("stream already failed: {}", failure.message).into();
             return Poll::Ready(Err(self.error(&failure)));
         }
-        if let Some(line) = self.first.take() {
+        if let Some(line) = self.first.pop_front() {
             return Poll::Ready(Ok(Some(line)));
         }
         loop {
@@ -267,6 +373,36 @@ impl futures_core::Stream for StreamResponse {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         this.poll_line(cx).map(Result::transpose)
+    }
+}
+
+/// A [`StreamResponse`] read as a [`Stream`](futures_core::Stream) of
+/// Server-Sent Events; from [`StreamResponse::events`].
+pub struct EventStream {
+    response: StreamResponse,
+}
+
+impl EventStream {
+    /// The response the events are read from (its status, headers, request ID).
+    pub fn response(&self) -> &StreamResponse {
+        &self.response
+    }
+}
+
+impl futures_core::Stream for EventStream {
+    type Item = Result<Event, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut()
+            .response
+            .poll_event(cx)
+            .map(Result::transpose)
+    }
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EventStream").field(&self.response).finish()
     }
 }
 
