@@ -6,9 +6,9 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use super::transport::ResponseBody;
 use crate::error::{BodyError, BodyTooLarge, BoxError};
 
 pin_project! {
@@ -20,7 +20,7 @@ pin_project! {
     /// over the limit fails before anything is read.
     pub(super) struct ReadBody {
         #[pin]
-        body: Incoming,
+        body: ResponseBody,
         first: Option<Bytes>,
         rest: BytesMut,
         len: usize,
@@ -29,7 +29,7 @@ pin_project! {
 }
 
 impl ReadBody {
-    pub(super) fn new(body: Incoming, limit: usize) -> Self {
+    pub(super) fn new(body: ResponseBody, limit: usize) -> Self {
         ReadBody {
             body,
             first: None,

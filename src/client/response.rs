@@ -127,8 +127,12 @@ impl Response {
         Some(
             Error::new(ErrorKind::Body)
                 .with_message(format!(
-                    "the body is compressed (content-encoding: {encoding}) and was not decoded; \
-                     enable the `compression` feature, or do not send `accept-encoding`"
+                    "the body is compressed (content-encoding: {encoding}) and was not decoded; {}",
+                    if cfg!(feature = "compression") {
+                        "only gzip, br and zstd are decoded"
+                    } else {
+                        "enable the `compression` feature, or do not send `accept-encoding`"
+                    }
                 ))
                 .with_request_id(self.request_id.clone()),
         )

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
-use hyper::body::Incoming;
 
 use super::call::CallDeadline;
 use super::lines::{LineError, Lines};
 use super::sse::{Event, EventParser};
+use super::transport::ResponseBody;
 use crate::error::{BodyError, Elapsed, Error, ErrorKind};
 use crate::pool::PoolSlot;
 use crate::redact::Redacted;
@@ -53,7 +53,7 @@ pub struct StreamResponse {
     status: StatusCode,
     headers: HeaderMap,
     request_id: RequestId,
-    body: Option<Incoming>,
+    body: Option<ResponseBody>,
     lines: Lines,
     /// The first line, read before the stream was handed to the caller (more
     /// than one once an event stream split it at its `\r`s).
@@ -89,7 +89,7 @@ struct Failure {
 
 impl StreamResponse {
     pub(super) fn new(
-        response: http::Response<Incoming>,
+        response: http::Response<ResponseBody>,
         request_id: RequestId,
         limits: StreamLimits,
         deadline: Option<&CallDeadline>,

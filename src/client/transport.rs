@@ -38,6 +38,21 @@ type Connector = TimeoutConnector<HttpConnector>;
 
 pub(crate) type HyperClient = Client<Connector, Full<Bytes>>;
 
+/// A response body as the transport hands it on: decoded by tower-http's
+/// decompression (gzip, br, zstd) with the `compression` feature, as it came
+/// without it. Boxed: the decoders make it ten times the size of `Incoming`.
+#[cfg(feature = "compression")]
+pub(crate) type ResponseBody = Pin<Box<tower_http::decompression::DecompressionBody<Incoming>>>;
+/// A response body as the transport hands it on: as it came (no `compression`
+/// feature).
+#[cfg(not(feature = "compression"))]
+pub(crate) type ResponseBody = Incoming;
+
+#[cfg(feature = "compression")]
+type SendFuture = tower_http::decompression::ResponseFuture<legacy::ResponseFuture>;
+#[cfg(not(feature = "compression"))]
+type SendFuture = legacy::ResponseFuture;
+
 /// Put in a request's extensions to get the body back unread.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Streaming;
@@ -76,7 +91,7 @@ impl ReplayBody for Outgoing {
 /// A response body: read in full inside the attempt, or left to the caller.
 pub(crate) enum ClientBody {
     Buffered(Bytes),
-    Streaming(Incoming),
+    Streaming(ResponseBody),
 }
 
 impl fmt::Debug for ClientBody {
@@ -249,10 +264,17 @@ impl Service<http::Request<Outgoing>> for Transport {
         let req = http::Request::from_parts(parts, Full::new(outgoing.body));
         let streaming = req.extensions().get::<Streaming>().is_some();
         tracing::debug!(method = %req.method(), uri = %RedactedUri(req.uri()), "sending attempt");
+        // With `compression`: `accept-encoding: gzip, br, zstd` unless the
+        // request has its own, and the body decoded as it is read, so that
+        // `max_response_bytes` bounds what it decodes to.
+        #[cfg(feature = "compression")]
+        let future = tower_http::decompression::Decompression::new(&inner.client)
+            .no_deflate()
+            .call(req);
+        #[cfg(not(feature = "compression"))]
+        let future = inner.client.request(req);
         TransportFuture {
-            state: TransportState::Sending {
-                future: inner.client.request(req),
-            },
+            state: TransportState::Sending { future },
             streaming,
             limit: inner.max_response_bytes,
             #[cfg(feature = "metrics")]
@@ -276,7 +298,7 @@ pin_project! {
 pin_project! {
     #[project = TransportStateProj]
     enum TransportState {
-        Sending { #[pin] future: legacy::ResponseFuture },
+        Sending { #[pin] future: SendFuture },
         Reading { #[pin] body: ReadBody, parts: Option<http::response::Parts> },
     }
 }
@@ -303,6 +325,8 @@ fn poll_attempt(
         match state.as_mut().project() {
             TransportStateProj::Sending { future } => {
                 let response = ready!(future.poll(cx))?;
+                #[cfg(feature = "compression")]
+                let response = response.map(Box::pin);
                 if streaming {
                     return Poll::Ready(Ok(response.map(ClientBody::Streaming)));
                 }
