@@ -6,10 +6,21 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::Body as _;
+use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
-use super::transport::ResponseBody;
 use crate::error::{BodyError, BodyTooLarge, BoxError};
+
+/// A response body as the transport hands it on: decoded by tower-http's
+/// decompression (gzip, br, zstd) with the `compression` feature, as it came
+/// without it. Boxed: the decoders make it ten times the size of `Incoming`.
+#[cfg(feature = "compression")]
+pub(crate) type ResponseBody =
+    std::pin::Pin<Box<tower_http::decompression::DecompressionBody<Incoming>>>;
+/// A response body as the transport hands it on: as it came (no `compression`
+/// feature).
+#[cfg(not(feature = "compression"))]
+pub(crate) type ResponseBody = Incoming;
 
 pin_project! {
     /// Reads a whole body of at most `limit` bytes.

@@ -11,10 +11,10 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
 
+use super::body::ResponseBody;
 use super::call::CallDeadline;
 use super::lines::{LineError, Lines};
 use super::sse::{Event, EventParser};
-use super::transport::ResponseBody;
 use crate::error::{BodyError, Elapsed, Error, ErrorKind};
 use crate::pool::PoolSlot;
 use crate::redact::Redacted;

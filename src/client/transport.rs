@@ -11,7 +11,6 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_timeout::TimeoutConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{self, Client};
@@ -19,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::body::ReadBody;
+use super::body::{ReadBody, ResponseBody};
 use super::config::{HttpClientConfig, HttpVersion};
 use super::stats::Counters;
 #[cfg(feature = "metrics")]
@@ -37,16 +36,6 @@ type Connector = TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
 type Connector = TimeoutConnector<HttpConnector>;
 
 pub(crate) type HyperClient = Client<Connector, Full<Bytes>>;
-
-/// A response body as the transport hands it on: decoded by tower-http's
-/// decompression (gzip, br, zstd) with the `compression` feature, as it came
-/// without it. Boxed: the decoders make it ten times the size of `Incoming`.
-#[cfg(feature = "compression")]
-pub(crate) type ResponseBody = Pin<Box<tower_http::decompression::DecompressionBody<Incoming>>>;
-/// A response body as the transport hands it on: as it came (no `compression`
-/// feature).
-#[cfg(not(feature = "compression"))]
-pub(crate) type ResponseBody = Incoming;
 
 #[cfg(feature = "compression")]
 type SendFuture = tower_http::decompression::ResponseFuture<legacy::ResponseFuture>;
