@@ -174,7 +174,8 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         return None;
     }
     let deadline = request.deadline();
-    let mut delay = replay.backoff.next_delay();
+    let backoff = replay.backoff.next_delay();
+    let mut delay = backoff;
     if let Some(retry_after) = outcome.retry_after() {
         if retry_after > config.max_delay {
             tracing::warn!(
@@ -185,7 +186,16 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
             );
             return None;
         }
-        delay = delay.max(retry_after);
+        // Callers told to wait by the same answer must not all come back in
+        // the same instant: the server's wait, and up to a fifth more.
+        delay = backoff.max(spread(retry_after));
+        if let Some(deadline) = deadline {
+            // The spread is a courtesy: a wait that fits without it still goes.
+            let now = tokio::time::Instant::now();
+            if now.checked_add(delay).is_none_or(|end| end >= deadline) {
+                delay = backoff.max(retry_after);
+            }
+        }
     }
     if let Some(deadline) = deadline {
         let now = tokio::time::Instant::now();
@@ -217,6 +227,16 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         }
     }
     Some((delay, copy))
+}
+
+/// A server-given wait, lengthened by a random 0–20%, so that the callers one
+/// `Retry-After` (or one outage) sent away do not all return at once.
+fn spread(wait: std::time::Duration) -> std::time::Duration {
+    let extra = wait.as_secs_f64() * 0.2 * rand::random::<f64>();
+    std::time::Duration::try_from_secs_f64(extra)
+        .ok()
+        .and_then(|extra| wait.checked_add(extra))
+        .unwrap_or(wait)
 }
 
 fn log_end<T, E: fmt::Display, C: ClassifyOutcome<T, E>>(

@@ -114,9 +114,58 @@ async fn retry_after_in_seconds_is_honoured_when_longer_than_the_backoff() {
     let res = call_ok(&mut svc, request()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    // The server's wait, and at most a fifth more.
     let waited = start.elapsed();
     assert!(waited >= Duration::from_secs(5), "{waited:?}");
-    assert!(waited < Duration::from_secs(6), "{waited:?}");
+    assert!(waited <= Duration::from_secs(6), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_sent_away_by_one_retry_after_come_back_spread_out() {
+    let start = Instant::now();
+    let calls: Vec<_> = (0..40)
+        .map(|_| {
+            let (inner, _) = scripted(vec![429, 200], vec![("retry-after", "1".into())]);
+            let mut svc = RetryLayer::new(config(3, 1, 10_000))
+                .without_budget()
+                .classifier(HttpClassifier)
+                .layer(inner);
+            tokio::spawn(async move {
+                call_ok(&mut svc, request()).await;
+                start.elapsed()
+            })
+        })
+        .collect();
+    let mut waits = Vec::new();
+    for call in calls {
+        waits.push(call.await.unwrap());
+    }
+    waits.sort();
+    let (first, last) = (waits[0], waits[waits.len() - 1]);
+    assert!(first >= Duration::from_secs(1), "{waits:?}");
+    assert!(last <= Duration::from_millis(1200), "{waits:?}");
+    // Spread over the window, not in lock-step: 40 draws from 0-200 ms.
+    assert!(last - first >= Duration::from_millis(100), "{waits:?}");
+    let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+    assert!(distinct.len() >= 30, "{waits:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_spread_never_pushes_a_retry_past_the_deadline() {
+    // A Retry-After of 1 s under a 1.05 s deadline: the spread would pass it
+    // about three times in four; the retry is made at 1 s instead, every time.
+    for _ in 0..20 {
+        let (inner, attempts) = scripted(vec![429, 200], vec![("retry-after", "1".into())]);
+        let mut cfg = config(3, 1, 10_000);
+        cfg.total_timeout = Some(Duration::from_millis(1050));
+        let mut svc = RetryLayer::new(cfg)
+            .without_budget()
+            .classifier(HttpClassifier)
+            .layer(inner);
+        let res = call_ok(&mut svc, request()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    }
 }
 
 #[tokio::test(start_paused = true)]
