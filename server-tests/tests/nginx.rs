@@ -2,14 +2,12 @@
 //! upstream that reads a POST and never answers makes nginx answer 504. A call
 //! that is not safe to repeat is then executed once, not once per attempt.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
 use stache_resilience::{HttpClient, HttpClientConfig};
-use support::{Reply, Server};
 use test_support::nginx::Nginx;
+use test_support::server::{Reply, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_504_from_nginx_does_not_replay_a_post_that_the_upstream_read() {
@@ -30,7 +28,7 @@ async fn a_504_from_nginx_does_not_replay_a_post_that_the_upstream_read() {
         .unwrap_err();
     assert_eq!(
         err.status(),
-        Some(http::StatusCode::GATEWAY_TIMEOUT),
+        Some(stache_resilience::http::StatusCode::GATEWAY_TIMEOUT),
         "{err:?}"
     );
     assert_eq!(upstream.hits(), 1, "the upstream executed the POST once");
@@ -41,7 +39,10 @@ async fn a_504_from_nginx_does_not_replay_a_post_that_the_upstream_read() {
         .idempotent(true)
         .await
         .unwrap_err();
-    assert_eq!(err.status(), Some(http::StatusCode::GATEWAY_TIMEOUT));
+    assert_eq!(
+        err.status(),
+        Some(stache_resilience::http::StatusCode::GATEWAY_TIMEOUT)
+    );
     assert_eq!(upstream.hits(), 1 + 4);
     drop(nginx);
 }
