@@ -252,7 +252,9 @@ async fn reqwest_client_retries_a_503_with_the_layers() {
 
 /// `RUST_LOG=warn cargo run --example quickstart`: every `WARN` line names the
 /// call it belongs to. The example's own binary (built by `cargo test` beside
-/// the test binaries), run as a user runs it.
+/// the test binaries), run as a user runs it. (A filtered `cargo test --test
+/// examples` does not rebuild examples: tests/log_levels.rs checks the same at
+/// WARN in process.)
 #[test]
 fn quickstart_at_warn_names_the_request_on_every_warn_line() {
     let Some(deps) = std::env::current_exe()
