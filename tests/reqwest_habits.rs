@@ -43,6 +43,10 @@ async fn string_headers_query_and_bearer_auth_reach_the_server() {
         .header("x-tenant", "acme")
         .header("x-tag", "one")
         .header("x-tag", String::from("two"))
+        .header(
+            stache_resilience::http::header::ACCEPT_LANGUAGE,
+            stache_resilience::http::HeaderValue::from_static("fr"),
+        )
         .query(&[("q", "café au lait")])
         .query(&Page {
             limit: 10,
@@ -61,6 +65,7 @@ async fn string_headers_query_and_bearer_auth_reach_the_server() {
     assert_eq!(seen.query, "q=caf%C3%A9+au+lait&limit=10");
     assert_eq!(header(seen, "x-tenant"), ["acme"]);
     assert_eq!(header(seen, "x-tag"), ["one", "two"]);
+    assert_eq!(header(seen, "accept-language"), ["fr"]);
     assert_eq!(header(seen, "authorization"), ["Bearer sk-secret-123"]);
 }
 
