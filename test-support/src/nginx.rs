@@ -22,6 +22,46 @@ impl Nginx {
     /// up on an upstream that sends nothing for `read_timeout` (nginx syntax:
     /// `300ms`, `1s`) with a 504.
     pub fn proxy(upstream: SocketAddr, read_timeout: &str) -> Nginx {
+        Nginx::start(
+            upstream,
+            &Extra {
+                read_timeout,
+                ..Extra::default()
+            },
+        )
+    }
+
+    /// Starts nginx in front of `upstream`, limiting requests to `rate` (nginx
+    /// syntax: `2r/s`) with `limit_req` and no burst: a request over the rate is
+    /// answered 429 with `Retry-After: 1`, as a provider's gateway would. Every
+    /// request is logged; read them with [`log`](Self::log).
+    pub fn rate_limited(upstream: SocketAddr, rate: &str) -> Nginx {
+        let zone = format!("limit_req_zone $binary_remote_addr zone=calls:1m rate={rate};");
+        Nginx::start(
+            upstream,
+            &Extra {
+                read_timeout: "10s",
+                http: &zone,
+                location: "limit_req zone=calls; limit_req_status 429; add_header Retry-After 1 always;",
+                log: true,
+            },
+        )
+    }
+
+    /// The requests nginx answered so far, in order: when (seconds since the
+    /// epoch, millisecond resolution) and with which status. Empty unless
+    /// logging was asked for.
+    pub fn log(&self) -> Vec<(f64, u16)> {
+        let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let (at, status) = line.split_once(' ')?;
+                Some((at.parse().ok()?, status.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn start(upstream: SocketAddr, extra: &Extra<'_>) -> Nginx {
         let binary = binary();
         // A port chosen by the kernel, freed just before nginx binds it; if
         // another process takes it in between, try another.
@@ -36,8 +76,7 @@ impl Nginx {
             ));
             std::fs::create_dir_all(&dir).expect("a directory for nginx");
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, config(&dir, port, upstream, read_timeout))
-                .expect("write nginx.conf");
+            std::fs::write(&conf, config(&dir, port, upstream, extra)).expect("write nginx.conf");
             let mut child = Command::new(&binary)
                 .arg("-p")
                 .arg(&dir)
@@ -75,8 +114,31 @@ impl Drop for Nginx {
     }
 }
 
-fn config(dir: &Path, port: u16, upstream: SocketAddr, read_timeout: &str) -> String {
+/// What a test's nginx adds to the plain proxy.
+#[derive(Default)]
+struct Extra<'a> {
+    read_timeout: &'a str,
+    /// Directives of the `http` block.
+    http: &'a str,
+    /// Directives of the proxying `location`.
+    location: &'a str,
+    /// Whether every request is logged (`$msec $status`).
+    log: bool,
+}
+
+fn config(dir: &Path, port: u16, upstream: SocketAddr, extra: &Extra<'_>) -> String {
     let d = dir.display();
+    let Extra {
+        read_timeout,
+        http,
+        location,
+        log,
+    } = extra;
+    let access_log = if *log {
+        format!("log_format timed '$msec $status'; access_log {d}/access.log timed;")
+    } else {
+        "access_log off;".to_owned()
+    };
     format!(
         "daemon off;
 master_process off;
@@ -85,7 +147,8 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 64; }}
 http {{
-    access_log off;
+    {access_log}
+    {http}
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
@@ -97,6 +160,7 @@ http {{
             proxy_pass http://{upstream};
             proxy_http_version 1.1;
             proxy_read_timeout {read_timeout};
+            {location}
         }}
     }}
 }}
