@@ -87,7 +87,7 @@ impl fmt::Debug for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (name, value) in self.0 {
-            if is_sensitive(name) {
+            if is_sensitive(name) || value.is_sensitive() {
                 map.entry(&name.as_str(), &"[redacted]");
             } else {
                 map.entry(&name.as_str(), &String::from_utf8_lossy(value.as_bytes()));

@@ -150,11 +150,24 @@ async fn endpoints_are_percent_encoded_where_they_must_be_and_escapes_kept() {
     client.get("/search?q=café crème").await.unwrap();
     client.get("/files/a%20b").await.unwrap();
     client.get("/files/naïve file.txt").await.unwrap();
+    // A request carries no fragment: `#` is a character of the path, and the
+    // query goes after it. A `%` that starts no escape is escaped itself.
+    client
+        .get("/tags/c#")
+        .query(&[("page", "2")])
+        .await
+        .unwrap();
+    client.get("/deals/50%off").await.unwrap();
     let seen = server.seen();
     assert_eq!(seen[0].path, "/search");
     assert_eq!(seen[0].query, "q=caf%C3%A9%20cr%C3%A8me");
     assert_eq!(seen[1].path, "/files/a%20b");
     assert_eq!(seen[2].path, "/files/na%C3%AFve%20file.txt");
+    assert_eq!(
+        (seen[3].path.as_str(), seen[3].query.as_str()),
+        ("/tags/c%23", "page=2")
+    );
+    assert_eq!(seen[4].path, "/deals/50%25off");
 }
 
 #[tokio::test]
@@ -222,15 +235,32 @@ async fn a_bad_header_or_query_is_a_request_error_at_send_naming_it() {
 async fn secrets_set_on_a_request_stay_out_of_its_debug_output() {
     let server = Server::replies(vec![Reply::json(200, "{}")]).await;
     let client = client(&server.url());
+    let mut marked = stache_resilience::http::HeaderValue::from_static("sk-marked-secret");
+    marked.set_sensitive(true);
     let builder = client
         .get("/models?api_key=sk-query-secret")
         .header("x-api-key", "sk-header-secret")
+        .header("x-credential", marked)
         .bearer_auth("sk-bearer-secret");
     let debug = format!("{builder:?}");
     assert!(debug.contains("/models?api_key=[redacted]"), "{debug}");
-    for secret in ["sk-query-secret", "sk-header-secret", "sk-bearer-secret"] {
+    let secrets = [
+        "sk-query-secret",
+        "sk-header-secret",
+        "sk-marked-secret",
+        "sk-bearer-secret",
+    ];
+    for secret in secrets {
         assert!(!debug.contains(secret), "{debug}");
     }
+    // Nor in the error of an endpoint that is not a path.
+    let error = client
+        .get("v1/x?api_key=sk-endpoint-secret")
+        .await
+        .unwrap_err();
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("sk-endpoint-secret"), "{text}");
+    assert!(text.contains("must be a path"), "{text}");
 }
 
 #[tokio::test]

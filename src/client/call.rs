@@ -64,12 +64,13 @@ pub(super) struct Call {
 }
 
 /// What an endpoint may hold as it is: every character an RFC 3986 path or
-/// query allows, `%` (an endpoint's own escapes are left alone) and `#`. The
-/// rest (controls, a space, the characters `" < > \ ^ { | } [ ]` and the
-/// backtick, and every non-ASCII byte) is
-/// percent-encoded.
+/// query allows, and `%` (an endpoint's own `%XX` escapes are left alone; a
+/// `%` that starts none is escaped after). The rest (controls, a space, `#`
+/// (a request carries no fragment), the characters `" < > \ ^ { | } [ ]` and
+/// the backtick, and every non-ASCII byte) is percent-encoded.
 const ESCAPED: &AsciiSet = &CONTROLS
     .add(b' ')
+    .add(b'#')
     .add(b'"')
     .add(b'<')
     .add(b'>')
@@ -89,11 +90,15 @@ impl Call {
         let mut url = String::with_capacity(base.len() + endpoint.len());
         url.push_str(base);
         url.extend(utf8_percent_encode(endpoint, ESCAPED));
+        if endpoint.contains('%') {
+            url = escape_lone_percents(url, base.len());
+        }
         let problem =
             (!endpoint.is_empty() && !endpoint.starts_with('/') && !endpoint.starts_with('?'))
                 .then(|| {
                     Error::new(ErrorKind::Request).with_message(format!(
-                        "endpoint {endpoint:?} must be a path starting with '/'"
+                        "endpoint {:?} must be a path starting with '/'",
+                        crate::redact::RedactedEndpoint(endpoint)
                     ))
                 });
         Call {
@@ -281,6 +286,30 @@ impl Call {
         }
         Ok(request)
     }
+}
+
+/// `url` with every `%` after `from` that does not start a `%XX` escape
+/// written as `%25`.
+fn escape_lone_percents(url: String, from: usize) -> String {
+    let bytes = url.as_bytes();
+    let lone = |at: usize| {
+        bytes[at] == b'%'
+            && !(bytes.len() > at + 2
+                && bytes[at + 1].is_ascii_hexdigit()
+                && bytes[at + 2].is_ascii_hexdigit())
+    };
+    if !(from..bytes.len()).any(lone) {
+        return url;
+    }
+    let mut escaped = String::with_capacity(url.len() + 8);
+    for (at, c) in url.char_indices() {
+        if at >= from && c == '%' && lone(at) {
+            escaped.push_str("%25");
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 /// A per-call duration checked as the config's are: above zero, at most
