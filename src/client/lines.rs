@@ -131,7 +131,8 @@ impl Lines {
                 None => self.after_cr = true,
             }
         }
-        Some(String::from_utf8(line.to_vec()).map_err(LineError::Utf8))
+        // The standard decodes an event stream as UTF-8 with replacement.
+        Some(Ok(String::from_utf8_lossy(&line).into_owned()))
     }
 
     /// At the end of the input: whatever is left is the last line.

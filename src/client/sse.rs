@@ -44,8 +44,9 @@ impl Event {
         self.id.as_deref()
     }
 
-    /// The reconnection time this event's `retry:` field asked for, if it had
-    /// one (a field that is not all digits is ignored).
+    /// The reconnection time the stream last asked for (a `retry:` field of
+    /// this event or an earlier one, even one that carried no data), if any; a
+    /// field that is not all digits is ignored.
     pub fn retry(&self) -> Option<Duration> {
         self.retry
     }
@@ -129,8 +130,11 @@ impl EventParser {
                 self.last_id = (!value.is_empty()).then(|| value.to_owned());
             }
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                // Too many digits for a u64 is a wait too long to mean anything.
-                self.retry = value.parse().ok().map(Duration::from_millis);
+                // Too many digits for a u64 is a wait too long to mean anything:
+                // ignored, like any other field that is not a number.
+                if let Ok(ms) = value.parse() {
+                    self.retry = Some(Duration::from_millis(ms));
+                }
             }
             _ => {}
         }
@@ -147,7 +151,7 @@ impl EventParser {
             event: std::mem::take(&mut self.event),
             data: std::mem::take(&mut self.data),
             id: self.last_id.clone(),
-            retry: self.retry.take(),
+            retry: self.retry,
         };
         self.has_data = false;
         Some(event)
@@ -157,7 +161,6 @@ impl EventParser {
         self.event.clear();
         self.data.clear();
         self.has_data = false;
-        self.retry = None;
     }
 }
 
@@ -224,6 +227,14 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_are_replaced_not_fatal() {
+        assert_eq!(
+            events(&[b"data: a\xffb\n\ndata: c\n\n"]),
+            [ev("message", "a\u{fffd}b", None), ev("message", "c", None)]
+        );
+    }
+
+    #[test]
     fn an_unfinished_event_at_the_end_is_dropped() {
         assert_eq!(
             events(&[b"data: a\n\ndata: b\n"]),
@@ -239,10 +250,18 @@ mod tests {
         }
         let event = parser.line("").unwrap().unwrap();
         assert_eq!(event.retry(), Some(Duration::from_millis(1500)));
+        // Fields that are not a number leave the last one standing.
         for line in ["retry: 15s", "retry: 99999999999999999999999", "data: y"] {
             assert!(parser.line(line).unwrap().is_none());
         }
-        assert_eq!(parser.line("").unwrap().unwrap().retry(), None);
+        let event = parser.line("").unwrap().unwrap();
+        assert_eq!(event.retry(), Some(Duration::from_millis(1500)));
+        // A `retry:` in a block without data still counts.
+        for line in ["retry: 20", "", "data: z"] {
+            assert!(parser.line(line).unwrap().is_none());
+        }
+        let event = parser.line("").unwrap().unwrap();
+        assert_eq!(event.retry(), Some(Duration::from_millis(20)));
     }
 
     #[test]
