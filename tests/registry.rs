@@ -257,6 +257,43 @@ mod settings {
     }
 
     #[test]
+    fn http2_settings_read_from_toml() {
+        let config: HttpClientConfig = toml::from_str(
+            r#"
+            base_url = "https://api.example.com"
+            http_version = "http2_prior_knowledge"
+            http2_keep_alive_interval = 15.0
+            http2_keep_alive_timeout = 5.0
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.http_version,
+            stache_resilience::client::HttpVersion::Http2PriorKnowledge
+        );
+        assert_eq!(
+            config.http2_keep_alive_interval,
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(config.http2_keep_alive_timeout, Duration::from_secs(5));
+        let err =
+            toml::from_str::<HttpClientConfig>("base_url = \"http://h\"\nhttp_version = \"http3\"")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+        assert!(
+            err.contains("http_version") || err.contains("http3"),
+            "{err}"
+        );
+        let mut zero = HttpClientConfig::new("http://h");
+        zero.http2_keep_alive_interval = Some(Duration::ZERO);
+        assert_eq!(
+            zero.validate().unwrap_err().field(),
+            "http2_keep_alive_interval"
+        );
+    }
+
+    #[test]
     fn bad_settings_are_rejected_with_the_field_named() {
         let parse = |body: &str| {
             toml::from_str::<HttpClientConfig>(&format!("base_url = \"http://h\"\n{body}"))
