@@ -1,5 +1,7 @@
 //! Every example's logic, run here so that none can rot.
 
+mod support;
+
 #[path = "../examples/sdk_retry.rs"]
 #[allow(dead_code)]
 mod sdk_retry;
@@ -280,25 +282,12 @@ fn quickstart_at_warn_names_the_request_on_every_warn_line() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8_lossy(&output.stdout);
-    let warns: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
     // The tour gives up on calls and opens the circuit: both are said at WARN.
-    assert!(warns.iter().any(|l| l.contains("Giving up")), "{text}");
-    assert!(
-        warns.iter().any(|l| l.contains("circuit breaker opened")),
-        "{text}"
+    support::assert_warn_lines_name_their_call(
+        &text,
+        "ollama",
+        &["Giving up", "circuit breaker opened"],
     );
-    for line in &warns {
-        assert!(
-            line.contains("request_id="),
-            "no request ID on: {line}\n{text}"
-        );
-        assert!(
-            line.contains("provider=\"ollama\""),
-            "no provider on: {line}\n{text}"
-        );
-    }
-    // Nothing below WARN came through.
-    assert!(!text.contains(" INFO "), "{text}");
 }
 
 #[path = "../examples/sse_stream.rs"]

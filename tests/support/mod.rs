@@ -15,3 +15,25 @@ pub fn init_tracing() {
 pub fn capture_logs() -> Capture {
     Capture::new()
 }
+
+/// Checks log output written at `WARN` (a `fmt` subscriber, no colours): it
+/// holds a line with each of `expected`, every `WARN` line names its call's
+/// `request_id` and `provider`, and nothing below `WARN` came through.
+pub fn assert_warn_lines_name_their_call(text: &str, provider: &str, expected: &[&str]) {
+    let warns: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    for wanted in expected {
+        assert!(
+            warns.iter().any(|l| l.contains(wanted)),
+            "no {wanted:?} in:\n{text}"
+        );
+    }
+    let provider = format!("provider=\"{provider}\"");
+    for line in &warns {
+        assert!(
+            line.contains("request_id="),
+            "no request ID on: {line}\n{text}"
+        );
+        assert!(line.contains(&provider), "no provider on: {line}\n{text}");
+    }
+    assert!(!text.contains(" INFO "), "{text}");
+}
