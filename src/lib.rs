@@ -154,6 +154,7 @@ pub mod classify;
 // Tier 3: the layers.
 pub mod circuit_breaker;
 pub mod pool;
+pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
 

@@ -25,7 +25,17 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
 pub(crate) mod option {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => serializer.serialize_some(&value.as_secs_f64()),
+            None => serializer.serialize_none(),
+        }
+    }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,

@@ -309,3 +309,24 @@ async fn sse_stream_reads_a_completion_sent_one_byte_at_a_time() {
     // Five chunks and [DONE]; the comments are no events.
     assert_eq!(events, 6);
 }
+
+#[path = "../examples/rate_limited_batch.rs"]
+#[allow(dead_code)]
+mod rate_limited_batch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_batch_embeds_everything_and_is_never_refused() {
+    let (summary, provider) = rate_limited_batch::run(false).await.unwrap();
+    assert_eq!(summary.embedded, 1_000);
+    assert_eq!(summary.calls, 20);
+    assert_eq!(summary.refused_by_server, 0, "{summary:?}");
+    assert_eq!(
+        provider.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        20
+    );
+    // 20 calls at 10 a second: spaced over about two seconds.
+    assert!(
+        summary.took >= std::time::Duration::from_millis(1800),
+        "{summary:?}"
+    );
+}

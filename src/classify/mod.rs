@@ -16,6 +16,7 @@
 //! | transport error (refused, reset, DNS, TLS) | yes | failure |
 //! | attempt timeout ([`Elapsed`](crate::timeout::Elapsed)) | yes, unless the deadline cut it | failure |
 //! | pool timeout ([`PoolTimeout`]) | no | neutral: local congestion |
+//! | rate limit refused the wait ([`RateLimited`]) | no | neutral: nothing was sent |
 //! | [`CircuitOpen`] | never | neutral |
 //! | future dropped by the caller | – | neutral, and held slots are freed |
 //!
@@ -64,7 +65,7 @@ pub(crate) use self::grpc::GrpcResponseBody;
 pub use self::grpc::{GrpcClassifier, TrailerBody};
 
 use crate::error::{
-    BodyTooLarge, BoxError, CircuitOpen, Error, PoolTimeout, chain, cut_by_deadline,
+    BodyTooLarge, BoxError, CircuitOpen, Error, PoolTimeout, RateLimited, chain, cut_by_deadline,
 };
 
 pub use crate::retry_after::{headers_retry_after, parse_retry_after};
@@ -295,6 +296,7 @@ pub fn error_is_unprocessed<E: 'static>(error: &E) -> bool {
         chain(error).any(|e| {
             e.is::<CircuitOpen>()
                 || e.is::<PoolTimeout>()
+                || e.is::<RateLimited>()
                 || e.downcast_ref::<hyper_util::client::legacy::Error>()
                     .is_some_and(hyper_util::client::legacy::Error::is_connect)
                 || e.downcast_ref::<h2::Error>().is_some_and(h2_unprocessed)
@@ -371,7 +373,7 @@ pub(crate) fn is_deadline<E: 'static>(error: &E) -> bool {
 }
 
 fn says_nothing_about_service(error: &(dyn StdError + 'static)) -> bool {
-    chain(error).any(|e| e.is::<CircuitOpen>() || e.is::<PoolTimeout>())
+    chain(error).any(|e| e.is::<CircuitOpen>() || e.is::<PoolTimeout>() || e.is::<RateLimited>())
 }
 
 /// Views a value of an unknown error type as a `dyn Error`, for the types a
@@ -388,6 +390,9 @@ fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn StdError + 'static)> {
         return Some(e);
     }
     if let Some(e) = any.downcast_ref::<PoolTimeout>() {
+        return Some(e);
+    }
+    if let Some(e) = any.downcast_ref::<RateLimited>() {
         return Some(e);
     }
     #[cfg(feature = "reqwest")]

@@ -16,6 +16,7 @@ use super::transport::{Outgoing, Streaming};
 use crate::deadline::{Attempts, RequestDeadline};
 use crate::error::{Error, ErrorKind};
 use crate::pool::HoldSlot;
+use crate::rate_limit::Cost;
 use crate::request_id::RequestId;
 use crate::retry::method_is_idempotent;
 use crate::timeout::RequestTimeout;
@@ -61,6 +62,8 @@ pub(super) struct Call {
     /// Whether this call is safe to repeat, overriding the method's rule.
     pub(super) idempotent: Option<bool>,
     pub(super) request_id: Option<RequestId>,
+    /// The tokens this call will consume, for the client's rate limit.
+    pub(super) cost: Option<u32>,
 }
 
 /// What an endpoint may hold as it is: every character an RFC 3986 path or
@@ -113,6 +116,7 @@ impl Call {
             deadline: None,
             idempotent: None,
             request_id: None,
+            cost: None,
         }
     }
 
@@ -169,6 +173,7 @@ impl Call {
             deadline: self.deadline,
             idempotent: self.idempotent,
             request_id: self.request_id.clone(),
+            cost: self.cost,
         })
     }
 
@@ -279,6 +284,9 @@ impl Call {
         if let Some(deadline) = &limits.deadline {
             extensions.insert(RequestDeadline(deadline.at));
             extensions.insert(deadline.attempts.clone());
+        }
+        if let Some(cost) = self.cost {
+            extensions.insert(Cost(cost));
         }
         if streaming {
             extensions.insert(Streaming);

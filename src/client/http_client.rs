@@ -14,12 +14,15 @@ use crate::circuit_breaker::{CircuitBreaker, Gate};
 use crate::classify::HttpClassifier;
 use crate::error::Error;
 use crate::pool::{PoolLimitLayer, PoolLimitService};
+use crate::rate_limit::{RateLimitLayer, RateLimitService, RateLimiter};
 use crate::retry::{RetryLayer, RetryService, RetryStats};
 use crate::timeout::{TimeoutLayer, TimeoutService};
 
 /// The provider's stack below the breaker, which the client asks itself (see
-/// [`Pending`](super::Pending)): retry, per-attempt timeout, slot limit, transport.
-pub(super) type Stack = RetryService<TimeoutService<PoolLimitService<Transport>>, HttpClassifier>;
+/// [`Pending`](super::Pending)): retry, rate limit, per-attempt timeout, slot
+/// limit, transport.
+pub(super) type Stack =
+    RetryService<RateLimitService<TimeoutService<PoolLimitService<Transport>>>, HttpClassifier>;
 
 pub(super) type StackRequest = http::Request<Outgoing>;
 
@@ -51,6 +54,7 @@ pub(super) struct ClientInner {
     pub(super) counters: Arc<Counters>,
     pub(super) retry_stats: Arc<RetryStats>,
     pub(super) pool: PoolLimitLayer,
+    pub(super) limiter: RateLimiter,
     pub(super) provider: Option<Arc<str>>,
 }
 
@@ -90,6 +94,14 @@ impl HttpClient {
         }
         let retry_stats = retry.stats();
         let pool = PoolLimitLayer::new(config.max_connections, config.pool_timeout);
+        // Below the retry layer, so that every attempt takes its turn; above
+        // the timeout, so that waiting does not eat an attempt's time. It
+        // waits no longer than the retry layer would for a `Retry-After`.
+        let limiter = match config.rate_limit {
+            Some(limit) => RateLimiter::with_limit(limit)?,
+            None => RateLimiter::new(),
+        }
+        .with_max_wait(config.retry_max_delay);
         let transport = Transport::new(
             transport::build_client(&config)?,
             config.max_response_bytes,
@@ -98,6 +110,7 @@ impl HttpClient {
         );
         let stack = ServiceBuilder::new()
             .layer(retry)
+            .layer(RateLimitLayer::new(limiter.clone()))
             .layer(TimeoutLayer::new(config.default_timeout))
             .layer(pool.clone())
             .service(transport);
@@ -113,6 +126,7 @@ impl HttpClient {
                 counters,
                 retry_stats,
                 pool,
+                limiter,
                 provider,
             }),
         })
@@ -128,6 +142,12 @@ impl HttpClient {
         &self.inner.config
     }
 
+    /// The provider's rate limiter: its stats, or a handle to share with
+    /// another stack calling the same provider with the same key.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+
     /// The provider name given to [`for_provider`](Self::for_provider), if any.
     pub fn provider(&self) -> Option<&str> {
         self.inner.provider.as_deref()
@@ -141,6 +161,7 @@ impl HttpClient {
             &inner.breaker,
             &inner.retry_stats,
             &inner.pool,
+            &inner.limiter,
         )
     }
 }

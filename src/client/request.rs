@@ -137,6 +137,16 @@ impl RequestBuilder {
         self
     }
 
+    /// Declares the tokens this call will consume (for example the prompt's
+    /// estimated tokens plus `max_tokens`), for a
+    /// [`rate_limit`](crate::HttpClientConfig::rate_limit) with
+    /// `tokens_per_minute`: the call waits until the tokens sent before it are
+    /// earned back. Without it a call costs no tokens.
+    pub fn cost(mut self, tokens: u32) -> Self {
+        self.call.cost = Some(tokens);
+        self
+    }
+
     /// Sets the body to `body` serialized as JSON, with
     /// `content-type: application/json`.
     pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
@@ -352,6 +362,12 @@ impl StreamRequestBuilder {
     /// Marks this call as safe to repeat or not; see [`RequestBuilder::idempotent`].
     pub fn idempotent(mut self, idempotent: bool) -> Self {
         self.request = self.request.idempotent(idempotent);
+        self
+    }
+
+    /// Declares the tokens this call will consume; see [`RequestBuilder::cost`].
+    pub fn cost(mut self, tokens: u32) -> Self {
+        self.request = self.request.cost(tokens);
         self
     }
 

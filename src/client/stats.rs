@@ -8,6 +8,7 @@ use super::config::HttpClientConfig;
 use crate::circuit_breaker::{CircuitBreaker, CircuitState};
 use crate::error::Error;
 use crate::pool::PoolLimitLayer;
+use crate::rate_limit::{RateLimitStats, RateLimiter};
 use crate::retry::RetryStats;
 use crate::telemetry;
 
@@ -51,6 +52,8 @@ pub struct ClientStats {
     pub in_flight: u64,
     /// Connection slots free now (of `max_connections`).
     pub free_connection_slots: usize,
+    /// The rate limiter's counters, pace and gate.
+    pub rate_limit: RateLimitStats,
 }
 
 /// A client's live counters, and the metrics that go with them. Every count of
@@ -137,6 +140,7 @@ impl Counters {
         breaker: &CircuitBreaker,
         retries: &RetryStats,
         pool: &PoolLimitLayer,
+        limiter: &RateLimiter,
     ) -> ClientStats {
         ClientStats {
             base_url: config.base_url.clone(),
@@ -155,6 +159,7 @@ impl Counters {
             failures: self.failures.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             free_connection_slots: pool.available(),
+            rate_limit: limiter.stats(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The errors the layers add, kept below the classifier that recognises them.
 //! Each is re-exported by its layer: [`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
-//! [`Elapsed`](crate::timeout::Elapsed), [`PoolTimeout`](crate::pool::PoolTimeout).
+//! [`Elapsed`](crate::timeout::Elapsed), [`PoolTimeout`](crate::pool::PoolTimeout),
+//! [`RateLimited`](crate::rate_limit::RateLimited).
 
 use std::fmt;
 use std::time::Duration;
@@ -115,3 +116,53 @@ impl fmt::Display for PoolTimeout {
 }
 
 impl std::error::Error for PoolTimeout {}
+
+/// The error returned, before anything is sent, when a call would have to
+/// wait for a rate limit longer than it may: past its
+/// [`RequestDeadline`](crate::timeout::RequestDeadline), or, without one,
+/// longer than the limiter's longest wait. Returned by
+/// [`RateLimitService`](crate::rate_limit::RateLimitService) inside a
+/// [`BoxError`](super::BoxError); [`Error::is_rate_limited`](crate::Error::is_rate_limited)
+/// tells it from the client's errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    wait: Option<Duration>,
+    allowed: Duration,
+}
+
+impl RateLimited {
+    /// Creates the error for a call that would have had to wait `wait` (when
+    /// known) but could wait only `allowed`.
+    pub const fn new(wait: Option<Duration>, allowed: Duration) -> Self {
+        RateLimited { wait, allowed }
+    }
+
+    /// How long the call would have had to wait, when the limiter knew it.
+    pub const fn wait(&self) -> Option<Duration> {
+        self.wait
+    }
+
+    /// How long the call could have waited.
+    pub const fn allowed(&self) -> Duration {
+        self.allowed
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.wait {
+            Some(wait) => write!(
+                f,
+                "rate limited: the provider's limit would hold this call for {wait:.2?}, more than the {:.2?} it may wait; nothing was sent",
+                self.allowed
+            ),
+            None => write!(
+                f,
+                "rate limited: no turn came within the {:.2?} this call may wait; nothing was sent",
+                self.allowed
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RateLimited {}

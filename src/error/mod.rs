@@ -7,7 +7,7 @@ mod body;
 mod layer;
 
 pub use self::body::{BodyError, BodyTooLarge};
-pub use self::layer::{CircuitOpen, Elapsed, PoolTimeout};
+pub use self::layer::{CircuitOpen, Elapsed, PoolTimeout, RateLimited};
 
 /// A type-erased error, as returned by layers that add a failure mode of their own.
 ///
@@ -94,6 +94,10 @@ pub enum ErrorKind {
     /// The request could not be built (a bad endpoint, a body that does not
     /// serialize).
     Request,
+    /// A rate limit would have held the call past its deadline (or the
+    /// limiter's longest wait); nothing was sent. See
+    /// [`Error::is_rate_limited`].
+    RateLimited,
 }
 
 /// The error of every [`HttpClient`](crate::HttpClient) call.
@@ -236,6 +240,15 @@ impl Error {
         self.inner.kind == ErrorKind::PoolTimeout
     }
 
+    /// Whether a rate limit stopped the call: the limiter refused to wait
+    /// past the call's deadline and sent nothing ([`ErrorKind::RateLimited`]),
+    /// or the provider's last answer was `429 Too Many Requests` (a
+    /// [`Status`](ErrorKind::Status) error).
+    pub fn is_rate_limited(&self) -> bool {
+        self.inner.kind == ErrorKind::RateLimited
+            || self.inner.status == Some(StatusCode::TOO_MANY_REQUESTS)
+    }
+
     /// Whether the server answered with a non-2xx status.
     pub fn is_status(&self) -> bool {
         self.inner.kind == ErrorKind::Status
@@ -289,6 +302,9 @@ fn stack_error_kind(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
         }
         if e.is::<PoolTimeout>() {
             return ErrorKind::PoolTimeout;
+        }
+        if e.is::<RateLimited>() {
+            return ErrorKind::RateLimited;
         }
         if e.is::<Elapsed>() {
             return ErrorKind::Timeout;
@@ -349,7 +365,7 @@ impl fmt::Display for Error {
                 }
             }
             ErrorKind::Timeout => write!(f, "timed out: {}", root()),
-            ErrorKind::PoolTimeout => f.write_str(&root()),
+            ErrorKind::PoolTimeout | ErrorKind::RateLimited => f.write_str(&root()),
             ErrorKind::Connect => write!(f, "could not connect: {}", root()),
             ErrorKind::Transport => write!(f, "connection failed: {}", root()),
             ErrorKind::Body => write!(f, "bad response body: {}", root()),
@@ -414,6 +430,7 @@ impl ErrorKind {
             ErrorKind::Decode => "decode",
             ErrorKind::Config => "config",
             ErrorKind::Request => "request",
+            ErrorKind::RateLimited => "rate_limited",
         }
     }
 }

@@ -52,6 +52,7 @@ struct Raw {
     http2_keep_alive_interval: Option<Duration>,
     #[serde(default, with = "crate::serde_secs::option")]
     http2_keep_alive_timeout: Option<Duration>,
+    rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl<'de> Deserialize<'de> for HttpClientConfig {
@@ -67,6 +68,7 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
         }
         config.total_timeout = raw.total_timeout;
         config.http2_keep_alive_interval = raw.http2_keep_alive_interval;
+        config.rate_limit = raw.rate_limit;
         if let Some(name) = raw.idempotency_key {
             let name = HeaderName::try_from(name.as_str())
                 .map_err(|e| D::Error::custom(format_args!("idempotency_key: {name:?}: {e}")))?;

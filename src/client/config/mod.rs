@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::error::ConfigError;
+use crate::rate_limit::RateLimit;
 use crate::redact::{Redacted, is_sensitive};
 use crate::retry::{Jitter, RetryConfig};
 
@@ -150,6 +151,13 @@ pub struct HttpClientConfig {
     pub http2_keep_alive_interval: Option<Duration>,
     /// How long a ping may go unanswered before its connection is closed.
     pub http2_keep_alive_timeout: Duration,
+    /// The provider's limits, if the application knows them: calls wait their
+    /// turn (bounded by their deadline, else `retry_max_delay`), and a call
+    /// that cannot fit fails at once with
+    /// [`Error::is_rate_limited`](crate::Error::is_rate_limited). Without one,
+    /// the client still closes a gate after a throttled answer and learns a
+    /// pace (see [`rate_limit`](crate::rate_limit)). None by default.
+    pub rate_limit: Option<RateLimit>,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
     invalid_api_key: bool,
@@ -214,6 +222,7 @@ impl HttpClientConfig {
             http_version: HttpVersion::Auto,
             http2_keep_alive_interval: None,
             http2_keep_alive_timeout: Duration::from_secs(20),
+            rate_limit: None,
             invalid_api_key: false,
         }
     }
@@ -359,6 +368,9 @@ impl HttpClientConfig {
                 "must be a valid header value",
             ));
         }
+        if let Some(limit) = &self.rate_limit {
+            limit.validate()?;
+        }
         Ok(())
     }
 
@@ -471,6 +483,7 @@ impl fmt::Debug for HttpClientConfig {
             .field("http_version", &self.http_version)
             .field("http2_keep_alive_interval", &self.http2_keep_alive_interval)
             .field("http2_keep_alive_timeout", &self.http2_keep_alive_timeout)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }

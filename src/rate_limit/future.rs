@@ -1,0 +1,105 @@
+//! The response future of [`RateLimitService`](super::RateLimitService).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::limiter::{RateLimiter, Ticket};
+use crate::error::{BoxError, RateLimited};
+
+type Turn = Pin<Box<dyn Future<Output = Result<Ticket, RateLimited>> + Send>>;
+
+pin_project! {
+    /// The future returned by [`RateLimitService`](super::RateLimitService):
+    /// the call's turn, then the call, whose answer the limiter reads.
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S, Req>,
+        limiter: RateLimiter,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Waiting { turn: Turn, service: Option<S>, request: Option<Req> },
+        Called { #[pin] future: S::Future, ticket: Ticket },
+    }
+}
+
+impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    pub(super) fn called(future: S::Future, limiter: RateLimiter) -> Self {
+        ResponseFuture {
+            state: State::Called {
+                future,
+                ticket: Ticket::default(),
+            },
+            limiter,
+        }
+    }
+
+    pub(super) fn waiting(turn: Turn, service: S, request: Req, limiter: RateLimiter) -> Self {
+        ResponseFuture {
+            state: State::Waiting {
+                turn,
+                service: Some(service),
+                request: Some(request),
+            },
+            limiter,
+        }
+    }
+}
+
+impl<S, Req, RB> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req, Response = http::Response<RB>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<http::Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Waiting {
+                    turn,
+                    service,
+                    request,
+                } => {
+                    let ticket = ready!(turn.as_mut().poll(cx))?;
+                    // The service was made ready before it was moved here.
+                    let (Some(mut service), Some(request)) = (service.take(), request.take())
+                    else {
+                        panic!("the rate limit's future polled after completion");
+                    };
+                    let future = service.call(request);
+                    this.state.set(State::Called { future, ticket });
+                }
+                StateProj::Called { future, ticket } => {
+                    let result = ready!(future.poll(cx)).map_err(Into::into);
+                    if let Ok(response) = &result {
+                        this.limiter
+                            .report(*ticket, response.status(), response.headers());
+                    }
+                    return Poll::Ready(result);
+                }
+            }
+        }
+    }
+}
+
+impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

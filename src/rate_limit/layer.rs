@@ -1,0 +1,122 @@
+//! [`RateLimitLayer`] and [`RateLimitService`]: a [`RateLimiter`] in front of
+//! any tower service of `http` requests.
+
+use std::task::{Context, Poll};
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::limiter::RateLimiter;
+use crate::deadline::RequestDeadline;
+use crate::error::BoxError;
+
+/// The tokens a request will consume, for a limit with `tokens_per_minute`:
+/// put it in the request's extensions (what
+/// [`RequestBuilder::cost`](crate::client::RequestBuilder::cost) does). A
+/// request without one costs no tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cost(pub u32);
+
+/// Waits for each request's turn at a shared [`RateLimiter`], and teaches it
+/// from each answer; see the [module documentation](super).
+///
+/// Put it below the retry layer, so that every attempt takes its turn, and
+/// above the timeout layer, so that the wait does not eat an attempt's time:
+///
+/// ```
+/// use std::time::Duration;
+/// use stache_resilience::rate_limit::{RateLimit, RateLimitLayer, RateLimiter};
+/// use stache_resilience::{RetryConfig, RetryLayer, TimeoutLayer};
+/// use stache_resilience::classify::HttpClassifier;
+/// use tower::ServiceBuilder;
+///
+/// let limiter = RateLimiter::with_limit(RateLimit::per_minute(600)).unwrap();
+/// let stack = ServiceBuilder::new()
+///     .layer(RetryLayer::new(RetryConfig::default()).classifier(HttpClassifier))
+///     .layer(RateLimitLayer::new(limiter.clone()))
+///     .layer(TimeoutLayer::new(Duration::from_secs(30)))
+///     .service_fn(|_req: http::Request<String>| async {
+///         Ok::<_, std::io::Error>(http::Response::new(String::new()))
+///     });
+/// # drop(stack);
+/// ```
+///
+/// # Clone
+///
+/// Every service made by one layer, and every clone, shares its limiter.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitLayer {
+    limiter: RateLimiter,
+}
+
+impl RateLimitLayer {
+    /// A layer waiting on `limiter` (clones share its state).
+    pub fn new(limiter: RateLimiter) -> Self {
+        RateLimitLayer { limiter }
+    }
+
+    /// The limiter the services wait on.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService {
+            inner,
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+/// The service of [`RateLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    limiter: RateLimiter,
+}
+
+impl<S> RateLimitService<S> {
+    /// Wraps `inner`, waiting on `limiter`.
+    pub fn new(inner: S, limiter: RateLimiter) -> Self {
+        RateLimitService { inner, limiter }
+    }
+
+    /// The limiter this service waits on.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+}
+
+impl<S, B, RB> Service<http::Request<B>> for RateLimitService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = http::Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, http::Request<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if !self.limiter.engaged() {
+            return ResponseFuture::called(self.inner.call(req), self.limiter.clone());
+        }
+        // The ready service goes with the request; this one gets a clone to
+        // make ready for the next call.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let cost = req.extensions().get::<Cost>().map_or(0, |c| c.0);
+        let deadline = req.extensions().get::<RequestDeadline>().map(|d| d.0);
+        let limiter = self.limiter.clone();
+        let turn = Box::pin(async move { limiter.wait_turn(cost, deadline).await });
+        ResponseFuture::waiting(turn, inner, req, self.limiter.clone())
+    }
+}

@@ -1,0 +1,88 @@
+//! Provider rate limits: a client-wide gate after a throttled answer, a pace
+//! learned from the provider, configured limits, and the limits the
+//! provider's headers report.
+//!
+//! A [`RateLimiter`] is one provider's state, shared by every clone; an
+//! [`HttpClient`](crate::HttpClient) has one (always on), and
+//! [`RateLimitLayer`] puts one in any tower stack of `http` requests. Each
+//! attempt takes its turn, bounded by the call's deadline: a known wait that
+//! would pass it fails at once with [`RateLimited`], sending nothing
+//! ([`Error::is_rate_limited`](crate::Error::is_rate_limited)).
+//!
+//! # Herd control, on by default
+//!
+//! * **The gate.** A 429, or a 503 that asks for a wait (`Retry-After`,
+//!   `retry-after-ms`), closes the gate until the wait is over: the other
+//!   callers of the same limiter wait there instead of sending attempts that
+//!   would be refused (and counted against the quota).
+//! * **The pace.** From then on attempts are released one at a time, first
+//!   come first served, at a spacing learned from the provider's answers:
+//!   the throttled answer's wait at first, halved on each acceptance until an
+//!   attempt is refused, then just above the longest spacing refused and no
+//!   lower than the shortest accepted. After 30 s with no throttled answer,
+//!   and nobody in line, the pace turns off. The rules, and why not Google
+//!   SRE's adaptive throttling, are in the source (`pacer.rs`).
+//! * The retry layer's own wait after a `Retry-After` gets a random 0–20% on
+//!   top, so that callers told to wait by the same answer do not come back
+//!   together.
+//!
+//! A client that has never been throttled pays one atomic load per attempt:
+//! no lock, no clock.
+//!
+//! # Configured limits
+//!
+//! [`RateLimit`] (`requests_per_minute`, `tokens_per_minute`, `burst`), on
+//! [`HttpClientConfig::rate_limit`](crate::HttpClientConfig::rate_limit) or
+//! [`RateLimiter::with_limit`]: each call reserves its start as it arrives,
+//! so calls go in arrival order, and one that would start past its deadline is
+//! refused at once. A call declares its tokens with
+//! [`RequestBuilder::cost`](crate::client::RequestBuilder::cost) (or a
+//! [`Cost`] extension).
+//!
+//! # What the provider's headers say
+//!
+//! Every answer's headers are scanned for a spent quota: a remaining count of
+//! `0` closes the gate until that limit's reset. Values that make no sense (a
+//! negative or empty count, a limit of `0`, a reset that is unreadable, zero,
+//! past, or more than a day away) are ignored.
+//!
+//! | provider | remaining | limit | reset |
+//! | --- | --- | --- | --- |
+//! | OpenAI (and Azure OpenAI, Groq, …) | `x-ratelimit-remaining-requests`, `x-ratelimit-remaining-tokens` | `x-ratelimit-limit-requests`, `x-ratelimit-limit-tokens` | `x-ratelimit-reset-requests`, `x-ratelimit-reset-tokens`: a duration as Go writes one (`6m0s`, `1.5s`, `20ms`) |
+//! | Anthropic | `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-remaining` | `anthropic-ratelimit-…-limit` | `anthropic-ratelimit-…-reset`: an RFC 3339 time (`2026-12-02T10:00:30Z`) |
+//!
+//! Any other dimension named the same way (`x-ratelimit-remaining-images`,
+//! say) is read the same way.
+//!
+//! # With a client of your own
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use stache_resilience::rate_limit::{RateLimit, RateLimiter};
+//!
+//! let limiter = RateLimiter::with_limit(RateLimit::per_minute(60)).unwrap();
+//! let started = tokio::time::Instant::now();
+//! for _ in 0..3 {
+//!     let permit = limiter.acquire(0, None).await.unwrap();
+//!     // … send the request, then report its answer:
+//!     permit.finish(http::StatusCode::OK, &http::HeaderMap::new());
+//! }
+//! // One a second: the third went two seconds after the first.
+//! assert_eq!(started.elapsed().as_secs(), 2);
+//! # }
+//! ```
+
+mod config;
+mod future;
+mod gcra;
+mod headers;
+mod layer;
+mod limiter;
+mod pacer;
+
+pub use self::config::RateLimit;
+pub use self::future::ResponseFuture;
+pub use self::layer::{Cost, RateLimitLayer, RateLimitService};
+pub use self::limiter::{Permit, RateLimitStats, RateLimiter};
+pub use crate::error::RateLimited;

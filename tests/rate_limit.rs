@@ -1,0 +1,192 @@
+//! The client's rate limiting against loopback servers: a configured limit
+//! that is fair to every caller, token costs, a wait that cannot fit refused
+//! before anything is sent, and the limits that OpenAI-style and
+//! Anthropic-style headers report.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use stache_resilience::rate_limit::RateLimit;
+use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
+use test_support::server::{Reply, Server};
+
+fn config(url: &str) -> HttpClientConfig {
+    let mut config = HttpClientConfig::new(url);
+    config.retry_base_delay = Duration::from_millis(10);
+    config.retry_max_delay = Duration::from_secs(5);
+    config
+}
+
+fn limited(headers: &[(&'static str, &str)]) -> Reply {
+    Reply::Full {
+        status: 200,
+        headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+        body: bytes::Bytes::from_static(b"{}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_callers_each_get_their_turn_within_the_deadline() {
+    let server = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let mut c = config(&server.url());
+    // 20 a second: 64 calls need 3.2 s, each may take 5 s.
+    c.rate_limit = Some(RateLimit::per_minute(1_200));
+    c.total_timeout = Some(Duration::from_secs(5));
+    let client = HttpClient::new(c).unwrap();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..64)
+        .map(|i| {
+            let call = client.get(format!("/item/{i}")).send();
+            tokio::spawn(async move {
+                let result = call.await;
+                (result.map(|_| ()), started.elapsed())
+            })
+        })
+        .collect();
+    let mut finished = Vec::new();
+    for call in calls {
+        let (result, at) = call.await.unwrap();
+        result.expect("every caller got its turn");
+        finished.push(at);
+    }
+    let last = finished.iter().max().unwrap();
+    assert!(*last < Duration::from_secs(5), "{finished:?}");
+    // Evenly spaced: 64 calls took at least 63 intervals of 50 ms.
+    assert!(*last >= Duration::from_millis(63 * 50 - 20), "{last:?}");
+    assert_eq!(server.hits(), 64);
+    assert_eq!(client.stats().rate_limit.refused, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_cannot_fit_its_deadline_fails_at_once_and_sends_nothing() {
+    let server = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let mut c = config(&server.url());
+    // 6,000 tokens a minute: a call of 5,000 tokens pays for 50 s.
+    c.rate_limit = Some(RateLimit::tokens_only(6_000));
+    let client = HttpClient::new(c).unwrap();
+    client.get("/first").cost(5_000).send().await.unwrap();
+    let started = Instant::now();
+    let err = client
+        .get("/second")
+        .cost(10)
+        .deadline(Duration::from_secs(2))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(500), "it waited");
+    assert!(err.is_rate_limited(), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::RateLimited);
+    assert!(err.to_string().contains("nothing was sent"), "{err}");
+    assert_eq!(server.hits(), 1, "the refused call sent nothing");
+    assert_eq!(client.stats().rate_limit.refused, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_quota_spent_holds_the_next_call_until_its_reset() {
+    let server = Server::replies(vec![
+        limited(&[
+            ("x-ratelimit-limit-requests", "3"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "800ms"),
+            ("x-ratelimit-limit-tokens", "1000"),
+            ("x-ratelimit-remaining-tokens", "990"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+        ]),
+        Reply::json(200, "{}"),
+    ])
+    .await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    client.get("/a").send().await.unwrap();
+    let started = Instant::now();
+    client.get("/b").send().await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(790), "{waited:?}");
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    assert_eq!(client.stats().rate_limit.waited, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_quota_spent_holds_the_next_call_until_its_reset() {
+    // A reset written as RFC 3339, a second and a half from now.
+    let reset = httpdate_rfc3339(SystemTime::now() + Duration::from_millis(1500));
+    let server = Server::replies(vec![
+        limited(&[
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "49"),
+            ("anthropic-ratelimit-output-tokens-limit", "8000"),
+            ("anthropic-ratelimit-output-tokens-remaining", "0"),
+            ("anthropic-ratelimit-output-tokens-reset", &reset),
+        ]),
+        Reply::json(200, "{}"),
+    ])
+    .await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    client.get("/a").send().await.unwrap();
+    let started = Instant::now();
+    client.get("/b").send().await.unwrap();
+    let waited = started.elapsed();
+    // Whole seconds in the header: the reset is 0.5–1.5 s away.
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_rate_limit_headers_change_nothing() {
+    let junk: Vec<Reply> = vec![
+        limited(&[
+            ("x-ratelimit-limit-requests", "0"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "5s"),
+        ]),
+        limited(&[
+            ("x-ratelimit-remaining-requests", "-1"),
+            ("x-ratelimit-reset-requests", "5s"),
+        ]),
+        limited(&[
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "soon"),
+        ]),
+        limited(&[
+            ("anthropic-ratelimit-tokens-remaining", "0"),
+            ("anthropic-ratelimit-tokens-reset", "2001-01-01T00:00:00Z"),
+        ]),
+        limited(&[
+            ("x-ratelimit-remaining-requests", ""),
+            ("x-ratelimit-reset-requests", ""),
+        ]),
+        Reply::json(200, "{}"),
+    ];
+    let server = Server::replies(junk).await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let started = Instant::now();
+    for _ in 0..6 {
+        client.get("/").send().await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a junk header held a call"
+    );
+    assert_eq!(client.stats().rate_limit.waited, 0);
+    assert_eq!(client.stats().rate_limit.gate_closed_for, None);
+}
+
+/// `SystemTime` as RFC 3339 in UTC, whole seconds.
+fn httpdate_rfc3339(at: SystemTime) -> String {
+    let secs = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
