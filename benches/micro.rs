@@ -147,11 +147,52 @@ fn bench_replay(c: &mut Criterion) {
     group.finish();
 }
 
+/// A call through `RateLimitLayer` whose limiter is not engaged (no limit
+/// configured, never throttled): one atomic load, a reference count, and the
+/// scan of the answer's headers for a spent quota; beside the same service
+/// bare. The answer carries five headers, as an LLM API's do.
+fn bench_rate_limit(c: &mut Criterion) {
+    use stache_resilience::rate_limit::{RateLimitLayer, RateLimiter};
+    use tower::Layer;
+
+    fn upstream() -> impl tower::Service<
+        http::Request<()>,
+        Response = http::Response<()>,
+        Error = std::convert::Infallible,
+    > + Clone {
+        tower::service_fn(|_req: http::Request<()>| async {
+            let mut res = http::Response::new(());
+            let headers = res.headers_mut();
+            for (name, value) in [
+                ("content-type", "application/json"),
+                ("x-request-id", "abcd1234"),
+                ("x-ratelimit-remaining-requests", "499"),
+                ("x-ratelimit-remaining-tokens", "89000"),
+                ("date", "Wed, 02 Dec 2026 10:00:00 GMT"),
+            ] {
+                headers.insert(name, http::HeaderValue::from_static(value));
+            }
+            Ok(res)
+        })
+    }
+
+    let mut group = c.benchmark_group("rate_limit");
+    let mut bare = upstream();
+    group.bench_function("no_layer", |b| {
+        b.iter(|| call_now(&mut bare, http::Request::new(())))
+    });
+    let mut limited = RateLimitLayer::new(RateLimiter::new()).layer(upstream());
+    group.bench_function("not_engaged", |b| {
+        b.iter(|| call_now(&mut limited, http::Request::new(())))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = bench_backoff, bench_budget, bench_request_id, bench_fail_fast, bench_replay
+    targets = bench_backoff, bench_budget, bench_request_id, bench_fail_fast, bench_replay, bench_rate_limit
 }
 criterion_main!(benches);
