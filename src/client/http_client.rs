@@ -97,11 +97,7 @@ impl HttpClient {
         // Below the retry layer, so that every attempt takes its turn; above
         // the timeout, so that waiting does not eat an attempt's time. It
         // waits no longer than the retry layer would for a `Retry-After`.
-        let limiter = match config.rate_limit {
-            Some(limit) => RateLimiter::with_limit(limit)?,
-            None => RateLimiter::new(),
-        }
-        .with_max_wait(config.retry_max_delay);
+        let limiter = limiter(&config, &label)?.with_max_wait(config.retry_max_delay);
         let transport = Transport::new(
             transport::build_client(&config)?,
             config.max_response_bytes,
@@ -164,6 +160,46 @@ impl HttpClient {
             &inner.limiter,
         )
     }
+}
+
+/// The provider's rate limiter: in the process, or (feature `redis`) in Redis
+/// under the provider's name and a hash of the headers that carry its key.
+fn limiter(config: &HttpClientConfig, label: &str) -> Result<RateLimiter, Error> {
+    #[cfg(feature = "redis")]
+    if let (Some(limit), Some(fleet)) = (config.rate_limit, &config.fleet) {
+        return Ok(RateLimiter::fleet_keyed(
+            limit,
+            fleet.clone(),
+            label,
+            &credentials(&config.headers),
+        )?);
+    }
+    let _ = label;
+    Ok(match config.rate_limit {
+        Some(limit) => RateLimiter::with_limit(limit)?,
+        None => RateLimiter::new(),
+    })
+}
+
+/// The values of the headers that carry credentials (`authorization`,
+/// `x-api-key`, …), name by name in order: what a fleet's budget is keyed by,
+/// hashed.
+#[cfg(feature = "redis")]
+fn credentials(headers: &http::HeaderMap) -> Vec<u8> {
+    let mut found: Vec<(&str, &[u8])> = headers
+        .iter()
+        .filter(|(name, _)| crate::redact::is_sensitive(name))
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    found.sort_unstable();
+    let mut secret = Vec::new();
+    for (name, value) in found {
+        secret.extend_from_slice(name.as_bytes());
+        secret.push(b':');
+        secret.extend_from_slice(value);
+        secret.push(b'\n');
+    }
+    secret
 }
 
 impl fmt::Debug for HttpClient {

@@ -10,6 +10,8 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::config::RateLimit;
+#[cfg(feature = "redis")]
+use super::fleet::{Fleet, FleetStats, FleetStore};
 use super::gcra::Buckets;
 use super::headers::spent_for;
 use super::pacer::{Pacer, Released};
@@ -48,6 +50,9 @@ struct Inner {
     queued: AtomicUsize,
     max_wait_ms: AtomicU64,
     limit: Option<RateLimit>,
+    /// The configured limits kept in Redis (then `buckets` is `None`).
+    #[cfg(feature = "redis")]
+    fleet: Option<FleetStore>,
     waited: AtomicU64,
     refused: AtomicU64,
     throttled: AtomicU64,
@@ -86,6 +91,10 @@ pub struct RateLimitStats {
     /// How long the gate stays closed from now, if it is.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs::option"))]
     pub gate_closed_for: Option<Duration>,
+    /// How the shared budget of a [`Fleet`](super::Fleet) is doing, for a
+    /// limiter in fleet mode.
+    #[cfg(feature = "redis")]
+    pub fleet: Option<FleetStats>,
 }
 
 impl Default for RateLimiter {
@@ -111,23 +120,63 @@ impl RateLimiter {
         Ok(RateLimiter::build(Some(limit)))
     }
 
+    /// A limiter that keeps calls within `limit` together with every other
+    /// process whose limiter names the same `provider` and `api_key` (feature
+    /// `redis`): the budget is kept in Redis, under the provider's name (or
+    /// [`Fleet::namespace`]) and a hash of `api_key`, and each process falls
+    /// back to `limit / fleet_size` while Redis does not answer. See the
+    /// [module documentation](super#fleet-mode-feature-redis).
+    ///
+    /// Connects to Redis on the first call, not here (so this needs no
+    /// runtime).
+    ///
+    /// # Errors
+    ///
+    /// The rule `limit` or `fleet` breaks ([`RateLimit::validate`],
+    /// [`Fleet::validate`]).
+    #[cfg(feature = "redis")]
+    pub fn with_fleet(
+        limit: RateLimit,
+        fleet: Fleet,
+        provider: &str,
+        api_key: &str,
+    ) -> Result<Self, ConfigError> {
+        Self::fleet_keyed(limit, fleet, provider, api_key.as_bytes())
+    }
+
+    /// [`with_fleet`](Self::with_fleet) with the key's bytes as the client
+    /// finds them (its credential headers).
+    #[cfg(feature = "redis")]
+    pub(crate) fn fleet_keyed(
+        limit: RateLimit,
+        fleet: Fleet,
+        provider: &str,
+        secret: &[u8],
+    ) -> Result<Self, ConfigError> {
+        limit.validate()?;
+        let store = FleetStore::new(limit, fleet, provider, secret)?;
+        let mut inner = Inner::new(Some(limit));
+        inner.fleet = Some(store);
+        // The limits are Redis's to keep now (and the store's fallback's).
+        inner
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .buckets = None;
+        Ok(RateLimiter {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The Redis keys a fleet-mode limiter keeps its budget under.
+    #[cfg(feature = "redis")]
+    pub fn fleet_keys(&self) -> Option<&[String; 2]> {
+        self.inner.fleet.as_ref().map(FleetStore::keys)
+    }
+
     fn build(limit: Option<RateLimit>) -> Self {
         RateLimiter {
-            inner: Arc::new(Inner {
-                engaged: AtomicBool::new(limit.is_some()),
-                state: Mutex::new(State {
-                    buckets: limit.as_ref().map(Buckets::new),
-                    gate: None,
-                    pacer: Pacer::default(),
-                }),
-                line: tokio::sync::Mutex::new(()),
-                queued: AtomicUsize::new(0),
-                max_wait_ms: AtomicU64::new(millis(DEFAULT_MAX_WAIT)),
-                limit,
-                waited: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
-                throttled: AtomicU64::new(0),
-            }),
+            inner: Arc::new(Inner::new(limit)),
         }
     }
 
@@ -205,6 +254,8 @@ impl RateLimiter {
             throttled: inner.throttled.load(Ordering::Relaxed),
             pace,
             gate_closed_for,
+            #[cfg(feature = "redis")]
+            fleet: inner.fleet.as_ref().map(FleetStore::stats),
         }
     }
 
@@ -235,6 +286,19 @@ impl RateLimiter {
             RateLimited::new(wait, allowed)
         };
         let mut waited = false;
+
+        // The configured limits kept in Redis: a start reserved there.
+        #[cfg(feature = "redis")]
+        if let Some(store) = &inner.fleet {
+            let at = store
+                .reserve(arrived, cost, latest)
+                .await
+                .map_err(|wait| refuse(Some(wait)))?;
+            if at > Instant::now() {
+                waited = true;
+                tokio::time::sleep_until(at).await;
+            }
+        }
 
         // The configured limits: a start reserved now, in arrival order.
         let reserved = lock(&inner.state)
@@ -272,7 +336,7 @@ impl RateLimiter {
                 } else if let Some(gate) = state.gate {
                     Step::Gate(gate)
                 } else {
-                    if state.buckets.is_none() {
+                    if inner.limit.is_none() {
                         inner.engaged.store(false, Ordering::Relaxed);
                     }
                     Step::Go
@@ -423,6 +487,28 @@ impl RateLimiter {
     }
 }
 
+impl Inner {
+    fn new(limit: Option<RateLimit>) -> Inner {
+        Inner {
+            engaged: AtomicBool::new(limit.is_some()),
+            state: Mutex::new(State {
+                buckets: limit.as_ref().map(Buckets::new),
+                gate: None,
+                pacer: Pacer::default(),
+            }),
+            line: tokio::sync::Mutex::new(()),
+            queued: AtomicUsize::new(0),
+            max_wait_ms: AtomicU64::new(millis(DEFAULT_MAX_WAIT)),
+            limit,
+            #[cfg(feature = "redis")]
+            fleet: None,
+            waited: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+}
+
 enum Step {
     Go,
     Gate(Instant),
@@ -460,10 +546,13 @@ fn millis(wait: Duration) -> u64 {
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("limit", &self.inner.limit)
-            .field("stats", &self.stats())
-            .finish()
+        let mut f = f.debug_struct("RateLimiter");
+        f.field("limit", &self.inner.limit);
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.inner.fleet {
+            f.field("fleet", store.fleet());
+        }
+        f.field("stats", &self.stats()).finish()
     }
 }
 

@@ -54,6 +54,49 @@
 //! Any other dimension named the same way (`x-ratelimit-remaining-images`,
 //! say) is read the same way.
 //!
+//! # Fleet mode (feature `redis`)
+//!
+//! A provider's quota belongs to the organisation, not to one process: N
+//! processes that each keep to the limit send N times it. With a [`Fleet`],
+//! the configured [`RateLimit`] is kept in Redis instead of in the process:
+//! each call reserves its start there, in one round trip, with a generic cell
+//! rate algorithm run as one atomic Lua script on Redis's own clock (so the
+//! processes' clocks need not agree). The gate and the learned pace stay in
+//! the process.
+//!
+//! * **Keys.** `stache:rl:{<namespace>:<hash>}:requests` and `…:tokens`, where
+//!   the namespace is the provider's name and the hash is the first 16 hex
+//!   digits of the SHA-256 of its API key: processes calling the same
+//!   provider with the same key share a budget, and the key itself never
+//!   reaches Redis. The braces keep both keys in one Redis Cluster slot.
+//! * **Never long on the critical path.** Each reservation waits at most
+//!   [`acquire_timeout`](Fleet::acquire_timeout) (50 ms by default) for
+//!   Redis. When Redis does not answer in time, or refuses, the limiter logs a
+//!   WARN once and keeps calls at `limit / fleet_size` in the process
+//!   ([`RateLimit::divided`]); it asks Redis again every
+//!   [`probe_interval`](Fleet::probe_interval) (one call at a time), and goes
+//!   back to the shared budget, with an INFO, as soon as Redis answers.
+//! * **No secret in logs.** The Redis URL's user name, password and query are
+//!   left out of `Debug` output and of every log line.
+//!
+//! ```no_run
+//! # #[cfg(not(feature = "redis"))] fn main() {}
+//! # #[cfg(feature = "redis")]
+//! # fn main() -> Result<(), stache_resilience::Error> {
+//! use stache_resilience::rate_limit::{Fleet, RateLimit};
+//! use stache_resilience::{HttpClient, HttpClientConfig};
+//!
+//! // Eight pods share OpenAI's 3,000 requests a minute.
+//! let mut config = HttpClientConfig::new("https://api.openai.com/v1");
+//! config.rate_limit = Some(RateLimit::per_minute(3_000).burst(20));
+//! config.fleet = Some(Fleet::new("redis://10.0.0.5:6379/0").fleet_size(8));
+//! let client = HttpClient::for_provider("openai", config)?;
+//! # Ok(()) }
+//! ```
+//!
+//! One round trip per call rather than leases of a few permits at a time:
+//! the figures that chose it are in `benches/README.md`.
+//!
 //! # With a client of your own
 //!
 //! ```
@@ -74,6 +117,8 @@
 //! ```
 
 mod config;
+#[cfg(feature = "redis")]
+mod fleet;
 mod future;
 mod gcra;
 mod headers;
@@ -82,6 +127,8 @@ mod limiter;
 mod pacer;
 
 pub use self::config::RateLimit;
+#[cfg(feature = "redis")]
+pub use self::fleet::{Fleet, FleetStats};
 pub use self::future::ResponseFuture;
 pub use self::layer::{Cost, RateLimitLayer, RateLimitService};
 pub use self::limiter::{Permit, RateLimitStats, RateLimiter};

@@ -1,10 +1,12 @@
 //! Fixtures shared by every test of stache-resilience, unit and integration
 //! alike: log capture that sees only its own test ([`capture`]), loopback
-//! servers ([`server`]), and the one-line ways to call a tower service.
+//! servers ([`server`]), real nginx and redis-server ([`nginx`], [`redis`]), and the one-line ways to call a tower service.
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod debian;
 pub mod nginx;
+pub mod redis;
 pub mod server;
 
 use tower_service::Service;

@@ -185,34 +185,8 @@ fn wait_until_listening(child: &mut Child, addr: SocketAddr) -> bool {
 
 /// The nginx binary, installed from Debian's packages if missing and possible.
 fn binary() -> PathBuf {
-    let found = || {
-        ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
-    if let Some(path) = found() {
-        return path;
-    }
-    // One install per machine, even with tests running in parallel.
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0"));
-        if root {
-            let _ = Command::new("apt-get")
-                .args(["install", "-y", "-q", "nginx-light"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    });
-    found().unwrap_or_else(|| {
-        panic!(
-            "this test needs nginx: run `sudo apt-get install -y nginx-light` (Debian's package)"
-        )
-    })
+    crate::debian::binary(
+        &["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"],
+        "nginx-light",
+    )
 }

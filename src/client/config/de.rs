@@ -53,6 +53,8 @@ struct Raw {
     #[serde(default, with = "crate::serde_secs::option")]
     http2_keep_alive_timeout: Option<Duration>,
     rate_limit: Option<crate::rate_limit::RateLimit>,
+    #[cfg(feature = "redis")]
+    fleet: Option<crate::rate_limit::Fleet>,
 }
 
 impl<'de> Deserialize<'de> for HttpClientConfig {
@@ -69,6 +71,10 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
         config.total_timeout = raw.total_timeout;
         config.http2_keep_alive_interval = raw.http2_keep_alive_interval;
         config.rate_limit = raw.rate_limit;
+        #[cfg(feature = "redis")]
+        {
+            config.fleet = raw.fleet;
+        }
         if let Some(name) = raw.idempotency_key {
             let name = HeaderName::try_from(name.as_str())
                 .map_err(|e| D::Error::custom(format_args!("idempotency_key: {name:?}: {e}")))?;

@@ -158,6 +158,12 @@ pub struct HttpClientConfig {
     /// the client still closes a gate after a throttled answer and learns a
     /// pace (see [`rate_limit`](crate::rate_limit)). None by default.
     pub rate_limit: Option<RateLimit>,
+    /// Keeps `rate_limit` in Redis, shared by every process calling the same
+    /// provider with the same key (feature `redis`; see
+    /// [fleet mode](crate::rate_limit#fleet-mode-feature-redis)). Needs
+    /// `rate_limit`. None by default.
+    #[cfg(feature = "redis")]
+    pub fleet: Option<crate::rate_limit::Fleet>,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
     invalid_api_key: bool,
@@ -223,6 +229,8 @@ impl HttpClientConfig {
             http2_keep_alive_interval: None,
             http2_keep_alive_timeout: Duration::from_secs(20),
             rate_limit: None,
+            #[cfg(feature = "redis")]
+            fleet: None,
             invalid_api_key: false,
         }
     }
@@ -371,6 +379,16 @@ impl HttpClientConfig {
         if let Some(limit) = &self.rate_limit {
             limit.validate()?;
         }
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            if self.rate_limit.is_none() {
+                return Err(ConfigError::new(
+                    "fleet",
+                    "needs rate_limit: the limit the fleet shares",
+                ));
+            }
+            fleet.validate()?;
+        }
         Ok(())
     }
 
@@ -448,8 +466,8 @@ impl HttpClientConfig {
 
 impl fmt::Debug for HttpClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClientConfig")
-            .field("base_url", &self.base_url)
+        let mut f = f.debug_struct("HttpClientConfig");
+        f.field("base_url", &self.base_url)
             .field("headers", &Redacted(&self.headers))
             .field("default_timeout", &self.default_timeout)
             .field("total_timeout", &self.total_timeout)
@@ -483,8 +501,10 @@ impl fmt::Debug for HttpClientConfig {
             .field("http_version", &self.http_version)
             .field("http2_keep_alive_interval", &self.http2_keep_alive_interval)
             .field("http2_keep_alive_timeout", &self.http2_keep_alive_timeout)
-            .field("rate_limit", &self.rate_limit)
-            .finish()
+            .field("rate_limit", &self.rate_limit);
+        #[cfg(feature = "redis")]
+        f.field("fleet", &self.fleet);
+        f.finish()
     }
 }
 
