@@ -20,6 +20,7 @@ pub struct Response {
     headers: HeaderMap,
     body: Bytes,
     request_id: RequestId,
+    provider: Option<std::sync::Arc<str>>,
 }
 
 impl Response {
@@ -34,7 +35,20 @@ impl Response {
             headers,
             body,
             request_id,
+            provider: None,
         }
+    }
+
+    /// Tags the response with the failover group member that answered.
+    pub(crate) fn with_provider(mut self, provider: std::sync::Arc<str>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The provider that answered, when the call went through a
+    /// [`ProviderGroup`](crate::failover::ProviderGroup).
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.as_deref()
     }
 
     /// The status code (always 2xx).
@@ -159,6 +173,7 @@ impl fmt::Debug for Response {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Response")
             .field("status", &self.status)
+            .field("provider", &self.provider)
             .field("request_id", &self.request_id.as_str())
             .field("headers", &Redacted(&self.headers))
             .field("body_len", &self.body.len())

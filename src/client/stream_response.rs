@@ -66,6 +66,7 @@ pub struct StreamResponse {
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
     failed: Option<Failure>,
     _slot: Option<PoolSlot>,
+    provider: Option<std::sync::Arc<str>>,
 }
 
 /// The bounds of one stream.
@@ -123,7 +124,20 @@ impl StreamResponse {
             deadline: deadline.map(|d| (Box::pin(tokio::time::sleep_until(d.at)), d.total)),
             failed: None,
             _slot: slot,
+            provider: None,
         }
+    }
+
+    /// Tags the stream with the failover group member that answered.
+    pub(crate) fn with_provider(mut self, provider: std::sync::Arc<str>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The provider that answered, when the call went through a
+    /// [`ProviderGroup`](crate::failover::ProviderGroup).
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.as_deref()
     }
 
     /// The status code (always 2xx).

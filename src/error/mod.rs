@@ -5,9 +5,11 @@
 
 mod body;
 mod layer;
+mod provider;
 
 pub use self::body::{BodyError, BodyTooLarge};
 pub use self::layer::{CircuitOpen, Elapsed, PoolTimeout, RateLimited};
+pub use self::provider::ProviderFailure;
 
 /// A type-erased error, as returned by layers that add a failure mode of their own.
 ///
@@ -122,6 +124,10 @@ struct Inner {
     headers: Option<HeaderMap>,
     body: Option<String>,
     message: Option<Cow<'static, str>>,
+    /// The failover group member that failed last, if the call went through one.
+    provider: Option<std::sync::Arc<str>>,
+    /// Each group member's failure, in order.
+    attempts: Vec<ProviderFailure>,
 }
 
 /// The most of an error response's body an [`Error`] keeps, in bytes.
@@ -138,6 +144,8 @@ impl Error {
                 headers: None,
                 body: None,
                 message: None,
+                provider: None,
+                attempts: Vec::new(),
             }),
         }
     }
@@ -292,6 +300,36 @@ impl Error {
     pub fn request_id(&self) -> Option<&RequestId> {
         self.inner.request_id.as_ref()
     }
+
+    /// The provider that failed last, when the call went through a
+    /// [`ProviderGroup`](crate::failover::ProviderGroup).
+    pub fn provider(&self) -> Option<&str> {
+        self.inner.provider.as_deref()
+    }
+
+    /// Each provider's failure, in the order they were tried, when the call
+    /// went through a [`ProviderGroup`](crate::failover::ProviderGroup); empty
+    /// otherwise. This error itself is the last one's.
+    pub fn attempts(&self) -> &[ProviderFailure] {
+        &self.inner.attempts
+    }
+
+    /// Tags the error with the group member it came from, and every member's
+    /// failure so far (this one last).
+    pub(crate) fn with_attempts(
+        mut self,
+        provider: std::sync::Arc<str>,
+        mut attempts: Vec<ProviderFailure>,
+    ) -> Self {
+        attempts.push(ProviderFailure::new(
+            provider.clone(),
+            self.inner.kind,
+            self.inner.status,
+        ));
+        self.inner.provider = Some(provider);
+        self.inner.attempts = attempts;
+        self
+    }
 }
 
 fn stack_error_kind(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
@@ -396,6 +434,12 @@ impl fmt::Debug for Error {
         }
         if let Some(body) = &inner.body {
             d.field("body", body);
+        }
+        if let Some(provider) = &inner.provider {
+            d.field("provider", provider);
+        }
+        if !inner.attempts.is_empty() {
+            d.field("attempts", &inner.attempts);
         }
         if let Some(source) = &inner.source {
             d.field("source", source);

@@ -1,0 +1,69 @@
+//! Failover across providers: [`ProviderGroup`] calls [`HttpClient`]s in
+//! priority order with one request API, and moves a call on to the next
+//! provider when the one before fails in a way the next may not — as LLM
+//! gateways (LiteLLM's router, Portkey, OpenRouter) fail over between
+//! deployments.
+//!
+//! # When a call moves on
+//!
+//! Each provider first applies its own breaker, rate limit and retries. After
+//! them, a call moves on:
+//!
+//! | the provider's failure | any call | only a call safe to repeat |
+//! | --- | :---: | :---: |
+//! | circuit open, connection refused or not made, no pool slot, a rate-limit wait past the deadline, a final `429` (nothing was processed) | ✓ | |
+//! | a 5xx after its retries, a timeout, a connection or body broken after sending | | ✓ |
+//! | anything [`move_on_when`](ProviderGroup::move_on_when) accepts | | ✓ |
+//!
+//! and never once the group's deadline has passed, nor, for a stream, once
+//! its first line has arrived (the [`StreamResponse`](crate::client::StreamResponse)
+//! is then the caller's). "Safe to repeat" is the client's own rule: the call's
+//! [`idempotent`](GroupRequest::idempotent) flag, else its method, and `POST`
+//! as each provider's
+//! [`post_is_idempotent`](crate::HttpClientConfig::post_is_idempotent) says.
+//!
+//! One deadline ([`ProviderGroup::deadline`], [`GroupRequest::deadline`])
+//! spans every provider tried: each is given what is left. The answer says
+//! who gave it ([`Response::provider`](crate::client::Response::provider));
+//! an error says who failed last ([`Error::provider`]) and keeps every
+//! provider's failure ([`Error::attempts`]).
+//!
+//! # Example
+//!
+//! A local Ollama first, a cloud API when it is down, each asked in its own
+//! API's terms:
+//!
+//! ```
+//! # async fn run() -> Result<(), stache_resilience::Error> {
+//! use stache_resilience::failover::{LogicalRequest, ProviderGroup};
+//! use stache_resilience::{HttpClient, HttpClientConfig};
+//!
+//! let local = HttpClient::for_provider("ollama", HttpClientConfig::ollama("http://127.0.0.1:11434"))?;
+//! let cloud = HttpClient::for_provider("mixedbread", HttpClientConfig::mixedbread("key"))?;
+//! let group = ProviderGroup::new(vec![local]).shaped(cloud, |call: &LogicalRequest| {
+//!     let mut call = call.clone();
+//!     call.endpoint = "/embeddings".into();
+//!     if let Some(json) = call.json.as_mut() {
+//!         json["model"] = "mixedbread-ai/mxbai-embed-large-v1".into();
+//!     }
+//!     call
+//! });
+//! let call = group.post("/api/embed", &serde_json::json!({"model": "nomic-embed-text", "input": ["hi"]}));
+//! # drop(call);
+//! # Ok(()) }
+//! ```
+//!
+//! [`HttpClient`]: crate::HttpClient
+//! [`Error::provider`]: crate::Error::provider
+//! [`Error::attempts`]: crate::Error::attempts
+
+mod decide;
+mod group;
+mod logical;
+mod member;
+mod request;
+
+pub use self::group::ProviderGroup;
+pub use self::logical::LogicalRequest;
+pub use self::request::{GroupRequest, GroupStreamRequest};
+pub use crate::error::ProviderFailure;

@@ -1,0 +1,282 @@
+//! `failover::ProviderGroup` against loopback servers: which failures move a
+//! call on to the next provider, which do not, one deadline over the group,
+//! each provider's failure kept in the error, and a call reshaped for each
+//! provider's API.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use stache_resilience::failover::{LogicalRequest, ProviderGroup};
+use stache_resilience::http::StatusCode;
+use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
+use test_support::server::{ClosedPort, Reply, Server};
+
+fn client(name: &str, url: &str) -> HttpClient {
+    let mut config = HttpClientConfig::new(url);
+    config.max_retries = 2;
+    config.retry_base_delay = Duration::from_millis(10);
+    config.retry_max_delay = Duration::from_millis(50);
+    config.default_timeout = Duration::from_millis(500);
+    HttpClient::for_provider(name, config).expect("a valid config")
+}
+
+async fn ok_server(body: &str) -> Server {
+    Server::replies(vec![Reply::json(200, body)]).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_primary_moves_the_call_to_the_secondary() {
+    let down = ClosedPort::new();
+    let backup = ok_server(r#"{"from":"backup"}"#).await;
+    let group = ProviderGroup::new(vec![
+        client("primary", &down.url()),
+        client("backup", &backup.url()),
+    ]);
+    let answer = group
+        .post("/v1/embed", &json!({"input": ["a"]}))
+        .await
+        .unwrap();
+    assert_eq!(answer.provider(), Some("backup"));
+    assert_eq!(
+        answer.json::<serde_json::Value>().unwrap()["from"],
+        "backup"
+    );
+    assert_eq!(backup.hits(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_is_skipped_without_traffic() {
+    let primary = ok_server("{}").await;
+    let backup = ok_server("{}").await;
+    let first = client("primary", &primary.url());
+    first.circuit_breaker().force_open();
+    let group = ProviderGroup::new(vec![first, client("backup", &backup.url())]);
+    let answer = group.get("/v1/models").await.unwrap();
+    assert_eq!(answer.provider(), Some("backup"));
+    assert_eq!((primary.hits(), backup.hits()), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_503_after_the_primarys_retries_moves_on() {
+    let primary = Server::replies(vec![Reply::Status(503)]).await;
+    let backup = ok_server("{}").await;
+    let group = ProviderGroup::new(vec![
+        client("primary", &primary.url()),
+        client("backup", &backup.url()),
+    ]);
+    let answer = group.get("/v1/models").await.unwrap();
+    assert_eq!(answer.provider(), Some("backup"));
+    assert_eq!(primary.hits(), 3, "1 + 2 retries at the primary first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_whose_wait_passes_the_deadline_moves_on_at_once() {
+    let primary = Server::replies(vec![Reply::Full {
+        status: 429,
+        headers: vec![("retry-after", "60".into())],
+        body: Bytes::from_static(b"{}"),
+    }])
+    .await;
+    let backup = ok_server("{}").await;
+    let group = ProviderGroup::new(vec![
+        client("primary", &primary.url()),
+        client("backup", &backup.url()),
+    ])
+    .deadline(Duration::from_secs(5));
+    let started = tokio::time::Instant::now();
+    let answer = group.get("/v1/models").await.unwrap();
+    assert_eq!(answer.provider(), Some("backup"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(primary.hits(), 1, "a 60 s wait does not fit in 5 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callers_predicate_moves_on_after_an_error_the_next_model_may_not_have() {
+    let small = Server::replies(vec![Reply::json(
+        400,
+        r#"{"error":{"code":"context_length_exceeded"}}"#,
+    )])
+    .await;
+    let large = ok_server("{}").await;
+    let clients = || vec![client("small", &small.url()), client("large", &large.url())];
+
+    // Without the predicate a 400 is the caller's answer.
+    let err = ProviderGroup::new(clients())
+        .post("/v1/chat", &json!({"messages": []}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+    assert_eq!(err.provider(), Some("small"));
+    assert_eq!(large.hits(), 0);
+
+    let group = ProviderGroup::new(clients()).move_on_when(|e| {
+        e.body_text()
+            .is_some_and(|b| b.contains("context_length_exceeded"))
+    });
+    let answer = group
+        .post("/v1/chat", &json!({"messages": []}))
+        .await
+        .unwrap();
+    assert_eq!(answer.provider(), Some("large"));
+    assert_eq!((small.hits(), large.hits()), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_provider_fails_the_error_lists_each() {
+    let down = ClosedPort::new();
+    let failing = Server::replies(vec![Reply::Status(503)]).await;
+    let open = ok_server("{}").await;
+    let third = client("third", &open.url());
+    third.circuit_breaker().force_open();
+    let group = ProviderGroup::new(vec![
+        client("first", &down.url()),
+        client("second", &failing.url()),
+        third,
+    ]);
+    let err = group.get("/v1/models").await.unwrap_err();
+    assert!(err.is_circuit_open(), "{err:?}");
+    assert_eq!(err.provider(), Some("third"));
+    let tried: Vec<_> = err
+        .attempts()
+        .iter()
+        .map(|a| (a.provider().to_owned(), a.kind(), a.status()))
+        .collect();
+    assert_eq!(
+        tried,
+        vec![
+            ("first".to_owned(), ErrorKind::Connect, None),
+            (
+                "second".to_owned(),
+                ErrorKind::Status,
+                Some(StatusCode::SERVICE_UNAVAILABLE)
+            ),
+            ("third".to_owned(), ErrorKind::CircuitOpen, None),
+        ]
+    );
+    assert_eq!(open.hits(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_fails_after_its_first_line_is_not_moved() {
+    let primary = Server::replies(vec![Reply::Break {
+        status: 200,
+        first: Bytes::from_static(b"{\"token\":\"Hel\"}\n"),
+    }])
+    .await;
+    let backup = ok_server("{}").await;
+    let group = ProviderGroup::new(vec![
+        client("primary", &primary.url()),
+        client("backup", &backup.url()),
+    ]);
+    let mut stream = group
+        .stream_post("/v1/generate", &json!({"prompt": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(stream.provider(), Some("primary"));
+    assert_eq!(
+        stream.next_line().await.unwrap().as_deref(),
+        Some(r#"{"token":"Hel"}"#)
+    );
+    assert!(
+        stream.next_line().await.is_err(),
+        "the break is the caller's"
+    );
+    assert_eq!(backup.hits(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_not_safe_to_repeat_stays_after_a_timeout() {
+    let primary = Server::replies(vec![Reply::Hang]).await;
+    let backup = ok_server("{}").await;
+    let group = ProviderGroup::new(vec![
+        client("primary", &primary.url()),
+        client("backup", &backup.url()),
+    ]);
+    let err = group
+        .post("/v1/charge", &json!({"amount": 1}))
+        .idempotent(false)
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(err.attempts().len(), 1);
+    assert_eq!((primary.hits(), backup.hits()), (1, 0));
+
+    // But one refused before anything was sent moves on, even so.
+    let down = ClosedPort::new();
+    let group = ProviderGroup::new(vec![
+        client("primary", &down.url()),
+        client("backup", &backup.url()),
+    ]);
+    let answer = group
+        .post("/v1/charge", &json!({"amount": 1}))
+        .idempotent(false)
+        .await
+        .unwrap();
+    assert_eq!(answer.provider(), Some("backup"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_deadline_spans_the_group() {
+    let primary = Server::replies(vec![Reply::Hang]).await;
+    let backup = ok_server("{}").await;
+    let mut slow = HttpClientConfig::new(primary.url());
+    slow.default_timeout = Duration::from_secs(10);
+    let group = ProviderGroup::new(vec![
+        HttpClient::for_provider("primary", slow).unwrap(),
+        client("backup", &backup.url()),
+    ]);
+    let started = tokio::time::Instant::now();
+    let err = group
+        .get("/v1/models")
+        .deadline(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(err.is_deadline(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(backup.hits(), 0, "no time was left for the backup");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_provider_is_sent_the_call_in_its_own_terms() {
+    let down = ClosedPort::new();
+    let cloud = ok_server("{}").await;
+    let group = ProviderGroup::new(vec![client("ollama", &down.url())]).shaped(
+        client("cloud", &cloud.url()),
+        |call: &LogicalRequest| {
+            let mut call = call.clone();
+            call.endpoint = "/v1/embeddings".into();
+            if let Some(json) = call.json.as_mut() {
+                json["model"] = "large-embedder".into();
+            }
+            call
+        },
+    );
+    assert_eq!(group.providers().collect::<Vec<_>>(), ["ollama", "cloud"]);
+    let answer = group
+        .post(
+            "/api/embed",
+            &json!({"model": "nomic-embed-text", "input": ["a"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.provider(), Some("cloud"));
+    let seen = cloud.seen();
+    assert_eq!(seen[0].path, "/v1/embeddings");
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(body, json!({"model": "large-embedder", "input": ["a"]}));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_group_fails_with_a_configuration_error() {
+    let err = ProviderGroup::new(Vec::new()).get("/x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
