@@ -152,6 +152,7 @@ mod error;
 pub mod classify;
 
 // Tier 3: the layers.
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod pool;
 pub mod rate_limit;

@@ -330,3 +330,21 @@ async fn rate_limited_batch_embeds_everything_and_is_never_refused() {
         "{summary:?}"
     );
 }
+
+#[path = "../examples/chaos_drill.rs"]
+#[allow(dead_code)]
+mod chaos_drill;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_drill_keeps_answering_while_the_primary_is_killed() {
+    let summary = chaos_drill::run(false).await.unwrap();
+    assert_eq!((summary.answered, summary.failed), (40, 0), "{summary:?}");
+    // A reset before sending reaches no server: the primary saw only the
+    // calls it answered, and the backup took each of the others once.
+    assert!(
+        summary.by_backup >= 4 && summary.by_primary >= 20,
+        "{summary:?}"
+    );
+    assert_eq!(summary.primary_hits, summary.by_primary, "{summary:?}");
+    assert_eq!(summary.backup_hits, summary.by_backup, "{summary:?}");
+}

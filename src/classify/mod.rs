@@ -65,7 +65,8 @@ pub(crate) use self::grpc::GrpcResponseBody;
 pub use self::grpc::{GrpcClassifier, TrailerBody};
 
 use crate::error::{
-    BodyTooLarge, BoxError, CircuitOpen, Error, PoolTimeout, RateLimited, chain, cut_by_deadline,
+    BodyTooLarge, BoxError, CircuitOpen, Error, Injected, PoolTimeout, RateLimited, chain,
+    cut_by_deadline,
 };
 
 pub use crate::retry_after::{headers_retry_after, parse_retry_after};
@@ -297,6 +298,7 @@ pub fn error_is_unprocessed<E: 'static>(error: &E) -> bool {
             e.is::<CircuitOpen>()
                 || e.is::<PoolTimeout>()
                 || e.is::<RateLimited>()
+                || e.downcast_ref::<Injected>().is_some_and(|i| !i.was_sent())
                 || e.downcast_ref::<hyper_util::client::legacy::Error>()
                     .is_some_and(hyper_util::client::legacy::Error::is_connect)
                 || e.downcast_ref::<h2::Error>().is_some_and(h2_unprocessed)

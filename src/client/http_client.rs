@@ -10,6 +10,7 @@ use super::config::HttpClientConfig;
 use super::headers::Templates;
 use super::stats::{ClientStats, Counters};
 use super::transport::{self, Outgoing, Transport};
+use crate::chaos::{ChaosLayer, ChaosService};
 use crate::circuit_breaker::{CircuitBreaker, Gate};
 use crate::classify::HttpClassifier;
 use crate::error::Error;
@@ -20,9 +21,11 @@ use crate::timeout::{TimeoutLayer, TimeoutService};
 
 /// The provider's stack below the breaker, which the client asks itself (see
 /// [`Pending`](super::Pending)): retry, rate limit, per-attempt timeout, slot
-/// limit, transport.
-pub(super) type Stack =
-    RetryService<RateLimitService<TimeoutService<PoolLimitService<Transport>>>, HttpClassifier>;
+/// limit, injected faults (off unless configured), transport.
+pub(super) type Stack = RetryService<
+    RateLimitService<TimeoutService<PoolLimitService<ChaosService<Transport>>>>,
+    HttpClassifier,
+>;
 
 pub(super) type StackRequest = http::Request<Outgoing>;
 
@@ -104,11 +107,18 @@ impl HttpClient {
             counters.clone(),
             label.clone(),
         );
+        // Just above the transport, so that an injected fault meets every
+        // layer a real one would.
+        let chaos = match &config.chaos {
+            Some(chaos) => ChaosLayer::new(chaos.clone())?,
+            None => ChaosLayer::off(),
+        };
         let stack = ServiceBuilder::new()
             .layer(retry)
             .layer(RateLimitLayer::new(limiter.clone()))
             .layer(TimeoutLayer::new(config.default_timeout))
             .layer(pool.clone())
+            .layer(chaos)
             .service(transport);
         Ok(HttpClient {
             inner: Arc::new(ClientInner {

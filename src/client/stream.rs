@@ -92,6 +92,10 @@ async fn streamed(
     let (parts, body) = response.into_parts();
     let body = match body {
         ClientBody::Streaming(body) => body,
+        // An error answer made in the process (an injected fault).
+        ClientBody::Buffered(bytes) if !parts.status.is_success() => {
+            return Err(Error::from_status(parts.status, parts.headers, &bytes).with_request_id(id));
+        }
         ClientBody::Buffered(_) => {
             return Err(Error::new(ErrorKind::Body)
                 .with_message("bad response body: expected a streamed body")

@@ -83,6 +83,14 @@ pub(crate) enum ClientBody {
     Streaming(ResponseBody),
 }
 
+/// An empty buffered body: what an answer injected by a
+/// [`ChaosLayer`](crate::chaos::ChaosLayer) carries.
+impl Default for ClientBody {
+    fn default() -> Self {
+        ClientBody::Buffered(Bytes::new())
+    }
+}
+
 impl fmt::Debug for ClientBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

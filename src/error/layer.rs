@@ -1,7 +1,7 @@
 //! The errors the layers add, kept below the classifier that recognises them.
 //! Each is re-exported by its layer: [`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
 //! [`Elapsed`](crate::timeout::Elapsed), [`PoolTimeout`](crate::pool::PoolTimeout),
-//! [`RateLimited`](crate::rate_limit::RateLimited).
+//! [`RateLimited`](crate::rate_limit::RateLimited), [`Injected`](crate::chaos::Injected).
 
 use std::fmt;
 use std::time::Duration;
@@ -166,3 +166,63 @@ impl fmt::Display for RateLimited {
 }
 
 impl std::error::Error for RateLimited {}
+
+/// A fault a [`ChaosLayer`](crate::chaos::ChaosLayer) injected in place of
+/// the service's answer: a reset connection or a timeout. Inside a
+/// [`BoxError`](super::BoxError); test for it with `err.is::<Injected>()`.
+///
+/// The classifier treats it as the failure it stands for: a failure of the
+/// provider, retried by the replay rule, counted by the breaker; and one
+/// injected before the request left as a request that was not processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Injected {
+    timeout: bool,
+    sent: bool,
+}
+
+impl Injected {
+    /// A connection reset; `sent` when the request reached the service first.
+    pub const fn reset(sent: bool) -> Self {
+        Injected {
+            timeout: false,
+            sent,
+        }
+    }
+
+    /// A timeout; `sent` when the request reached the service first.
+    pub const fn timeout(sent: bool) -> Self {
+        Injected {
+            timeout: true,
+            sent,
+        }
+    }
+
+    /// Whether it stands for a timeout (else a reset connection).
+    pub const fn is_timeout(&self) -> bool {
+        self.timeout
+    }
+
+    /// Whether the request reached the service before the fault (so the
+    /// service may have acted on it).
+    pub const fn was_sent(&self) -> bool {
+        self.sent
+    }
+}
+
+impl fmt::Display for Injected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.timeout {
+            "timed out"
+        } else {
+            "connection reset"
+        };
+        let when = if self.sent {
+            "after the request was sent"
+        } else {
+            "before the request was sent"
+        };
+        write!(f, "{what} {when} (injected by ChaosLayer)")
+    }
+}
+
+impl std::error::Error for Injected {}

@@ -8,7 +8,7 @@ mod layer;
 mod provider;
 
 pub use self::body::{BodyError, BodyTooLarge};
-pub use self::layer::{CircuitOpen, Elapsed, PoolTimeout, RateLimited};
+pub use self::layer::{CircuitOpen, Elapsed, Injected, PoolTimeout, RateLimited};
 pub use self::provider::ProviderFailure;
 
 /// A type-erased error, as returned by layers that add a failure mode of their own.
@@ -349,6 +349,13 @@ fn stack_error_kind(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
         }
         if e.is::<BodyTooLarge>() || e.is::<BodyError>() {
             return ErrorKind::Body;
+        }
+        if let Some(injected) = e.downcast_ref::<Injected>() {
+            return if injected.is_timeout() {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Transport
+            };
         }
         if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
             connect |= client.is_connect();

@@ -30,7 +30,8 @@ pub(super) fn move_on(error: &Error, idempotent: bool, predicate: Option<&Predic
             | ErrorKind::Connect
             | ErrorKind::PoolTimeout
             | ErrorKind::RateLimited
-    ) || error.status() == Some(http::StatusCode::TOO_MANY_REQUESTS);
+    ) || error.status() == Some(http::StatusCode::TOO_MANY_REQUESTS)
+        || crate::classify::error_is_unprocessed(error);
     if unprocessed {
         return true;
     }

@@ -164,6 +164,9 @@ pub struct HttpClientConfig {
     /// `rate_limit`. None by default.
     #[cfg(feature = "redis")]
     pub fleet: Option<crate::rate_limit::Fleet>,
+    /// Faults to inject, for tests and drills (see [`chaos`](crate::chaos));
+    /// None by default, and then nothing is injected.
+    pub chaos: Option<crate::chaos::Chaos>,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
     invalid_api_key: bool,
@@ -231,6 +234,7 @@ impl HttpClientConfig {
             rate_limit: None,
             #[cfg(feature = "redis")]
             fleet: None,
+            chaos: None,
             invalid_api_key: false,
         }
     }
@@ -389,6 +393,9 @@ impl HttpClientConfig {
             }
             fleet.validate()?;
         }
+        if let Some(chaos) = &self.chaos {
+            chaos.validate()?;
+        }
         Ok(())
     }
 
@@ -504,6 +511,7 @@ impl fmt::Debug for HttpClientConfig {
             .field("rate_limit", &self.rate_limit);
         #[cfg(feature = "redis")]
         f.field("fleet", &self.fleet);
+        f.field("chaos", &self.chaos);
         f.finish()
     }
 }
