@@ -15,6 +15,7 @@ use super::http_client::{HttpClient, StackRequest};
 use super::transport::{Outgoing, Streaming};
 use crate::deadline::{Attempts, RequestDeadline};
 use crate::error::{Error, ErrorKind};
+use crate::hedge::NoHedge;
 use crate::pool::HoldSlot;
 use crate::rate_limit::Cost;
 use crate::request_id::RequestId;
@@ -291,6 +292,7 @@ impl Call {
         if streaming {
             extensions.insert(Streaming);
             extensions.insert(HoldSlot);
+            extensions.insert(NoHedge);
         }
         Ok(request)
     }

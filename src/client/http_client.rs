@@ -14,6 +14,7 @@ use crate::chaos::{ChaosLayer, ChaosService};
 use crate::circuit_breaker::{CircuitBreaker, Gate};
 use crate::classify::HttpClassifier;
 use crate::error::Error;
+use crate::hedge::{HedgeLayer, HedgeService};
 use crate::pool::{PoolLimitLayer, PoolLimitService};
 use crate::rate_limit::{RateLimitLayer, RateLimitService, RateLimiter};
 use crate::retry::{RetryLayer, RetryService, RetryStats};
@@ -23,7 +24,7 @@ use crate::timeout::{TimeoutLayer, TimeoutService};
 /// [`Pending`](super::Pending)): retry, rate limit, per-attempt timeout, slot
 /// limit, injected faults (off unless configured), transport.
 pub(super) type Stack = RetryService<
-    RateLimitService<TimeoutService<PoolLimitService<ChaosService<Transport>>>>,
+    HedgeService<RateLimitService<TimeoutService<PoolLimitService<ChaosService<Transport>>>>>,
     HttpClassifier,
 >;
 
@@ -56,6 +57,7 @@ pub(super) struct ClientInner {
     pub(super) breaker: CircuitBreaker,
     pub(super) counters: Arc<Counters>,
     pub(super) retry_stats: Arc<RetryStats>,
+    pub(super) hedge: HedgeLayer,
     pub(super) pool: PoolLimitLayer,
     pub(super) limiter: RateLimiter,
     pub(super) provider: Option<Arc<str>>,
@@ -92,9 +94,13 @@ impl HttpClient {
         #[cfg(feature = "metrics")]
         let retry = retry.labelled(label.clone());
         let mut retry = retry.classifier(HttpClassifier);
-        if !config.retry_budget {
-            retry = retry.without_budget();
-        }
+        // One budget for retries and hedged copies alike.
+        let budget = config.retry_budget.then(crate::retry::default_budget);
+        retry = match &budget {
+            Some(budget) => retry.budget(budget.clone()),
+            None => retry.without_budget(),
+        };
+        let hedge = HedgeLayer::new(config.hedge, budget);
         let retry_stats = retry.stats();
         let pool = PoolLimitLayer::new(config.max_connections, config.pool_timeout);
         // Below the retry layer, so that every attempt takes its turn; above
@@ -115,6 +121,7 @@ impl HttpClient {
         };
         let stack = ServiceBuilder::new()
             .layer(retry)
+            .layer(hedge.clone())
             .layer(RateLimitLayer::new(limiter.clone()))
             .layer(TimeoutLayer::new(config.default_timeout))
             .layer(pool.clone())
@@ -131,6 +138,7 @@ impl HttpClient {
                 breaker,
                 counters,
                 retry_stats,
+                hedge,
                 pool,
                 limiter,
                 provider,
@@ -168,6 +176,7 @@ impl HttpClient {
             &inner.retry_stats,
             &inner.pool,
             &inner.limiter,
+            inner.hedge.stats(),
         )
     }
 }

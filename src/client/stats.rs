@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::config::HttpClientConfig;
 use crate::circuit_breaker::{CircuitBreaker, CircuitState};
 use crate::error::Error;
+use crate::hedge::HedgeStats;
 use crate::pool::PoolLimitLayer;
 use crate::rate_limit::{RateLimitStats, RateLimiter};
 use crate::retry::RetryStats;
@@ -54,6 +55,8 @@ pub struct ClientStats {
     pub free_connection_slots: usize,
     /// The rate limiter's counters, pace and gate.
     pub rate_limit: RateLimitStats,
+    /// Hedged copies sent and won.
+    pub hedge: HedgeStats,
 }
 
 /// A client's live counters, and the metrics that go with them. Every count of
@@ -141,6 +144,7 @@ impl Counters {
         retries: &RetryStats,
         pool: &PoolLimitLayer,
         limiter: &RateLimiter,
+        hedge: HedgeStats,
     ) -> ClientStats {
         ClientStats {
             base_url: config.base_url.clone(),
@@ -160,6 +164,7 @@ impl Counters {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             free_connection_slots: pool.available(),
             rate_limit: limiter.stats(),
+            hedge,
         }
     }
 }

@@ -167,6 +167,10 @@ pub struct HttpClientConfig {
     /// Faults to inject, for tests and drills (see [`chaos`](crate::chaos));
     /// None by default, and then nothing is injected.
     pub chaos: Option<crate::chaos::Chaos>,
+    /// Sends a second copy of a slow idempotent call and keeps the first
+    /// answer ([`Hedge`](crate::client::Hedge)); never for streams. None by
+    /// default.
+    pub hedge: Option<crate::client::Hedge>,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
     invalid_api_key: bool,
@@ -235,6 +239,7 @@ impl HttpClientConfig {
             #[cfg(feature = "redis")]
             fleet: None,
             chaos: None,
+            hedge: None,
             invalid_api_key: false,
         }
     }
@@ -396,6 +401,9 @@ impl HttpClientConfig {
         if let Some(chaos) = &self.chaos {
             chaos.validate()?;
         }
+        if let Some(hedge) = &self.hedge {
+            hedge.validate()?;
+        }
         Ok(())
     }
 
@@ -512,6 +520,7 @@ impl fmt::Debug for HttpClientConfig {
         #[cfg(feature = "redis")]
         f.field("fleet", &self.fleet);
         f.field("chaos", &self.chaos);
+        f.field("hedge", &self.hedge);
         f.finish()
     }
 }
