@@ -64,6 +64,10 @@ struct Pace {
     last_throttled: Instant,
     /// Acceptances since the pace last moved, once it has settled.
     settled_accepts: u32,
+    /// Refusals since the last acceptance, while learning.
+    refusals: u32,
+    /// Halvings of the slow start so far.
+    halvings: u32,
 }
 
 /// What a released attempt carries back to the pacer with its answer.
@@ -99,6 +103,8 @@ impl Pacer {
             bad: Duration::ZERO,
             last_throttled: now,
             settled_accepts: 0,
+            refusals: 0,
+            halvings: 0,
         });
     }
 
@@ -128,12 +134,15 @@ impl Pacer {
         };
         let spacing = released.spacing;
         pace.good = Some(pace.good.map_or(spacing, |g| g.min(spacing)));
-        // An acceptance long after the one before says little about the pace.
+        // An acceptance long after the one before (a gate's wait, say) says
+        // little about the pace, nor ends a run of refusals.
         if spacing > pace.interval.saturating_mul(3) / 2 {
             return;
         }
+        pace.refusals = 0;
         if pace.bad.is_zero() {
             pace.interval /= 2;
+            pace.halvings += 1;
         } else {
             // Probing costs a refusal, and a refusal closes the gate for
             // everyone: probe rarely, and more rarely once settled.
@@ -174,10 +183,20 @@ impl Pacer {
             }
             good => {
                 pace.bad = pace.bad.max(spacing);
+                pace.refusals += 1;
                 let floor = pace.bad.saturating_mul(21) / 20;
-                let back = good.map_or(pace.interval.saturating_mul(2), |g| {
-                    g.saturating_mul(51) / 50
-                });
+                // A refusal at the first halving below the provider's own
+                // wait is often its limit met exactly and missed by a few
+                // milliseconds of scheduling (a `Retry-After: 1` over 2 a
+                // second): try just above it once. A second refusal means the
+                // limit is higher: back to just above what was accepted.
+                let back = if pace.refusals == 1 && pace.halvings == 1 && good.is_some() {
+                    floor
+                } else {
+                    good.map_or(pace.interval.saturating_mul(2), |g| {
+                        g.saturating_mul(51) / 50
+                    })
+                };
                 pace.interval = back.max(floor).clamp(MIN_INTERVAL, pace.ceiling);
             }
         }
@@ -240,6 +259,22 @@ mod tests {
         let min = tail.iter().map(|(s, _)| *s).min().unwrap();
         let max = tail.iter().map(|(s, _)| *s).max().unwrap();
         (refused, min, max)
+    }
+
+    #[test]
+    fn a_first_refusal_after_a_halving_tries_just_above_it_a_second_goes_back() {
+        let now = Instant::now();
+        let mut pacer = Pacer::default();
+        pacer.start(now, Some(ms(1000)), ms(10_000));
+        pacer.accepted(Released { spacing: ms(1000) });
+        assert_eq!(pacer.interval(), Some(ms(500)));
+        // Refused at exactly the server's limit (a few ms of jitter).
+        pacer.throttled(now, Some(Released { spacing: ms(500) }));
+        assert_eq!(pacer.interval(), Some(ms(525)));
+        // Refused again just above it: the limit is higher; back to what
+        // was accepted.
+        pacer.throttled(now, Some(Released { spacing: ms(525) }));
+        assert_eq!(pacer.interval(), Some(ms(1020)));
     }
 
     #[test]
