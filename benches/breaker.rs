@@ -1,6 +1,9 @@
 //! Circuit breaker hot paths, ns per call: the closed-state success path and the
 //! rejection while open, on one thread and on two threads sharing one breaker,
-//! against a bare `service_fn` and two peers (failsafe, tower-resilience).
+//! against a bare `service_fn` and two peers (failsafe, tower-resilience). The
+//! closed path is measured for each trip policy: consecutive failures (the
+//! default), a failure rate over a 30 s window, and that with slow calls, each
+//! beside tower-resilience's rate breaker set the same way.
 //!
 //! Every service answers synchronously, so one poll with a no-op waker runs a
 //! whole call; what is measured is the middleware, not an executor.
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
+use stache_resilience::circuit_breaker::TripPolicy;
 use stache_resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
 use tower::{Layer, Service};
 
@@ -71,6 +75,41 @@ fn tower_resilience_layer(
         .expect("valid tower-resilience config")
 }
 
+/// A failure rate of 50% over 30 s with 100 calls at least, and with slow
+/// calls (over 10 s, 50%) when `slow`.
+fn stache_rate(slow: bool) -> CircuitBreaker {
+    let builder =
+        CircuitBreaker::builder(CircuitBreakerConfig::default()).policy(TripPolicy::FailureRate {
+            threshold: 0.5,
+            minimum_calls: 100,
+            window: Duration::from_secs(30),
+        });
+    let builder = if slow {
+        builder.slow_calls(Duration::from_secs(10), 0.5)
+    } else {
+        builder
+    };
+    builder.build().expect("valid breaker settings")
+}
+
+/// tower-resilience's breaker set as `stache_rate`: a time-based window.
+fn tower_resilience_rate(slow: bool) -> tower_resilience::circuitbreaker::CircuitBreakerLayer {
+    let builder = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_type(tower_resilience::circuitbreaker::SlidingWindowType::TimeBased)
+        .sliding_window_duration(Duration::from_secs(30))
+        .minimum_number_of_calls(100)
+        .wait_duration_in_open(Duration::from_secs(3600));
+    let builder = if slow {
+        builder
+            .slow_call_duration_threshold(Duration::from_secs(10))
+            .slow_call_rate_threshold(0.5)
+    } else {
+        builder
+    };
+    builder.build().expect("valid tower-resilience config")
+}
+
 /// Runs `make()`'s call on `threads` threads at once, `iters` calls each; the
 /// time per call of one thread.
 fn threaded<F>(threads: usize, iters: u64, make: impl Fn() -> F) -> Duration
@@ -116,15 +155,7 @@ fn bench_closed(c: &mut Criterion) {
                 })
             })
         });
-        let breaker = CircuitBreaker::default();
-        group.bench_function(format!("stache/{threads}t"), |b| {
-            b.iter_custom(|iters| {
-                threaded(threads, iters, || {
-                    let mut svc = CircuitBreakerLayer::new(breaker.clone()).layer(ok_service());
-                    move |x| call_once(&mut svc, x)
-                })
-            })
-        });
+        closed_stache(&mut group, "stache", threads, &CircuitBreaker::default());
         let fs = failsafe_default();
         group.bench_function(format!("failsafe_default/{threads}t"), |b| {
             b.iter_custom(|iters| {
@@ -143,22 +174,59 @@ fn bench_closed(c: &mut Criterion) {
                 })
             })
         });
+        let handle = runtime.handle();
         let layer = tower_resilience_layer(15);
-        let handle = runtime.handle().clone();
-        group.bench_function(format!("tower_resilience/{threads}t"), |b| {
-            b.iter_custom(|iters| {
-                threaded(threads, iters, || {
-                    let mut svc = layer.layer(ok_service());
-                    let handle = handle.clone();
-                    move |x| {
-                        let _g = handle.enter();
-                        call_once(&mut svc, x)
-                    }
-                })
-            })
-        });
+        closed_tower_resilience(&mut group, "tower_resilience", threads, &layer, handle);
+        for (name, slow) in [("rate", false), ("rate_slow", true)] {
+            closed_stache(
+                &mut group,
+                &format!("stache_{name}"),
+                threads,
+                &stache_rate(slow),
+            );
+            let layer = tower_resilience_rate(slow);
+            let name = format!("tower_resilience_{name}");
+            closed_tower_resilience(&mut group, &name, threads, &layer, handle);
+        }
     }
     group.finish();
+}
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Successful calls through `breaker`'s layer, one layer per thread.
+fn closed_stache(group: &mut Group<'_>, name: &str, threads: usize, breaker: &CircuitBreaker) {
+    group.bench_function(format!("{name}/{threads}t"), |b| {
+        b.iter_custom(|iters| {
+            threaded(threads, iters, || {
+                let mut svc = CircuitBreakerLayer::new(breaker.clone()).layer(ok_service());
+                move |x| call_once(&mut svc, x)
+            })
+        })
+    });
+}
+
+/// Successful calls through tower-resilience's `layer`, inside the runtime
+/// its breaker needs.
+fn closed_tower_resilience(
+    group: &mut Group<'_>,
+    name: &str,
+    threads: usize,
+    layer: &tower_resilience::circuitbreaker::CircuitBreakerLayer,
+    handle: &tokio::runtime::Handle,
+) {
+    group.bench_function(format!("{name}/{threads}t"), |b| {
+        b.iter_custom(|iters| {
+            threaded(threads, iters, || {
+                let mut svc = layer.layer(ok_service());
+                let handle = handle.clone();
+                move |x| {
+                    let _g = handle.enter();
+                    call_once(&mut svc, x)
+                }
+            })
+        })
+    });
 }
 
 fn bench_rejected(c: &mut Criterion) {

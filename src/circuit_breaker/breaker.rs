@@ -2,13 +2,15 @@
 //! handle and every service of one circuit.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
 use super::config::{CircuitBreakerConfig, CircuitStats};
 use super::refusals::Refusals;
-use super::state::{CircuitState, GENERATION_ONE, STATE_MASK, pack};
+use super::rules::Rules;
+use super::state::{CircuitState, GENERATION_ONE, STATE_MASK, Transition, announce, pack};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering, lock};
 
 /// A cheap, cloneable handle to one circuit breaker's shared state.
@@ -30,20 +32,24 @@ pub struct CircuitBreaker {
     shared: Arc<Shared>,
 }
 
+// `repr(C)`, hot fields first: what every call reads (the word, the rules
+// pointer) shares one cache line with the failure count.
+#[repr(C)]
 struct Shared {
+    /// State and generation, see `pack`.
+    word: AtomicU64,
+    /// Failure-rate and slow-call rules and open-time backoff; `None` for the
+    /// defaults, which need none of it.
+    rules: Option<Box<Rules>>,
+    failure_count: AtomicU32,
     failure_threshold: u32,
     half_open_max_calls: u32,
     timeout: Duration,
-    /// State and generation, see `pack`.
-    word: AtomicU64,
-    failure_count: AtomicU32,
     /// Nanoseconds after `epoch` from which an open circuit may move to half-open.
     reopen_at: AtomicU64,
     /// Nanoseconds since the Unix epoch of the last failure; 0 for none.
     last_failure: AtomicU64,
     epoch: Instant,
-    /// Refused calls, for the rate-limited refusal log.
-    refusals: Refusals,
     /// Guards every transition and the half-open bookkeeping.
     probes: Mutex<Probes>,
     /// The state for subscribers; updated under `probes`, so it always ends on
@@ -55,6 +61,8 @@ struct Shared {
     /// Transitions made, for the model checks.
     #[cfg(all(test, loom))]
     transitions: AtomicU64,
+    /// Refused calls, for the rate-limited refusal log (cache-line striped).
+    refusals: Refusals,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +74,10 @@ struct Probes {
     admitted: u32,
     /// Test calls that succeeded in the current half-open period.
     successes: u32,
+    /// Half-open periods in a row that ended open again (kept across periods).
+    failed_recoveries: u32,
+    /// The length of the latest open period (kept across periods).
+    open_for: Duration,
 }
 
 /// What an admitted call's outcome means to the breaker.
@@ -80,16 +92,37 @@ pub(crate) enum Verdict {
 /// Proof that a call was admitted, and in which period.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
-    generation: u64,
-    pub(super) half_open: bool,
+    /// The generation the call was admitted in (a multiple of 4), bit 0 set
+    /// for a half-open test call, and bit 1 always set: never zero, so that an
+    /// `Option<Ticket>` is two words, returned in registers.
+    tag: NonZeroU64,
+    /// Nanoseconds after `epoch` the call was admitted at, plus one; 0 when the
+    /// breaker does not time its calls.
+    start: u64,
 }
 
-struct Transition {
-    from: CircuitState,
-    to: CircuitState,
-    failures: u32,
-    /// The generation the transition started, counting from 1.
-    generation: u64,
+impl Ticket {
+    const SET: NonZeroU64 = NonZeroU64::MIN.saturating_add(1);
+
+    #[inline]
+    fn new(word: u64, half_open: bool, start: u64) -> Self {
+        Ticket {
+            tag: Self::SET | (word & !STATE_MASK) | u64::from(half_open),
+            start,
+        }
+    }
+
+    /// Whether the call holds a half-open test slot.
+    #[inline]
+    pub(super) fn half_open(&self) -> bool {
+        self.tag.get() & 1 != 0
+    }
+
+    /// The generation the call was admitted in.
+    #[inline]
+    pub(super) fn generation(&self) -> u64 {
+        self.tag.get() & !STATE_MASK
+    }
 }
 
 // ===== impl CircuitBreaker =====
@@ -100,21 +133,19 @@ impl CircuitBreaker {
     /// Zero counts in `config` are treated as 1 (see
     /// [`CircuitBreakerConfig::validate`]).
     pub fn new(config: CircuitBreakerConfig) -> Self {
-        Self::build(config, None)
+        Self::build(config, None, None)
     }
 
-    /// A breaker whose state is reported as the `stache_breaker_state` gauge
-    /// with `provider = label` (feature `metrics`).
-    #[cfg(feature = "metrics")]
-    pub(crate) fn labelled(config: CircuitBreakerConfig, label: std::sync::Arc<str>) -> Self {
-        let breaker = Self::build(config, Some(label));
-        breaker.report(CircuitState::Closed);
-        breaker
-    }
-
+    /// The breaker with `rules`; with a `label`, its state is reported as the
+    /// `stache_breaker_state` gauge with `provider = label` (feature `metrics`).
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn build(config: CircuitBreakerConfig, label: Option<std::sync::Arc<str>>) -> Self {
-        CircuitBreaker {
+    pub(super) fn build(
+        config: CircuitBreakerConfig,
+        label: Option<std::sync::Arc<str>>,
+        rules: Option<Box<Rules>>,
+    ) -> Self {
+        let labelled = label.is_some();
+        let breaker = CircuitBreaker {
             shared: Arc::new(Shared {
                 failure_threshold: config.failure_threshold.max(1),
                 half_open_max_calls: config.half_open_max_calls.max(1),
@@ -129,10 +160,15 @@ impl CircuitBreaker {
                 watch: tokio::sync::watch::Sender::new(CircuitState::Closed),
                 #[cfg(feature = "metrics")]
                 label,
+                rules,
                 #[cfg(all(test, loom))]
                 transitions: AtomicU64::new(0),
             }),
+        };
+        if labelled {
+            breaker.report(CircuitState::Closed);
         }
+        breaker
     }
 
     /// Whether `self` and `other` are handles to the same circuit.
@@ -210,30 +246,6 @@ impl CircuitBreaker {
         self.shared.watch.subscribe()
     }
 
-    /// A snapshot of the state, counts and the time of the last failure.
-    pub fn stats(&self) -> CircuitStats {
-        // Give an open circuit whose timeout has run out the chance to move on first.
-        self.state();
-        let probes = lock(&self.shared.probes);
-        let word = self.shared.word.load(Ordering::Acquire);
-        let state_now = CircuitState::from_bits(word);
-        let success_count = if state_now == CircuitState::HalfOpen {
-            probes.successes
-        } else {
-            0
-        };
-        let last_failure = match self.shared.last_failure.load(Ordering::Relaxed) {
-            0 => None,
-            nanos => Some(UNIX_EPOCH + Duration::from_nanos(nanos)),
-        };
-        CircuitStats {
-            state: state_now,
-            failure_count: self.shared.failure_count.load(Ordering::Relaxed),
-            success_count,
-            last_failure,
-        }
-    }
-
     // ===== admission and outcomes used by the layer =====
 
     /// Admits a call if the circuit allows it.
@@ -241,10 +253,7 @@ impl CircuitBreaker {
     pub(crate) fn admit(&self) -> Option<Ticket> {
         let word = self.shared.word.load(Ordering::Acquire);
         match CircuitState::from_bits(word) {
-            CircuitState::Closed => Some(Ticket {
-                generation: word & !STATE_MASK,
-                half_open: false,
-            }),
+            CircuitState::Closed => Some(Ticket::new(word, false, self.started())),
             _ => self.admit_as(false),
         }
     }
@@ -276,10 +285,7 @@ impl CircuitBreaker {
         let mut word = self.shared.word.load(Ordering::Acquire);
         let mut transition = None;
         let ticket = match CircuitState::from_bits(word) {
-            CircuitState::Closed => Some(Ticket {
-                generation: word & !STATE_MASK,
-                half_open: false,
-            }),
+            CircuitState::Closed => Some(Ticket::new(word, false, self.started())),
             CircuitState::Open if !self.recovery_due() => None,
             state => {
                 if state == CircuitState::Open {
@@ -294,10 +300,7 @@ impl CircuitBreaker {
                     if manual {
                         probes.manual.push_back(self.now_nanos());
                     }
-                    Some(Ticket {
-                        generation: word & !STATE_MASK,
-                        half_open: true,
-                    })
+                    Some(Ticket::new(word, true, 0))
                 } else {
                     None
                 }
@@ -317,9 +320,12 @@ impl CircuitBreaker {
     #[inline]
     pub(crate) fn settle(&self, ticket: Ticket, verdict: Verdict) {
         match verdict {
-            Verdict::Success => self.on_success(Some(ticket.generation)),
-            Verdict::Failure => self.on_failure(Some(ticket.generation)),
-            Verdict::Ignore => self.release(ticket),
+            Verdict::Success => self.on_success(Some(ticket.generation())),
+            Verdict::Failure => self.on_failure(Some(ticket.generation())),
+            Verdict::Ignore => return self.release(ticket),
+        }
+        if let Some(rules) = &self.shared.rules {
+            self.observe(rules, Some(ticket.generation()), ticket.start, verdict);
         }
     }
 
@@ -343,7 +349,7 @@ impl CircuitBreaker {
     /// Gives back a half-open slot whose call ended without an outcome.
     #[inline]
     pub(crate) fn release(&self, ticket: Ticket) {
-        if ticket.half_open {
+        if ticket.half_open() {
             self.release_slot(ticket);
         }
     }
@@ -352,7 +358,7 @@ impl CircuitBreaker {
     fn release_slot(&self, ticket: Ticket) {
         let mut probes = lock(&self.shared.probes);
         let word = self.shared.word.load(Ordering::Acquire);
-        if word == pack(CircuitState::HalfOpen, ticket.generation) {
+        if word == pack(CircuitState::HalfOpen, ticket.generation()) {
             probes.admitted = probes.admitted.saturating_sub(1);
         }
     }
@@ -413,7 +419,9 @@ impl CircuitBreaker {
                     .failure_count
                     .fetch_add(1, Ordering::AcqRel)
                     .saturating_add(1);
-                if failures >= shared.failure_threshold {
+                if failures >= shared.failure_threshold
+                    && shared.rules.as_ref().is_none_or(|r| r.consecutive)
+                {
                     let mut probes = lock(&shared.probes);
                     // A success may have reset the count, or another failure may
                     // have opened the circuit, since the increment above.
@@ -469,13 +477,31 @@ impl CircuitBreaker {
         let shared = &*self.shared;
         let from = CircuitState::from_bits(word);
         let generation = (word & !STATE_MASK).wrapping_add(GENERATION_ONE);
-        *probes = Probes::default();
+        let failed_recoveries = match (from, to) {
+            (CircuitState::HalfOpen, CircuitState::Open) => {
+                probes.failed_recoveries.saturating_add(1)
+            }
+            (_, CircuitState::Closed) => 0,
+            _ => probes.failed_recoveries,
+        };
+        *probes = Probes {
+            failed_recoveries,
+            open_for: probes.open_for,
+            ..Probes::default()
+        };
         #[cfg(all(test, loom))]
         shared.transitions.fetch_add(1, Ordering::SeqCst);
+        if let Some(rules) = &shared.rules {
+            rules.clear();
+        }
         match to {
             CircuitState::Open => {
-                let timeout = u64::try_from(shared.timeout.as_nanos()).unwrap_or(u64::MAX);
-                let reopen_at = self.now_nanos().saturating_add(timeout);
+                probes.open_for = match &shared.rules {
+                    Some(rules) => rules.open_time(shared.timeout, failed_recoveries),
+                    None => shared.timeout,
+                };
+                let open_for = u64::try_from(probes.open_for.as_nanos()).unwrap_or(u64::MAX);
+                let reopen_at = self.now_nanos().saturating_add(open_for);
                 shared.reopen_at.store(reopen_at, Ordering::Release);
             }
             CircuitState::HalfOpen => {}
@@ -489,26 +515,11 @@ impl CircuitBreaker {
             to,
             failures: shared.failure_count.load(Ordering::Relaxed),
             generation: generation >> 2,
+            reason: match from {
+                CircuitState::HalfOpen => "probe_failed",
+                _ => "consecutive_failures",
+            },
         }
-    }
-}
-
-/// Emits the one event a transition gets. Called after the lock is released so a
-/// slow subscriber never holds up other callers.
-fn announce(t: Transition) {
-    let (from, to, failures, generation) =
-        (t.from.as_str(), t.to.as_str(), t.failures, t.generation);
-    match t.to {
-        CircuitState::Open => {
-            tracing::warn!(from, to, failures, generation, "circuit breaker opened")
-        }
-        CircuitState::HalfOpen => tracing::info!(
-            from,
-            to,
-            generation,
-            "circuit breaker half-open: admitting test calls"
-        ),
-        CircuitState::Closed => tracing::info!(from, to, generation, "circuit breaker closed"),
     }
 }
 
@@ -522,6 +533,7 @@ impl fmt::Debug for CircuitBreaker {
                 &self.shared.failure_count.load(Ordering::Relaxed),
             )
             .field("config", &self.config())
+            .field("rules", &self.shared.rules)
             .finish()
     }
 }
@@ -536,6 +548,10 @@ impl Default for CircuitBreaker {
 #[path = "operator.rs"]
 mod operator;
 
+// Timing calls and feeding their outcomes to the rate rules.
+#[path = "ruled.rs"]
+mod ruled;
+
 #[cfg(all(test, not(loom)))]
 #[path = "tests.rs"]
 mod tests;
@@ -543,6 +559,10 @@ mod tests;
 #[cfg(all(test, not(loom)))]
 #[path = "prop_tests.rs"]
 mod prop_tests;
+
+#[cfg(all(test, not(loom)))]
+#[path = "builder_tests.rs"]
+mod builder_tests;
 
 #[cfg(all(test, loom))]
 #[path = "loom_tests.rs"]

@@ -63,8 +63,11 @@ impl CircuitBreakerConfig {
 }
 
 /// A snapshot of a [`CircuitBreaker`](super::CircuitBreaker), from [`CircuitBreaker::stats`](super::CircuitBreaker::stats).
+///
+/// Stats are read, never built: more fields may come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CircuitStats {
     /// The state at the time of the snapshot.
     pub state: CircuitState,
@@ -75,4 +78,12 @@ pub struct CircuitStats {
     pub success_count: u32,
     /// Wall-clock time of the most recent failure, if any.
     pub last_failure: Option<SystemTime>,
+    /// While open, how long this open period lasts (jitter included);
+    /// otherwise how long the next one would last, before jitter. Always
+    /// `timeout` with [`OpenBackoff::Fixed`](super::OpenBackoff::Fixed); with
+    /// [`OpenBackoff::Exponential`](super::OpenBackoff::Exponential) it grows
+    /// with each failed recovery and comes back to `timeout` when the circuit
+    /// closes. In seconds when serialized.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs"))]
+    pub open_time: Duration,
 }

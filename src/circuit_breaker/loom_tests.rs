@@ -8,6 +8,8 @@ use loom::thread;
 
 use super::*;
 use crate::circuit_breaker::permit::{Handle, Permit};
+use crate::circuit_breaker::window::{Counts, Window};
+use crate::circuit_breaker::{OpenBackoff, TripPolicy};
 
 fn breaker(threshold: u32, half_open: u32) -> CircuitBreaker {
     CircuitBreaker::new(CircuitBreakerConfig {
@@ -37,6 +39,20 @@ fn transitions(cb: &CircuitBreaker) -> u64 {
     cb.shared.transitions.load(Ordering::SeqCst)
 }
 
+/// Settles each ticket as a failure, each on a thread of its own.
+fn fail_on_threads<const N: usize>(cb: &CircuitBreaker, tickets: [Ticket; N]) {
+    let threads: Vec<_> = tickets
+        .into_iter()
+        .map(|ticket| {
+            let cb = cb.clone();
+            thread::spawn(move || cb.settle(ticket, Verdict::Failure))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
 fn admitted(cb: &CircuitBreaker) -> u32 {
     lock(&cb.shared.probes).admitted
 }
@@ -49,7 +65,7 @@ fn loom_two_probes_never_share_one_slot() {
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let cb = cb.clone();
-                thread::spawn(move || cb.admit().filter(|t| t.half_open).map(|t| t.generation))
+                thread::spawn(move || cb.admit().filter(|t| t.half_open()).map(|t| t.generation()))
             })
             .collect();
         let got: Vec<Option<u64>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
@@ -75,16 +91,7 @@ fn loom_concurrent_failures_open_the_circuit_exactly_once() {
             cb.admit().unwrap(),
             cb.admit().unwrap(),
         ];
-        let threads: Vec<_> = tickets
-            .into_iter()
-            .map(|ticket| {
-                let cb = cb.clone();
-                thread::spawn(move || cb.settle(ticket, Verdict::Failure))
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        fail_on_threads(&cb, tickets);
         let w = word(&cb);
         assert_eq!(CircuitState::from_bits(w), CircuitState::Open);
         assert_eq!(w >> 2, 1);
@@ -99,7 +106,7 @@ fn loom_a_failure_racing_a_success_in_half_open_always_reopens() {
         cb.record_failure();
         let a = cb.admit().unwrap();
         let b = cb.admit().unwrap();
-        assert!(a.half_open && b.half_open);
+        assert!(a.half_open() && b.half_open());
         let cb1 = cb.clone();
         let t1 = thread::spawn(move || cb1.settle(a, Verdict::Success));
         let cb2 = cb.clone();
@@ -142,5 +149,103 @@ fn loom_a_dropped_probe_never_strands_the_half_open_circuit() {
             );
             assert!(cb.can_attempt());
         }
+    });
+}
+
+// ===== the failure-rate window =====
+
+const SECOND_NANOS: u64 = 1_000_000_000;
+
+#[test]
+fn loom_concurrent_records_lose_no_count() {
+    model(|| {
+        let window = Arc::new(Window::new(SECOND_NANOS));
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let window = window.clone();
+                thread::spawn(move || window.record(0, i == 0).fresh)
+            })
+            .collect();
+        let main = window.record(0, false).fresh;
+        let fresh: usize = threads
+            .into_iter()
+            .map(|t| usize::from(t.join().unwrap()))
+            .sum::<usize>()
+            + usize::from(main);
+        assert_eq!(
+            window.counts(0),
+            Counts {
+                calls: 3,
+                marked: 1
+            }
+        );
+        assert_eq!(fresh, 1, "exactly one record started the stretch");
+    });
+}
+
+#[test]
+fn loom_a_late_record_never_wipes_a_newer_stretch() {
+    model(|| {
+        let window = Arc::new(Window::new(SECOND_NANOS));
+        // Stretch 0 and stretch 10 share a bucket.
+        let late = {
+            let window = window.clone();
+            thread::spawn(move || window.record(0, true))
+        };
+        window.record(SECOND_NANOS, false);
+        late.join().unwrap();
+        assert_eq!(
+            window.counts(SECOND_NANOS),
+            Counts {
+                calls: 1,
+                marked: 0
+            }
+        );
+    });
+}
+
+fn rated(threshold: f64, minimum_calls: u32) -> CircuitBreaker {
+    CircuitBreaker::builder(CircuitBreakerConfig {
+        failure_threshold: 100,
+        timeout: Duration::from_secs(3600),
+        half_open_max_calls: 1,
+    })
+    .policy(TripPolicy::FailureRate {
+        threshold,
+        minimum_calls,
+        window: Duration::from_secs(3600),
+    })
+    .open_backoff(OpenBackoff::Fixed)
+    .build()
+    .unwrap()
+}
+
+#[test]
+fn loom_two_failures_reaching_the_rate_open_the_circuit_once() {
+    model(|| {
+        let cb = rated(1.0, 2);
+        let tickets = [cb.admit().unwrap(), cb.admit().unwrap()];
+        fail_on_threads(&cb, tickets);
+        assert_eq!(CircuitState::from_bits(word(&cb)), CircuitState::Open);
+        assert_eq!(transitions(&cb), 1);
+    });
+}
+
+#[test]
+fn loom_a_success_that_brings_the_minimum_opens_the_circuit_whatever_the_order() {
+    model(|| {
+        let cb = rated(0.5, 2);
+        let failure = cb.admit().unwrap();
+        let success = cb.admit().unwrap();
+        let other = cb.clone();
+        let t = thread::spawn(move || other.settle(failure, Verdict::Failure));
+        cb.settle(success, Verdict::Success);
+        t.join().unwrap();
+        assert_eq!(
+            CircuitState::from_bits(word(&cb)),
+            CircuitState::Open,
+            "one failure of two calls is 50%"
+        );
+        assert_eq!(transitions(&cb), 1);
     });
 }

@@ -10,12 +10,15 @@
 //! ```
 //!
 //! * **Closed**: every call passes. Each failure adds one to `failure_count`; a
-//!   success resets it to zero, so only *consecutive* failures open the circuit.
+//!   success resets it to zero, so only *consecutive* failures open the circuit
+//!   (by default: a failure rate or slow calls can open it too, see
+//!   [choosing a trip policy](#choosing-a-trip-policy)).
 //! * **Open**: calls are refused at once. The circuit does not run a timer task:
 //!   the first look after `timeout` has elapsed ([`state`](CircuitBreaker::state),
 //!   [`can_attempt`](CircuitBreaker::can_attempt), or a call admitted by
 //!   [`CircuitBreakerLayer`] or [`HttpClient`](crate::HttpClient)) moves it to
-//!   half-open.
+//!   half-open. With [`OpenBackoff::Exponential`] the open time grows after
+//!   each failed recovery.
 //! * **Half-open**: at most `half_open_max_calls` test calls are let through. Each
 //!   admission takes one slot; slots come back only when the period ends (all
 //!   probes succeeded: closed; any failed: open again) or, when the breaker is
@@ -85,24 +88,86 @@
 //! assert_eq!(err.to_string(), "Circuit breaker OPEN - rejecting request");
 //! # }
 //! ```
+//!
+//! # Choosing a trip policy
+//!
+//! [`CircuitBreaker::new`] counts failures in a row, as the original design
+//! does; [`CircuitBreaker::builder`] sets the rest, and
+//! [`HttpClientConfig`](crate::HttpClientConfig) has a field for each.
+//!
+//! * [`TripPolicy::Consecutive`] (the default): `failure_threshold` failures in
+//!   a row. It catches a provider that goes down at once, costs nothing per
+//!   call, and needs no traffic to judge. It never trips on a provider that
+//!   fails 30% of calls, because each success starts the count again.
+//! * [`TripPolicy::FailureRate`]: the share of failed calls over a time window,
+//!   once the window holds `minimum_calls` calls. It catches a provider that
+//!   fails some of the time, at the cost of a clock read and one atomic update
+//!   per call. The minimum keeps a quiet client from opening on two failures
+//!   out of three; choose it from the traffic the window sees. Resilience4j
+//!   ships 50% over 100 calls; Microsoft.Extensions.Http.Resilience 10% over
+//!   30 s with at least 100 calls, and a 5 s break.
+//! * [`TripPolicy::Either`]: both: the consecutive count for an outage, the
+//!   rate for a partial one.
+//! * [`slow_calls`](CircuitBreakerBuilder::slow_calls): a provider that answers
+//!   in 40 s instead of 1 s looks healthy to both policies. A call slower than
+//!   the threshold counts as slow even when it succeeds, and the share of slow
+//!   calls opens the circuit like the failure rate does (Resilience4j's
+//!   default: every call slower than 60 s).
+//! * [`OpenBackoff::Exponential`]: a fixed `timeout` probes a provider that
+//!   stays down at the same pace forever, and breakers across a fleet that
+//!   opened together all probe at the same instant. Exponential backoff doubles
+//!   the open time after each failed recovery, up to `max`, and cuts a random
+//!   share of up to `jitter` from each, so the fleet's probes spread out.
+//!
+//! The half-open rules are the same under every policy, and only the calls of
+//! the closed circuit count towards a rate: each change of state starts the
+//! window again.
+//!
+//! ```
+//! use std::time::Duration;
+//! use stache_resilience::{CircuitBreaker, CircuitBreakerConfig};
+//! use stache_resilience::circuit_breaker::{OpenBackoff, TripPolicy};
+//!
+//! // Microsoft.Extensions.Http.Resilience's defaults, with consecutive failures
+//! // as well and an open time that grows to 5 minutes.
+//! let breaker = CircuitBreaker::builder(CircuitBreakerConfig {
+//!     timeout: Duration::from_secs(5),
+//!     ..Default::default()
+//! })
+//! .policy(TripPolicy::either(
+//!     TripPolicy::Consecutive,
+//!     TripPolicy::FailureRate { threshold: 0.1, minimum_calls: 100, window: Duration::from_secs(30) },
+//! ))
+//! .slow_calls(Duration::from_secs(20), 0.5)
+//! .open_backoff(OpenBackoff::Exponential { max: Duration::from_secs(300), jitter: 0.2 })
+//! .build()?;
+//! assert_eq!(breaker.stats().open_time, Duration::from_secs(5));
+//! # Ok::<(), stache_resilience::ConfigError>(())
+//! ```
 
 mod breaker;
+mod builder;
 mod config;
 pub mod future;
 mod gate;
 mod keyed;
 mod layer;
 mod permit;
+mod policy;
 mod refusals;
+mod rules;
 mod service;
 mod state;
+mod window;
 
 pub use self::breaker::CircuitBreaker;
+pub use self::builder::CircuitBreakerBuilder;
 pub use self::config::{CircuitBreakerConfig, CircuitStats};
 pub(crate) use self::gate::Gate;
 pub use self::keyed::{KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::permit::CallPermit;
+pub use self::policy::{OpenBackoff, SlowCalls, TripPolicy};
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitState;
 pub use crate::error::CircuitOpen;

@@ -1,7 +1,7 @@
 //! The by-hand and operator side of [`CircuitBreaker`]: permits that cannot be
 //! forgotten, and forcing the circuit open or closed.
 
-use super::{CircuitBreaker, CircuitState, lock};
+use super::{CircuitBreaker, CircuitState, Verdict, lock};
 use crate::circuit_breaker::permit::CallPermit;
 use crate::sync::Ordering;
 
@@ -71,14 +71,20 @@ impl CircuitBreaker {
     /// late answer from before the circuit opened).
     pub fn record_success(&self) {
         self.on_success(None);
+        if let Some(rules) = &self.shared.rules {
+            self.observe(rules, None, 0, Verdict::Success);
+        }
     }
 
     /// Records a failed call.
     ///
     /// Closed: adds one to the consecutive-failure count and opens the circuit when
-    /// it reaches the threshold. Half-open: opens the circuit again and restarts the
+    /// it reaches the threshold (or when a rate rule of the policy says so). Half-open: opens the circuit again and restarts the
     /// recovery timeout. Open: counted in the stats only.
     pub fn record_failure(&self) {
         self.on_failure(None);
+        if let Some(rules) = &self.shared.rules {
+            self.observe(rules, None, 0, Verdict::Failure);
+        }
     }
 }

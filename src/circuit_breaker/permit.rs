@@ -54,7 +54,7 @@ impl Drop for Permit {
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("half_open", &self.ticket.half_open)
+            .field("half_open", &self.ticket.half_open())
             .finish()
     }
 }
@@ -97,7 +97,7 @@ impl CallPermit {
 
     /// Whether the permit holds one of the half-open test slots.
     pub fn is_half_open(&self) -> bool {
-        self.ticket.half_open
+        self.ticket.half_open()
     }
 }
 
@@ -112,7 +112,7 @@ impl Drop for CallPermit {
 impl fmt::Debug for CallPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallPermit")
-            .field("half_open", &self.ticket.half_open)
+            .field("half_open", &self.ticket.half_open())
             .finish()
     }
 }

@@ -1,4 +1,5 @@
-//! The breaker's state, and how it shares one atomic word with a generation.
+//! The breaker's state, how it shares one atomic word with a generation, and
+//! the event each change of it gets.
 
 use std::fmt;
 
@@ -57,4 +58,46 @@ pub(super) const GENERATION_ONE: u64 = 0b100;
 
 pub(super) const fn pack(state: CircuitState, generation: u64) -> u64 {
     (generation & !STATE_MASK) | state.to_bits()
+}
+
+/// One change of state, for its event.
+pub(super) struct Transition {
+    pub(super) from: CircuitState,
+    pub(super) to: CircuitState,
+    pub(super) failures: u32,
+    /// The generation the transition started, counting from 1.
+    pub(super) generation: u64,
+    /// What opened the circuit (for a move to open).
+    pub(super) reason: &'static str,
+}
+
+/// Emits the one event a transition gets. Called after the lock is released so a
+/// slow subscriber never holds up other callers.
+pub(super) fn announce(t: Transition) {
+    let (from, to, failures, generation, reason) = (
+        t.from.as_str(),
+        t.to.as_str(),
+        t.failures,
+        t.generation,
+        t.reason,
+    );
+    match t.to {
+        CircuitState::Open => {
+            tracing::warn!(
+                from,
+                to,
+                failures,
+                generation,
+                reason,
+                "circuit breaker opened"
+            )
+        }
+        CircuitState::HalfOpen => tracing::info!(
+            from,
+            to,
+            generation,
+            "circuit breaker half-open: admitting test calls"
+        ),
+        CircuitState::Closed => tracing::info!(from, to, generation, "circuit breaker closed"),
+    }
 }

@@ -445,11 +445,11 @@ fn eight_threads_never_exceed_the_half_open_limit() {
                     let Some(ticket) = cb.admit() else {
                         continue;
                     };
-                    if ticket.half_open {
+                    if ticket.half_open() {
                         *admitted
                             .lock()
                             .unwrap()
-                            .entry(ticket.generation)
+                            .entry(ticket.generation())
                             .or_default() += 1;
                     }
                     let verdict = if (i + t) % 5 == 0 {

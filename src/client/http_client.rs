@@ -86,10 +86,10 @@ impl HttpClient {
         let templates = Templates::new(&config)?;
         let label: Arc<str> = provider.clone().unwrap_or_else(|| Arc::from("default"));
         let counters = Arc::new(Counters::new(label.clone()));
+        let breaker = config.breaker();
         #[cfg(feature = "metrics")]
-        let breaker = CircuitBreaker::labelled(config.breaker_config(), label.clone());
-        #[cfg(not(feature = "metrics"))]
-        let breaker = CircuitBreaker::new(config.breaker_config());
+        let breaker = breaker.labelled(label.clone());
+        let breaker = breaker.build()?;
         let retry = RetryLayer::new(config.retry_config());
         #[cfg(feature = "metrics")]
         let retry = retry.labelled(label.clone());

@@ -39,6 +39,9 @@ struct Raw {
     #[serde(default, with = "crate::serde_secs::option")]
     circuit_breaker_timeout: Option<Duration>,
     circuit_breaker_half_open_max_calls: Option<u32>,
+    circuit_breaker_policy: Option<crate::circuit_breaker::TripPolicy>,
+    circuit_breaker_slow_calls: Option<crate::circuit_breaker::SlowCalls>,
+    circuit_breaker_open_backoff: Option<crate::circuit_breaker::OpenBackoff>,
     max_response_bytes: Option<usize>,
     #[serde(default, with = "crate::serde_secs::option")]
     stream_idle_timeout: Option<Duration>,
@@ -71,6 +74,7 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
         config.total_timeout = raw.total_timeout;
         config.http2_keep_alive_interval = raw.http2_keep_alive_interval;
         config.rate_limit = raw.rate_limit;
+        config.circuit_breaker_slow_calls = raw.circuit_breaker_slow_calls;
         #[cfg(feature = "redis")]
         {
             config.fleet = raw.fleet;
@@ -102,6 +106,8 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
             circuit_breaker_threshold,
             circuit_breaker_timeout,
             circuit_breaker_half_open_max_calls,
+            circuit_breaker_policy,
+            circuit_breaker_open_backoff,
             max_response_bytes,
             stream_idle_timeout,
             max_line_bytes,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
-use crate::circuit_breaker::CircuitBreakerConfig;
+use crate::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerConfig, OpenBackoff, SlowCalls, TripPolicy,
+};
 use crate::error::ConfigError;
 use crate::rate_limit::RateLimit;
 use crate::redact::{Redacted, is_sensitive};
@@ -36,6 +38,9 @@ use crate::retry::{Jitter, RetryConfig};
 /// | `circuit_breaker_threshold` | 15 consecutive failed calls |
 /// | `circuit_breaker_timeout` | 60 s |
 /// | `circuit_breaker_half_open_max_calls` | 3 |
+/// | `circuit_breaker_policy` | [`TripPolicy::Consecutive`]: `circuit_breaker_threshold` failures in a row |
+/// | `circuit_breaker_slow_calls` | none: no call counts as slow |
+/// | `circuit_breaker_open_backoff` | [`OpenBackoff::Fixed`]: always `circuit_breaker_timeout` |
 /// | `max_response_bytes` | 32 MiB for a buffered body |
 /// | `stream_idle_timeout` | 60 s between chunks of a stream |
 /// | `max_line_bytes` | 8 MiB for one NDJSON line (blank lines before it included) |
@@ -67,6 +72,14 @@ use crate::retry::{Jitter, RetryConfig};
 /// default_timeout = 90.0
 /// circuit_breaker_threshold = 15
 /// headers = { "x-tenant" = "acme" }
+///
+/// [providers.openai]
+/// base_url = "https://api.openai.com/v1"
+/// # "consecutive" (the default), a failure_rate table, or
+/// # { either = ["consecutive", { failure_rate = { ... } }] }
+/// circuit_breaker_policy = { failure_rate = { threshold = 0.5, minimum_calls = 100, window = 30 } }
+/// circuit_breaker_slow_calls = { threshold = 20, rate = 0.5 }
+/// circuit_breaker_open_backoff = { exponential = { max = 600, jitter = 0.2 } }
 /// ```
 ///
 /// # Example
@@ -121,6 +134,14 @@ pub struct HttpClientConfig {
     pub circuit_breaker_timeout: Duration,
     /// Test calls in half-open state.
     pub circuit_breaker_half_open_max_calls: u32,
+    /// When the closed circuit opens: see
+    /// [the breaker's module](crate::circuit_breaker#choosing-a-trip-policy).
+    pub circuit_breaker_policy: TripPolicy,
+    /// Calls slower than this count as slow, and a share of them opens the
+    /// circuit: see [`CircuitBreakerBuilder::slow_calls`].
+    pub circuit_breaker_slow_calls: Option<SlowCalls>,
+    /// How long the circuit stays open each time.
+    pub circuit_breaker_open_backoff: OpenBackoff,
     /// Largest buffered response body; larger bodies fail with a body error.
     pub max_response_bytes: usize,
     /// Longest wait for the next chunk of a streamed response.
@@ -224,6 +245,9 @@ impl HttpClientConfig {
             circuit_breaker_threshold: 15,
             circuit_breaker_timeout: Duration::from_secs(60),
             circuit_breaker_half_open_max_calls: 3,
+            circuit_breaker_policy: TripPolicy::Consecutive,
+            circuit_breaker_slow_calls: None,
+            circuit_breaker_open_backoff: OpenBackoff::Fixed,
             max_response_bytes: 32 * 1024 * 1024,
             stream_idle_timeout: Duration::from_secs(60),
             max_line_bytes: 8 * 1024 * 1024,
@@ -370,6 +394,13 @@ impl HttpClientConfig {
                 "must be at least 1",
             ));
         }
+        self.circuit_breaker_policy
+            .check("circuit_breaker_policy")?;
+        if let Some(slow) = &self.circuit_breaker_slow_calls {
+            slow.check("circuit_breaker_slow_calls")?;
+        }
+        self.circuit_breaker_open_backoff
+            .check("circuit_breaker_open_backoff", self.circuit_breaker_timeout)?;
         if self.max_response_bytes == 0 {
             return Err(ConfigError::new("max_response_bytes", "must be at least 1"));
         }
@@ -470,12 +501,16 @@ impl HttpClientConfig {
         }
     }
 
-    pub(crate) fn breaker_config(&self) -> CircuitBreakerConfig {
-        CircuitBreakerConfig {
+    /// The breaker's settings, policy and backoff, for `build()`.
+    pub(crate) fn breaker(&self) -> CircuitBreakerBuilder {
+        CircuitBreaker::builder(CircuitBreakerConfig {
             failure_threshold: self.circuit_breaker_threshold,
             timeout: self.circuit_breaker_timeout,
             half_open_max_calls: self.circuit_breaker_half_open_max_calls,
-        }
+        })
+        .policy(self.circuit_breaker_policy.clone())
+        .slow_calls_rule(self.circuit_breaker_slow_calls)
+        .open_backoff(self.circuit_breaker_open_backoff)
     }
 }
 
@@ -501,6 +536,15 @@ impl fmt::Debug for HttpClientConfig {
             .field(
                 "circuit_breaker_half_open_max_calls",
                 &self.circuit_breaker_half_open_max_calls,
+            )
+            .field("circuit_breaker_policy", &self.circuit_breaker_policy)
+            .field(
+                "circuit_breaker_slow_calls",
+                &self.circuit_breaker_slow_calls,
+            )
+            .field(
+                "circuit_breaker_open_backoff",
+                &self.circuit_breaker_open_backoff,
             )
             .field("max_response_bytes", &self.max_response_bytes)
             .field("stream_idle_timeout", &self.stream_idle_timeout)

@@ -1,0 +1,132 @@
+//! [`CircuitBreaker::builder`]: a breaker with a trip policy, slow calls or a
+//! growing open time.
+
+use std::time::Duration;
+
+use super::breaker::CircuitBreaker;
+use super::config::CircuitBreakerConfig;
+use super::policy::{OpenBackoff, SlowCalls, TripPolicy};
+use super::rules::Rules;
+use crate::error::ConfigError;
+
+/// Builds a [`CircuitBreaker`] with more than the three settings of
+/// [`CircuitBreakerConfig`]; from [`CircuitBreaker::builder`].
+///
+/// Left alone, every setting keeps the original design's behaviour, and the
+/// breaker built is the one [`CircuitBreaker::new`] makes.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct CircuitBreakerBuilder {
+    config: CircuitBreakerConfig,
+    policy: TripPolicy,
+    slow_calls: Option<SlowCalls>,
+    open_backoff: OpenBackoff,
+    #[cfg(feature = "metrics")]
+    label: Option<std::sync::Arc<str>>,
+}
+
+impl CircuitBreaker {
+    /// A builder for a breaker with `config` and, on top, a trip policy, slow
+    /// calls or an open time that grows.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use stache_resilience::{CircuitBreaker, CircuitBreakerConfig};
+    /// use stache_resilience::circuit_breaker::{CircuitState, OpenBackoff, TripPolicy};
+    ///
+    /// let breaker = CircuitBreaker::builder(CircuitBreakerConfig::default())
+    ///     .policy(TripPolicy::FailureRate {
+    ///         threshold: 0.5,
+    ///         minimum_calls: 4,
+    ///         window: Duration::from_secs(30),
+    ///     })
+    ///     .open_backoff(OpenBackoff::Exponential { max: Duration::from_secs(600), jitter: 0.2 })
+    ///     .build()
+    ///     .expect("valid settings");
+    ///
+    /// // Failures and successes in turn: never 15 in a row, but half of them.
+    /// for i in 0..4 {
+    ///     let permit = breaker.try_acquire().expect("closed");
+    ///     if i % 2 == 0 { permit.failure() } else { permit.success() }
+    /// }
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// # }
+    /// ```
+    pub fn builder(config: CircuitBreakerConfig) -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder {
+            config,
+            policy: TripPolicy::Consecutive,
+            slow_calls: None,
+            open_backoff: OpenBackoff::Fixed,
+            #[cfg(feature = "metrics")]
+            label: None,
+        }
+    }
+}
+
+impl CircuitBreakerBuilder {
+    /// When the closed circuit opens (default [`TripPolicy::Consecutive`]).
+    pub fn policy(mut self, policy: TripPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Counts a call that takes longer than `threshold`, from admission to its
+    /// outcome, as slow, even when it succeeds; the circuit opens when the
+    /// share of slow calls reaches `rate` (in `(0, 1]`).
+    ///
+    /// The share is taken over the window, and with the minimum of calls, of
+    /// the policy's first [`TripPolicy::FailureRate`] rule; without one, over
+    /// 30 s with 100 calls at least. A call's time ends with its outcome: for
+    /// a response the classifier judges at its end (a gRPC stream, say), that
+    /// is the end of the body. A slow call that failed counts as both.
+    pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
+        self.slow_calls = Some(SlowCalls { threshold, rate });
+        self
+    }
+
+    /// How long an opened circuit stays open (default [`OpenBackoff::Fixed`]).
+    pub fn open_backoff(mut self, backoff: OpenBackoff) -> Self {
+        self.open_backoff = backoff;
+        self
+    }
+
+    /// The same builder with the slow-call rule `slow_calls` (or none).
+    pub(crate) fn slow_calls_rule(mut self, slow_calls: Option<SlowCalls>) -> Self {
+        self.slow_calls = slow_calls;
+        self
+    }
+
+    /// Reports the breaker's state as the `stache_breaker_state` gauge with
+    /// `provider = label`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn labelled(mut self, label: std::sync::Arc<str>) -> Self {
+        self.label = Some(label);
+        self
+    }
+
+    /// Checks every setting and builds the breaker.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first setting that breaks a rule: a field
+    /// of the config (`failure_threshold`, `half_open_max_calls`), or
+    /// `policy`, `slow_calls` or `open_backoff`, with the part in the rule
+    /// (`failure_rate.threshold must be more than 0 and at most 1, got 1.5`).
+    pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
+        self.config.validate()?;
+        let rules = Rules::new(
+            &self.policy,
+            self.slow_calls,
+            self.open_backoff,
+            self.config.timeout,
+        )?;
+        #[cfg(feature = "metrics")]
+        let label = self.label;
+        #[cfg(not(feature = "metrics"))]
+        let label = None;
+        Ok(CircuitBreaker::build(self.config, label, rules))
+    }
+}
