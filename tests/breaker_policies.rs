@@ -62,10 +62,17 @@ async fn a_failure_rate_policy_opens_on_a_partial_outage_the_default_rides_throu
 
 #[tokio::test(start_paused = true)]
 async fn answers_slower_than_the_threshold_open_the_circuit() {
-    let server = Server::start(|_, _| Reply::Chunks {
-        status: 200,
-        chunks: vec![Bytes::from_static(b"{}")],
-        gap: Duration::from_secs(3),
+    // Four answers at once, then only late ones (the body trickled in 3 s).
+    let server = Server::start(|n, _| {
+        if n < 4 {
+            Reply::json(200, "{}")
+        } else {
+            Reply::Chunks {
+                status: 200,
+                chunks: vec![Bytes::from_static(b"{}")],
+                gap: Duration::from_secs(3),
+            }
+        }
     })
     .await;
     let mut slow = config(&server.url());
@@ -79,10 +86,19 @@ async fn answers_slower_than_the_threshold_open_the_circuit() {
         rate: 0.5,
     });
     let client = HttpClient::new(slow).unwrap();
-    for _ in 0..4 {
-        let answer = client.get("/").await.expect("slow, but answered");
+    for i in 0..8 {
+        let answer = client.get("/").await.expect("answered");
         assert_eq!(answer.status(), 200);
+        let state = client.circuit_breaker().state();
+        if i < 7 {
+            assert_eq!(
+                state,
+                CircuitState::Closed,
+                "call {i}: fewer than half slow"
+            );
+        }
     }
+    // Four slow calls of eight: 50%.
     assert_eq!(client.circuit_breaker().state(), CircuitState::Open);
     assert_eq!(client.stats().failures, 0, "no call failed");
     let err = client.get("/").await.unwrap_err();
@@ -270,6 +286,14 @@ mod settings {
             (
                 "circuit_breaker_open_backoff = \"exponential\"",
                 "exponential",
+            ),
+            (
+                "circuit_breaker_policy = { failure_rate = { threshold = 0.5, minimum_calls = 10, window = 30, extra = 1 } }",
+                "extra",
+            ),
+            (
+                "circuit_breaker_open_backoff = { exponential = { max = 60, jitter = 0.1, cap = 1 } }",
+                "cap",
             ),
         ] {
             let err = parse(body).map(|_| ()).unwrap_err();

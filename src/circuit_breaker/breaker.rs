@@ -123,6 +123,18 @@ impl Ticket {
     pub(super) fn generation(&self) -> u64 {
         self.tag.get() & !STATE_MASK
     }
+
+    /// Whether the call is timed, for the slow-call rule.
+    #[inline]
+    pub(super) fn timed(&self) -> bool {
+        self.start != 0
+    }
+
+    /// The same ticket, its clock started at `start` (from `clock`).
+    #[inline]
+    pub(super) fn started_at(self, start: u64) -> Self {
+        Ticket { start, ..self }
+    }
 }
 
 // ===== impl CircuitBreaker =====

@@ -13,7 +13,8 @@ use crate::error::ConfigError;
 /// [`CircuitBreakerConfig`]; from [`CircuitBreaker::builder`].
 ///
 /// Left alone, every setting keeps the original design's behaviour, and the
-/// breaker built is the one [`CircuitBreaker::new`] makes.
+/// breaker built is the one [`CircuitBreaker::new`] makes, except that
+/// [`build`](Self::build) refuses the zero counts that `new` raises to 1.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct CircuitBreakerBuilder {
@@ -79,9 +80,18 @@ impl CircuitBreakerBuilder {
     ///
     /// The share is taken over the window, and with the minimum of calls, of
     /// the policy's first [`TripPolicy::FailureRate`] rule; without one, over
-    /// 30 s with 100 calls at least. A call's time ends with its outcome: for
-    /// a response the classifier judges at its end (a gRPC stream, say), that
-    /// is the end of the body. A slow call that failed counts as both.
+    /// 30 s with 100 calls at least. A slow call that failed counts as both.
+    ///
+    /// A call's time runs from the moment the service under a
+    /// [`CircuitBreakerLayer`](super::CircuitBreakerLayer) is ready for it
+    /// (waiting for a local limit does not count) to the call's outcome:
+    /// for a response the classifier judges at its end (a gRPC stream, say),
+    /// that is the end of the body. It is the time the breaker's caller
+    /// waits, so it includes whatever runs inside the breaker: in an
+    /// [`HttpClient`](crate::HttpClient), every attempt, the backoff and
+    /// `Retry-After` waits between them, and the waits for the rate limiter
+    /// and for a connection. Choose the threshold above what a healthy call
+    /// with its retries takes.
     pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
         self.slow_calls = Some(SlowCalls { threshold, rate });
         self

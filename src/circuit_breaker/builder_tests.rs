@@ -373,3 +373,100 @@ fn build_refuses_bad_settings_naming_them() {
     assert!(plain.shared.rules.is_none());
     assert!(format!("{plain:?}").contains("rules: None"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn shares_are_compared_exactly() {
+    // In `f64`, 0.07 × 100 and 0.55 × 100 land just above 7 and 55.
+    for (threshold, failures) in [(0.07, 7), (0.55, 55), (0.1, 10), (0.3, 30)] {
+        let cb = CircuitBreaker::builder(config(60))
+            .policy(rate(threshold, 100, 60))
+            .build()
+            .unwrap();
+        for i in 0..100 {
+            outcome(&cb, i < failures - 1);
+        }
+        assert_eq!(cb.state(), CircuitState::Closed, "{threshold}: one short");
+        let cb = CircuitBreaker::builder(config(60))
+            .policy(rate(threshold, 100, 60))
+            .build()
+            .unwrap();
+        for i in 0..100 {
+            outcome(&cb, i < failures);
+        }
+        assert_eq!(
+            cb.state(),
+            CircuitState::Open,
+            "{threshold}: {failures} of 100"
+        );
+    }
+}
+
+/// A service that is not ready until `ready_at`, then answers at once.
+struct ReadyLater {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Service<()> for ReadyLater {
+    type Response = ();
+    type Error = crate::BoxError;
+    type Future = std::future::Ready<Result<(), crate::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.sleep.as_mut().poll(cx).map(Ok)
+    }
+
+    fn call(&mut self, (): ()) -> Self::Future {
+        std::future::ready(Ok(()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_slow_call_clock_starts_when_the_inner_service_is_ready() {
+    let cb = CircuitBreaker::builder(config(60))
+        .policy(rate(0.9, 1, 60))
+        .slow_calls(Duration::from_secs(2), 0.5)
+        .build()
+        .unwrap();
+    // Admitted now; the inner service (a local limit, say) is ready only in
+    // five seconds, and then answers at once.
+    let inner = ReadyLater {
+        sleep: Box::pin(tokio::time::sleep(Duration::from_secs(5))),
+    };
+    CircuitBreakerLayer::new(cb.clone())
+        .layer(inner)
+        .oneshot(())
+        .await
+        .unwrap();
+    assert_eq!(cb.state(), CircuitState::Closed, "a fast call");
+    slow_service(&cb, Duration::from_secs(3))
+        .oneshot(())
+        .await
+        .unwrap();
+    assert_eq!(cb.state(), CircuitState::Open, "one slow call of two");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bare_success_that_closes_the_circuit_starts_an_empty_window() {
+    let cb = CircuitBreaker::builder(CircuitBreakerConfig {
+        half_open_max_calls: 1,
+        ..config(1)
+    })
+    .policy(rate(0.5, 2, 60))
+    .build()
+    .unwrap();
+    outcome(&cb, true);
+    outcome(&cb, true);
+    assert_eq!(cb.state(), CircuitState::Open);
+    tokio::time::advance(SECOND).await;
+    assert!(cb.can_attempt());
+    cb.record_success(); // closes: the probe belongs to the half-open period
+    assert_eq!(cb.state(), CircuitState::Closed);
+    // Had the probe counted, one failure would make 1 of 2.
+    cb.record_failure();
+    assert_eq!(cb.state(), CircuitState::Closed);
+    cb.record_failure();
+    assert_eq!(cb.state(), CircuitState::Open);
+}

@@ -83,7 +83,8 @@ pub struct CircuitStats {
     /// `timeout` with [`OpenBackoff::Fixed`](super::OpenBackoff::Fixed); with
     /// [`OpenBackoff::Exponential`](super::OpenBackoff::Exponential) it grows
     /// with each failed recovery and comes back to `timeout` when the circuit
-    /// closes. In seconds when serialized.
+    /// closes. A circuit [forced open](super::CircuitBreaker::force_open)
+    /// stays open until reset, whatever this says. In seconds when serialized.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs"))]
     pub open_time: Duration,
 }

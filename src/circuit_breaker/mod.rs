@@ -104,8 +104,9 @@
 //!   fails some of the time, at the cost of a clock read and one atomic update
 //!   per call. The minimum keeps a quiet client from opening on two failures
 //!   out of three; choose it from the traffic the window sees. Resilience4j
-//!   ships 50% over 100 calls; Microsoft.Extensions.Http.Resilience 10% over
-//!   30 s with at least 100 calls, and a 5 s break.
+//!   ships 50% over the last 100 calls (a window of calls; here, take a time
+//!   window that holds about as many); Microsoft.Extensions.Http.Resilience
+//!   10% over 30 s with at least 100 calls, and a 5 s break.
 //! * [`TripPolicy::Either`]: both: the consecutive count for an outage, the
 //!   rate for a partial one.
 //! * [`slow_calls`](CircuitBreakerBuilder::slow_calls): a provider that answers

@@ -1,7 +1,7 @@
 //! The by-hand and operator side of [`CircuitBreaker`]: permits that cannot be
 //! forgotten, and forcing the circuit open or closed.
 
-use super::{CircuitBreaker, CircuitState, Verdict, lock};
+use super::{CircuitBreaker, CircuitState, STATE_MASK, Verdict, lock};
 use crate::circuit_breaker::permit::CallPermit;
 use crate::sync::Ordering;
 
@@ -70,9 +70,12 @@ impl CircuitBreaker {
     /// successful test; the last one needed closes the circuit. Open: ignored (a
     /// late answer from before the circuit opened).
     pub fn record_success(&self) {
+        // The period before the outcome: one that closes a half-open circuit
+        // does not count in the new closed period.
+        let generation = self.shared.word.load(Ordering::Acquire) & !STATE_MASK;
         self.on_success(None);
         if let Some(rules) = &self.shared.rules {
-            self.observe(rules, None, 0, Verdict::Success);
+            self.observe(rules, Some(generation), 0, Verdict::Success);
         }
     }
 
@@ -82,9 +85,12 @@ impl CircuitBreaker {
     /// it reaches the threshold (or when a rate rule of the policy says so). Half-open: opens the circuit again and restarts the
     /// recovery timeout. Open: counted in the stats only.
     pub fn record_failure(&self) {
+        // The period before the outcome: one that closes a half-open circuit
+        // does not count in the new closed period.
+        let generation = self.shared.word.load(Ordering::Acquire) & !STATE_MASK;
         self.on_failure(None);
         if let Some(rules) = &self.shared.rules {
-            self.observe(rules, None, 0, Verdict::Failure);
+            self.observe(rules, Some(generation), 0, Verdict::Failure);
         }
     }
 }

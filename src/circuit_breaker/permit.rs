@@ -28,6 +28,14 @@ impl Permit {
         })
     }
 
+    /// Starts a timed call's clock again: the service is ready for it.
+    #[inline]
+    pub(crate) fn ready(&mut self) {
+        if self.ticket.timed() {
+            self.ticket = self.ticket.started_at(self.breaker.0.clock());
+        }
+    }
+
     #[inline]
     pub(crate) fn settle(mut self, verdict: Verdict) {
         self.settled = true;

@@ -59,9 +59,17 @@ impl CircuitBreaker {
         }
     }
 
+    /// The clock for a timed call (see [`Ticket::timed`]) started again: a
+    /// service admits before its inner service is ready, and the call's time
+    /// starts only then.
+    #[cold]
+    pub(crate) fn clock(&self) -> u64 {
+        self.now_nanos().saturating_add(1)
+    }
+
     /// Counts an outcome (not an ignored one) in the rate rules, and opens the
-    /// circuit if one of them says so. `generation` is `None` for a bare
-    /// `record_*` call, `start` 0 for an untimed one.
+    /// circuit if one of them says so. `generation` is the period the call
+    /// belongs to, `start` 0 for an untimed call.
     pub(super) fn observe(
         &self,
         rules: &Rules,
@@ -69,6 +77,9 @@ impl CircuitBreaker {
         start: u64,
         verdict: Verdict,
     ) {
+        if !rules.counts() {
+            return;
+        }
         let word = self.shared.word.load(Ordering::Acquire);
         // Only the calls of the current closed period count; half-open keeps
         // its own rules.

@@ -27,7 +27,9 @@ pub(super) struct Rules {
 /// that opens the circuit, once the window holds `minimum_calls`.
 #[derive(Debug)]
 struct Judge {
-    share: f64,
+    /// The share in billionths, so that the comparison is exact: 7 failures
+    /// of 100 reach 0.07 (in `f64`, `0.07 * 100.0` is just above 7).
+    share: u64,
     minimum_calls: u32,
     window: Window,
 }
@@ -35,7 +37,8 @@ struct Judge {
 impl Judge {
     fn new(share: f64, minimum_calls: u32, window: Duration) -> Self {
         Judge {
-            share,
+            // Checked to be in (0, 1]: at most 10^9, and never 0.
+            share: ((share * 1e9).round() as u64).max(1),
             minimum_calls,
             window: Window::new(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
         }
@@ -68,7 +71,8 @@ impl Judge {
 
     fn judge(&self, now: u64) -> Reading {
         let counts = self.window.counts(now);
-        if f64::from(counts.marked) < self.share * f64::from(counts.calls) {
+        // At most 10^9 × 2^24: no overflow of a u64.
+        if u64::from(counts.marked) * 1_000_000_000 < self.share * u64::from(counts.calls) {
             Reading::Closed
         } else if counts.calls < self.minimum_calls {
             Reading::Wait
@@ -149,6 +153,12 @@ impl Rules {
     #[inline]
     pub(super) fn timed(&self) -> bool {
         self.slow.is_some()
+    }
+
+    /// Whether outcomes are counted at all (not so with only a backoff).
+    #[inline]
+    pub(super) fn counts(&self) -> bool {
+        !self.rates.is_empty() || self.slow.is_some()
     }
 
     /// Counts the outcome of a call of the closed circuit that ended at `now`

@@ -93,23 +93,31 @@ where
                 None => Admission::Rejected,
             };
         }
-        match self.admission {
-            Admission::Rejected => Poll::Ready(Ok(())),
-            _ => match self.inner.poll_ready(cx) {
-                Poll::Ready(Err(e)) => {
-                    // Gives back a half-open slot: an inner service that cannot
-                    // take calls says nothing about the remote service's health.
-                    self.admission = Admission::Unchecked;
-                    Poll::Ready(Err(e.into()))
-                }
-                other => other.map_err(Into::into),
-            },
+        let Admission::Admitted(permit) = &mut self.admission else {
+            // Rejected: `call` answers with the refusal.
+            return Poll::Ready(Ok(()));
+        };
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                // A slow-call clock runs from here: waiting for the inner
+                // service (a local limit, say) is not the remote's time.
+                permit.ready();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => {
+                // Gives back a half-open slot: an inner service that cannot
+                // take calls says nothing about the remote service's health.
+                self.admission = Admission::Unchecked;
+                Poll::Ready(Err(e.into()))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
         let admission = std::mem::replace(&mut self.admission, Admission::Unchecked);
         let permit = match admission {
+            // A slow-call clock runs from the call, not from `poll_ready`.
             Admission::Admitted(permit) => permit,
             Admission::Rejected => return ResponseFuture::rejected(self.classifier.clone()),
             // `call` without `poll_ready` breaks the Service contract; still

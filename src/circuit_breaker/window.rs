@@ -5,8 +5,15 @@
 //! word: a tag telling which stretch of time it counts, the calls counted, and
 //! how many of them were marked (failed, or slow). A record lands in the bucket
 //! of the current stretch, restarting it if it still holds an older one; a sum
-//! adds the buckets whose tags belong to the ten latest stretches. Nothing ever
-//! sweeps old buckets: a stale tag is simply not counted.
+//! adds the buckets whose tags belong to the ten latest stretches; a stale tag
+//! is simply not counted.
+//!
+//! Tags wrap (after more than 9 days of 100 ms stretches), so the window also
+//! keeps the latest stretch in full. A record that finds the window idle for a
+//! whole span sweeps every bucket first, so that no tag of a stretch long gone
+//! can pass for a current one; and it is the full stretch that tells a late
+//! record (a caller that read the clock before another moved the bucket on,
+//! dropped) from a bucket left over from long ago (restarted).
 //!
 //! One more bit of the word says a look at the window was left pending in
 //! that stretch (see `Judge` in `rules`). It lives in the word that every
@@ -31,6 +38,8 @@ const TAGS: u64 = (1 << (64 - TAG_SHIFT)) - 1;
 pub(super) struct Window {
     /// Nanoseconds per bucket, at least 1.
     width: u64,
+    /// The latest stretch a record reached, in full.
+    latest: AtomicU64,
     buckets: [AtomicU64; BUCKETS as usize],
 }
 
@@ -55,6 +64,7 @@ impl Window {
     pub(super) fn new(span_nanos: u64) -> Self {
         Window {
             width: (span_nanos / BUCKETS).max(1),
+            latest: AtomicU64::new(0),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -63,6 +73,16 @@ impl Window {
     /// not.
     pub(super) fn record(&self, now: u64, marked: bool) -> Recorded {
         let stretch = now / self.width;
+        let latest = self.latest.load(Ordering::Acquire);
+        if stretch > latest {
+            let before = self.latest.fetch_max(stretch, Ordering::AcqRel);
+            if before < stretch && stretch - before >= BUCKETS {
+                self.sweep();
+            }
+        } else if stretch + BUCKETS <= latest {
+            // So late that the window has left it behind.
+            return Recorded::default();
+        }
         let tag = tag(stretch);
         let bucket = &self.buckets[(stretch % BUCKETS) as usize];
         let one = (1 << COUNT_BITS) | u64::from(marked);
@@ -78,12 +98,16 @@ impl Window {
                     };
                 }
                 current + one
-            } else if held == 0 || newer(tag, held) {
-                (tag << TAG_SHIFT) | one
             } else {
-                // A caller that read the clock later has already moved this
-                // bucket on to a newer stretch: this late record is dropped.
-                return Recorded::default();
+                // How many stretches the bucket's tag is ahead of ours: if that
+                // is a stretch some record has reached, a caller that read the
+                // clock later has moved the bucket on, and this late record is
+                // dropped. Otherwise the bucket holds an older stretch.
+                let ahead = (held + TAGS - tag) % TAGS;
+                if held != 0 && stretch + ahead <= self.latest.load(Ordering::Acquire) {
+                    return Recorded::default();
+                }
+                (tag << TAG_SHIFT) | one
             };
             match bucket.compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
@@ -133,6 +157,19 @@ impl Window {
         counts
     }
 
+    /// Empties every bucket: the window was idle for at least a whole span,
+    /// so all it holds is stale, and some of it may carry the tag of a
+    /// current stretch. A caller of the new stretch that records in the same
+    /// instant may lose its count: one call, once after a long quiet.
+    fn sweep(&self) {
+        for bucket in &self.buckets {
+            // An exchange, not a store, so that the sweep takes its place
+            // among the records' exchanges on each bucket (with a plain store
+            // loom finds an interleaving where a newer record's count is lost).
+            bucket.swap(0, Ordering::AcqRel);
+        }
+    }
+
     /// Forgets every count (a new period of the circuit starts).
     pub(super) fn clear(&self) {
         for bucket in &self.buckets {
@@ -145,12 +182,6 @@ impl Window {
 /// than 9 days at the narrowest bucket of 100 ms).
 const fn tag(stretch: u64) -> u64 {
     stretch % TAGS + 1
-}
-
-/// Whether tag `a` is later than tag `b`, within half the tag range.
-const fn newer(a: u64, b: u64) -> bool {
-    let ahead = (a + TAGS - b) % TAGS;
-    ahead != 0 && ahead < TAGS / 2
 }
 
 impl std::fmt::Debug for Window {
@@ -287,13 +318,46 @@ mod tests {
     }
 
     #[test]
+    fn a_long_quiet_spell_neither_blinds_the_window_nor_revives_old_counts() {
+        const WIDTH: u64 = 100 * MS;
+        // One bucket left alone for more than half the tag range while others
+        // keep counting (every fifth stretch, so never a jump that sweeps): by
+        // tags alone its old stretch would look newer than the call.
+        let window = Window::new(10 * WIDTH);
+        window.record(0, true);
+        let later = (TAGS / 2 + 7) / 10 * 10; // the same bucket as stretch 0
+        assert!(later % TAGS > TAGS / 2);
+        for stretch in (1..later).step_by(5) {
+            window.record(stretch * WIDTH, false);
+        }
+        assert!(
+            window.record(later * WIDTH, true).fresh,
+            "counted, restarting the bucket"
+        );
+        assert_eq!(window.counts(later * WIDTH).marked, 1);
+        // Idle for exactly as many stretches as it takes for the same bucket
+        // to carry the same tag again: swept, not revived.
+        let window = Window::new(10 * WIDTH);
+        for _ in 0..3 {
+            window.record(0, true);
+        }
+        let wrapped = 10 * TAGS;
+        assert_eq!((tag(wrapped), wrapped % BUCKETS), (tag(0), 0));
+        window.record(wrapped * WIDTH, false);
+        assert_eq!(
+            window.counts(wrapped * WIDTH),
+            Counts {
+                calls: 1,
+                marked: 0
+            }
+        );
+    }
+
+    #[test]
     fn tags_wrap_without_a_gap() {
         assert_eq!(tag(0), 1);
         assert_eq!(tag(TAGS - 1), TAGS);
         assert_eq!(tag(TAGS), 1);
-        assert!(newer(tag(TAGS), tag(TAGS - 1)));
-        assert!(!newer(tag(TAGS - 1), tag(TAGS)));
-        assert!(!newer(5, 5));
         // The far end of the clock: no overflow anywhere.
         let window = Window::new(1000 * MS);
         window.record(u64::MAX, true);

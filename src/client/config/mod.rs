@@ -138,7 +138,8 @@ pub struct HttpClientConfig {
     /// [the breaker's module](crate::circuit_breaker#choosing-a-trip-policy).
     pub circuit_breaker_policy: TripPolicy,
     /// Calls slower than this count as slow, and a share of them opens the
-    /// circuit: see [`CircuitBreakerBuilder::slow_calls`].
+    /// circuit: see [`CircuitBreakerBuilder::slow_calls`]. A call's time is the
+    /// whole call, retries and their waits included.
     pub circuit_breaker_slow_calls: Option<SlowCalls>,
     /// How long the circuit stays open each time.
     pub circuit_breaker_open_backoff: OpenBackoff,
