@@ -317,3 +317,54 @@ mod settings {
         assert_eq!(json["open_time"], 60.0);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn keyed_breakers_take_a_policy_each() {
+    use stache_resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+    use tower::{Layer, Service, ServiceExt};
+
+    let per_model =
+        CircuitBreaker::builder(CircuitBreakerConfig::default()).policy(TripPolicy::FailureRate {
+            threshold: 0.5,
+            minimum_calls: 4,
+            window: Duration::from_secs(30),
+        });
+    let layer =
+        CircuitBreakerLayer::keyed(CircuitBreakerConfig::default(), |call: &(&str, u32)| {
+            call.0.to_owned()
+        })
+        .breakers_from(per_model)
+        .unwrap();
+    // Model "a" fails every other call, model "b" never.
+    let mut svc = layer.layer(tower::service_fn(
+        |(model, n): (&'static str, u32)| async move {
+            if model == "a" && n % 2 == 0 {
+                Err(std::io::Error::other("model a failed"))
+            } else {
+                Ok(())
+            }
+        },
+    ));
+    for n in 0..4 {
+        let _ = svc.ready().await.unwrap().call(("a", n)).await;
+        let _ = svc.ready().await.unwrap().call(("b", n)).await;
+    }
+    // Never two failures in a row, but half of four calls: only a rate opens.
+    let a = layer.breaker(&"a".to_owned()).unwrap();
+    assert_eq!(a.state(), CircuitState::Open);
+    assert_eq!(
+        layer.breaker(&"b".to_owned()).unwrap().state(),
+        CircuitState::Closed
+    );
+    let bad =
+        CircuitBreaker::builder(CircuitBreakerConfig::default()).policy(TripPolicy::FailureRate {
+            threshold: 0.0,
+            minimum_calls: 4,
+            window: Duration::from_secs(30),
+        });
+    let err = CircuitBreakerLayer::keyed(CircuitBreakerConfig::default(), |s: &String| s.clone())
+        .breakers_from(bad)
+        .err()
+        .unwrap();
+    assert_eq!(err.field(), "policy");
+}

@@ -103,6 +103,11 @@ impl CircuitBreakerBuilder {
         self
     }
 
+    /// The config the breaker is built with.
+    pub(super) fn config(&self) -> CircuitBreakerConfig {
+        self.config
+    }
+
     /// The same builder with the slow-call rule `slow_calls` (or none).
     pub(crate) fn slow_calls_rule(mut self, slow_calls: Option<SlowCalls>) -> Self {
         self.slow_calls = slow_calls;

@@ -12,12 +12,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::breaker::CircuitBreaker;
+use super::builder::CircuitBreakerBuilder;
 use super::config::{CircuitBreakerConfig, CircuitStats};
 use super::future::ResponseFuture;
 use super::permit::{Handle, Permit};
 use super::state::CircuitState;
 use crate::classify::{ClassifyOutcome, ErrorsAreFailures};
-use crate::error::BoxError;
+use crate::error::{BoxError, ConfigError};
 use crate::sync::Arc;
 
 /// The most keys a keyed layer keeps a breaker for, unless set.
@@ -47,6 +48,8 @@ pub struct KeyedCircuitBreakerLayer<K, F, C = ErrorsAreFailures> {
 /// The breakers of one keyed layer, shared by every service it makes.
 struct Breakers<K> {
     config: CircuitBreakerConfig,
+    /// Each key's breaker is built from this when set (checked to build).
+    template: Option<CircuitBreakerBuilder>,
     max_keys: usize,
     map: RwLock<HashMap<K, Entry>>,
     /// A logical clock for "least recently used".
@@ -75,7 +78,16 @@ impl<K: Hash + Eq + Clone> Breakers<K> {
         if map.len() >= self.max_keys.max(1) {
             Self::evict(&mut map);
         }
-        let handle = Arc::new(Handle(CircuitBreaker::new(self.config)));
+        let breaker = match &self.template {
+            // Checked when it was set: building again cannot fail, and if it
+            // ever did, the plain breaker of the config is the safe fallback.
+            Some(template) => template
+                .clone()
+                .build()
+                .unwrap_or_else(|_| CircuitBreaker::new(self.config)),
+            None => CircuitBreaker::new(self.config),
+        };
+        let handle = Arc::new(Handle(breaker));
         map.insert(
             key,
             Entry {
@@ -110,6 +122,7 @@ impl<K, F> KeyedCircuitBreakerLayer<K, F> {
         KeyedCircuitBreakerLayer {
             breakers: Arc::new(Breakers {
                 config,
+                template: None,
                 max_keys: DEFAULT_MAX_KEYS,
                 map: RwLock::new(HashMap::new()),
                 ticks: AtomicU64::new(0),
@@ -128,6 +141,39 @@ impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C> {
             key: self.key,
             classifier,
         }
+    }
+
+    /// Builds each key's breaker from `builder` (its config, trip policy, slow
+    /// calls and open backoff) rather than from the config given to
+    /// [`keyed`](super::CircuitBreakerLayer::keyed). Call it before the layer
+    /// makes services, as [`max_keys`](Self::max_keys).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stache_resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+    /// use stache_resilience::circuit_breaker::TripPolicy;
+    ///
+    /// let per_model = CircuitBreaker::builder(CircuitBreakerConfig::default()).policy(
+    ///     TripPolicy::FailureRate { threshold: 0.5, minimum_calls: 20, window: Duration::from_secs(30) },
+    /// );
+    /// let layer = CircuitBreakerLayer::keyed(CircuitBreakerConfig::default(), |model: &String| model.clone())
+    ///     .breakers_from(per_model)?;
+    /// # let _ = layer;
+    /// # Ok::<(), stache_resilience::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first setting of `builder` that breaks a rule (see
+    /// [`CircuitBreakerBuilder::build`]), checked once here.
+    pub fn breakers_from(mut self, builder: CircuitBreakerBuilder) -> Result<Self, ConfigError> {
+        let config = builder.config();
+        builder.clone().build()?;
+        if let Some(breakers) = Arc::get_mut(&mut self.breakers) {
+            breakers.config = config;
+            breakers.template = Some(builder);
+        }
+        Ok(self)
     }
 
     /// Sets the most breakers kept (at least 1). Call it before the layer makes
