@@ -13,7 +13,7 @@ const LONGEST: Duration = Duration::from_secs(365 * 86_400);
 const SHORTEST_WINDOW: Duration = Duration::from_secs(1);
 
 /// The most calls a failure-rate rule may wait for before it judges.
-pub(super) const MOST_MINIMUM_CALLS: u32 = 1_000_000;
+const MOST_MINIMUM_CALLS: u32 = 1_000_000;
 
 /// The most failure-rate rules one policy may combine.
 const MOST_RATES: usize = 8;

@@ -105,8 +105,8 @@ struct Slow {
 }
 
 /// Why a rule opened the circuit, as logged.
-pub(super) const FAILURE_RATE: &str = "failure_rate";
-pub(super) const SLOW_CALLS: &str = "slow_calls";
+const FAILURE_RATE: &str = "failure_rate";
+const SLOW_CALLS: &str = "slow_calls";
 
 impl Rules {
     /// The rules of `policy`, slow calls and backoff, checked; `None` for the
