@@ -8,8 +8,10 @@ use crate::error::ConfigError;
 /// or [`RateLimiter::with_limit`](super::RateLimiter::with_limit): requests per
 /// minute, tokens per minute, or both.
 ///
-/// Requests are spaced evenly (`60 s / requests_per_minute` apart), with up to
-/// `burst` of them back to back. A call's tokens, declared with
+/// Requests are spaced evenly (`60 s / requests_per_minute` apart, plus 2%
+/// without a burst, so that the varying delay between a call's start and its
+/// arrival does not bring two calls closer than a provider enforcing the same
+/// limit allows), with up to `burst` of them back to back. A call's tokens, declared with
 /// [`RequestBuilder::cost`](crate::client::RequestBuilder::cost) (or a
 /// [`Cost`](super::Cost) extension), are charged as it starts: the next call
 /// starts once the tokens already sent have been earned back at
