@@ -5,15 +5,20 @@
 //!
 //! [`ErrorResponseLayer`] answers:
 //!
-//! | error | status | headers |
+//! | error ([`ErrorKind::of`]) | status | headers |
 //! | --- | --- | --- |
 //! | [`CircuitOpen`] | 503 Service Unavailable | `Retry-After` (default 5 s) |
 //! | [`PoolTimeout`] | 503 Service Unavailable | `Retry-After` |
+//! | [`RateLimited`] (the limiter's "not now") | 429 Too Many Requests | `Retry-After`: the wait the limiter named, else the default |
 //! | [`Elapsed`] (a timeout or the deadline) | 504 Gateway Timeout | |
-//! | anything else | 500 Internal Server Error | |
+//! | the provider failed (connect, transport, an error status, a bad body) | 502 Bad Gateway | |
+//! | anything else (a handler's own error, a bad request or config) | 500 Internal Server Error | |
 //!
-//! The body is the status's reason phrase: an error's own text may describe the
-//! service's internals, so it is logged (at `WARN`) rather than sent.
+//! The same table holds for a [`crate::Error`] from an
+//! [`HttpClient`](crate::HttpClient) call: `error_response(&err, ..)` turns a
+//! handler's failed call into its answer in one line. The body is the status's
+//! reason phrase: an error's own text may describe the service's internals, so
+//! it is logged (at `WARN`) rather than sent.
 //!
 //! # Example
 //!
@@ -49,7 +54,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{BoxError, CircuitOpen, Elapsed, PoolTimeout, chain};
+use crate::error::{BoxError, ErrorKind, RateLimited, chain};
+#[cfg(doc)]
+use crate::error::{CircuitOpen, Elapsed, PoolTimeout};
 
 /// Turns a service's errors into HTTP answers; see the [module documentation](self).
 #[derive(Debug, Clone, Copy)]
@@ -149,7 +156,7 @@ where
         let this = self.project();
         Poll::Ready(Ok(match ready!(this.inner.poll(cx)) {
             Ok(response) => response,
-            Err(error) => error_response(&error.into(), *this.retry_after),
+            Err(error) => error_response(&*error.into(), *this.retry_after),
         }))
     }
 }
@@ -163,24 +170,52 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 /// The answer for `error`, as [`ErrorResponseLayer`] gives it (see the table in
 /// the [module documentation](self)), for a handler or an axum
 /// `HandleErrorLayer` of one's own; the error is logged at `WARN`.
+///
+/// Takes any error: a layer's [`BoxError`] (`&*error`) or the client's
+/// [`crate::Error`] (`&error`).
+///
+/// ```
+/// use std::time::Duration;
+/// use stache_resilience::rate_limit::RateLimited;
+/// use stache_resilience::server::error_response;
+///
+/// let refused = RateLimited::new(Some(Duration::from_millis(2_500)), Duration::from_secs(1));
+/// let answer: http::Response<String> = error_response(&refused, Duration::from_secs(5));
+/// assert_eq!(answer.status(), 429);
+/// assert_eq!(answer.headers()["retry-after"], "3");
+/// ```
 pub fn error_response<B: From<&'static str>>(
-    error: &BoxError,
+    error: &(dyn std::error::Error + 'static),
     retry_after: Duration,
 ) -> http::Response<B> {
-    let error: &(dyn std::error::Error + 'static) = &**error;
-    let is = |test: fn(&(dyn std::error::Error + 'static)) -> bool| chain(error).any(test);
-    let (status, wait) = if is(|e| e.is::<CircuitOpen>() || e.is::<PoolTimeout>()) {
-        (StatusCode::SERVICE_UNAVAILABLE, true)
-    } else if is(|e| e.is::<Elapsed>()) {
-        (StatusCode::GATEWAY_TIMEOUT, false)
-    } else {
-        (StatusCode::INTERNAL_SERVER_ERROR, false)
+    let (status, wait) = match ErrorKind::of(error) {
+        Some(ErrorKind::CircuitOpen | ErrorKind::PoolTimeout) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Some(retry_after))
+        }
+        Some(ErrorKind::RateLimited) => {
+            let named = chain(error)
+                .find_map(|e| e.downcast_ref::<RateLimited>())
+                .and_then(RateLimited::wait);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(named.unwrap_or(retry_after)),
+            )
+        }
+        Some(ErrorKind::Timeout) => (StatusCode::GATEWAY_TIMEOUT, None),
+        Some(
+            ErrorKind::Connect
+            | ErrorKind::Transport
+            | ErrorKind::Status
+            | ErrorKind::Body
+            | ErrorKind::Decode,
+        ) => (StatusCode::BAD_GATEWAY, None),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     tracing::warn!(status = status.as_u16(), "answering an error: {error}");
     let mut response = http::Response::new(B::from(status.canonical_reason().unwrap_or("error")));
     *response.status_mut() = status;
-    if wait {
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    if let Some(wait) = wait {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

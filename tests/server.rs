@@ -162,3 +162,61 @@ async fn on_a_router_an_open_circuit_is_a_503_with_retry_after_and_a_timeout_a_5
         stache_resilience::circuit_breaker::CircuitState::Open
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_s_rate_limit_refusal_becomes_a_429_with_the_wait_it_named() {
+    use stache_resilience::rate_limit::RateLimit;
+    use stache_resilience::server::error_response;
+    use std::time::Duration;
+
+    let upstream = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let mut config = HttpClientConfig::new(upstream.url());
+    // One call a minute, and a call may wait at most 2 s for its turn.
+    config.rate_limit = Some(RateLimit::per_minute(1));
+    config.retry_max_delay = Duration::from_secs(2);
+    let client = HttpClient::new(config).unwrap();
+    client
+        .get("/v1/models")
+        .await
+        .expect("the first call has its turn");
+    let refused = client
+        .get("/v1/models")
+        .await
+        .expect_err("the second would wait a minute");
+    assert!(refused.is_rate_limited(), "{refused:?}");
+
+    let answer: http::Response<String> = error_response(&refused, Duration::from_secs(5));
+    assert_eq!(answer.status(), 429, "a rate limit's refusal is 'not now'");
+    let retry_after: u64 = answer.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (55..=61).contains(&retry_after),
+        "the wait the limiter named, not the default 5 s: {retry_after}"
+    );
+    assert_eq!(upstream.hits(), 1, "the refused call sent nothing");
+}
+
+#[test]
+fn every_kind_of_error_maps_to_one_answer() {
+    use stache_resilience::circuit_breaker::CircuitOpen;
+    use stache_resilience::server::error_response;
+    use stache_resilience::{BoxError, ErrorKind};
+    use std::time::Duration;
+
+    let answer = |error: BoxError| -> u16 {
+        error_response::<String>(&*error, Duration::from_secs(1))
+            .status()
+            .as_u16()
+    };
+    let open: BoxError = Box::new(CircuitOpen::new());
+    assert_eq!(ErrorKind::of(&*open), Some(ErrorKind::CircuitOpen));
+    assert_eq!(answer(open), 503);
+    let refused: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+    assert_eq!(answer(refused), 502, "the provider's connection broke");
+    let own: BoxError = "the handler's own failure".into();
+    assert_eq!(ErrorKind::of(&*own), None);
+    assert_eq!(answer(own), 500);
+}

@@ -65,8 +65,8 @@ pub(crate) use self::grpc::GrpcResponseBody;
 pub use self::grpc::{GrpcClassifier, TrailerBody};
 
 use crate::error::{
-    BodyTooLarge, BoxError, CircuitOpen, Error, Injected, PoolTimeout, RateLimited, chain,
-    cut_by_deadline,
+    BodyError, BodyTooLarge, BoxError, CircuitOpen, Error, ErrorKind, Injected, PoolTimeout,
+    RateLimited, chain, cut_by_deadline,
 };
 
 pub use crate::retry_after::{headers_retry_after, parse_retry_after};
@@ -291,19 +291,22 @@ pub fn response_is_unprocessed(status: StatusCode, headers: &http::HeaderMap) ->
 /// Whether an error proves its request never reached the service: the
 /// connection was never made, no local slot was free, the circuit was open, or
 /// an HTTP/2 server refused the stream or announced, going away, that it would
-/// not process it.
+/// not process it. Never an error met while reading the body
+/// ([`BodyError`]): the response head proves the server acted, whatever reset
+/// the stream after it.
 pub fn error_is_unprocessed<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(|error| {
-        chain(error).any(|e| {
-            e.is::<CircuitOpen>()
-                || e.is::<PoolTimeout>()
-                || e.is::<RateLimited>()
-                || e.downcast_ref::<Injected>().is_some_and(|i| !i.was_sent())
-                || e.downcast_ref::<hyper_util::client::legacy::Error>()
-                    .is_some_and(hyper_util::client::legacy::Error::is_connect)
-                || e.downcast_ref::<h2::Error>().is_some_and(h2_unprocessed)
-                || reqwest_connect(e)
-        })
+        if chain(error).any(|e| e.is::<BodyError>()) {
+            return false;
+        }
+        says_nothing_about_service(error)
+            || chain(error).any(|e| {
+                e.downcast_ref::<Injected>().is_some_and(|i| !i.was_sent())
+                    || e.downcast_ref::<hyper_util::client::legacy::Error>()
+                        .is_some_and(hyper_util::client::legacy::Error::is_connect)
+                    || e.downcast_ref::<h2::Error>().is_some_and(h2_unprocessed)
+                    || reqwest_connect(e)
+            })
     })
 }
 
@@ -374,8 +377,13 @@ pub(crate) fn is_deadline<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(cut_by_deadline)
 }
 
+/// A refusal made in the process (an open circuit, no free slot, a rate
+/// limit's "not now"): the service never saw the call.
 fn says_nothing_about_service(error: &(dyn StdError + 'static)) -> bool {
-    chain(error).any(|e| e.is::<CircuitOpen>() || e.is::<PoolTimeout>() || e.is::<RateLimited>())
+    matches!(
+        ErrorKind::of(error),
+        Some(ErrorKind::CircuitOpen | ErrorKind::PoolTimeout | ErrorKind::RateLimited)
+    )
 }
 
 /// Views a value of an unknown error type as a `dyn Error`, for the types a

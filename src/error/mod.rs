@@ -4,10 +4,12 @@
 //! shared classifier can read them all; each layer re-exports its own.
 
 mod body;
+mod kind;
 mod layer;
 mod provider;
 
 pub use self::body::{BodyError, BodyTooLarge};
+pub use self::kind::ErrorKind;
 pub use self::layer::{CircuitOpen, Elapsed, Injected, PoolTimeout, RateLimited};
 pub use self::provider::ProviderFailure;
 
@@ -69,38 +71,6 @@ use http::{HeaderMap, StatusCode};
 
 use crate::redact::Redacted;
 use crate::request_id::RequestId;
-
-/// What went wrong, broadly; see [`Error::kind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The circuit breaker is open; nothing was sent.
-    CircuitOpen,
-    /// An attempt, a socket write, or a stream's wait for data ran out of time.
-    Timeout,
-    /// The connection could not be made (refused, DNS, TLS handshake, connect
-    /// timeout).
-    Connect,
-    /// No connection slot came free within the pool timeout; nothing was sent.
-    PoolTimeout,
-    /// The server answered with a status other than 2xx (after retries).
-    Status,
-    /// The connection failed after it was made (reset, closed early).
-    Transport,
-    /// The response body was too large, broken, or not valid text.
-    Body,
-    /// The response body was not the JSON that was asked for.
-    Decode,
-    /// The configuration breaks a rule.
-    Config,
-    /// The request could not be built (a bad endpoint, a body that does not
-    /// serialize).
-    Request,
-    /// A rate limit would have held the call past its deadline (or the
-    /// limiter's longest wait); nothing was sent. See
-    /// [`Error::is_rate_limited`].
-    RateLimited,
-}
 
 /// The error of every [`HttpClient`](crate::HttpClient) call.
 ///
@@ -195,7 +165,7 @@ impl Error {
 
     /// Turns an error from the layer stack into an `Error` of the right kind.
     pub(crate) fn from_stack(error: BoxError) -> Self {
-        let kind = stack_error_kind(&*error);
+        let kind = ErrorKind::of(&*error).unwrap_or(ErrorKind::Transport);
         if kind == ErrorKind::CircuitOpen {
             // The source adds nothing to the message, and keeping it would make
             // the chain print the same sentence twice.
@@ -332,47 +302,6 @@ impl Error {
     }
 }
 
-fn stack_error_kind(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
-    let mut connect = false;
-    for e in chain(error) {
-        if e.is::<CircuitOpen>() {
-            return ErrorKind::CircuitOpen;
-        }
-        if e.is::<PoolTimeout>() {
-            return ErrorKind::PoolTimeout;
-        }
-        if e.is::<RateLimited>() {
-            return ErrorKind::RateLimited;
-        }
-        if e.is::<Elapsed>() {
-            return ErrorKind::Timeout;
-        }
-        if e.is::<BodyTooLarge>() || e.is::<BodyError>() {
-            return ErrorKind::Body;
-        }
-        if let Some(injected) = e.downcast_ref::<Injected>() {
-            return if injected.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Transport
-            };
-        }
-        if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-            connect |= client.is_connect();
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut && !connect {
-                return ErrorKind::Timeout;
-            }
-        }
-    }
-    if connect {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Transport
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
@@ -464,25 +393,6 @@ impl std::error::Error for Error {
 impl From<ConfigError> for Error {
     fn from(error: ConfigError) -> Self {
         Error::config(error)
-    }
-}
-
-impl ErrorKind {
-    /// The `outcome` label of a failed call in the metrics.
-    pub(crate) const fn label(self) -> &'static str {
-        match self {
-            ErrorKind::CircuitOpen => "circuit_open",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::PoolTimeout => "pool_timeout",
-            ErrorKind::Status => "status",
-            ErrorKind::Transport => "transport",
-            ErrorKind::Body => "body",
-            ErrorKind::Decode => "decode",
-            ErrorKind::Config => "config",
-            ErrorKind::Request => "request",
-            ErrorKind::RateLimited => "rate_limited",
-        }
     }
 }
 

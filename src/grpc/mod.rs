@@ -17,7 +17,7 @@
 //! | --- | --- |
 //! | [`CircuitOpen`] | `Unavailable`, "Circuit breaker OPEN - rejecting request" |
 //! | [`Elapsed`] (an attempt's timeout, or the call's deadline), or the channel's [`tonic::TimeoutExpired`] for the `grpc-timeout` the stack sent | `DeadlineExceeded` |
-//! | [`PoolTimeout`] (no local slot free) | `ResourceExhausted` |
+//! | [`PoolTimeout`] (no local slot free), [`RateLimited`] (a rate limit's "not now") | `ResourceExhausted` |
 //! | a failed call whose retry the [retry budget](crate::retry::RetryLayer::budget) refused | `ResourceExhausted`, "retry budget exhausted; last attempt: …" |
 //! | anything else | as tonic maps it ([`tonic::Status::from_error`]: a refused connection is `Unavailable`) |
 //!
@@ -64,7 +64,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::classify::{GrpcClassifier, GrpcResponseBody, Settle, TrailerBody};
-use crate::error::{BoxError, CircuitOpen, Elapsed, Error, PoolTimeout, chain};
+#[cfg(any(doc, test))]
+use crate::error::CircuitOpen;
+use crate::error::{BoxError, Elapsed, ErrorKind, PoolTimeout, RateLimited, chain};
 use crate::retry::{Rebox, ReplayBody, watch_refused};
 
 impl ReplayBody for tonic::body::Body {
@@ -95,36 +97,20 @@ impl TrailerBody for tonic::body::Body {
 /// The gRPC status for an error of the layers; see the table in the [module
 /// documentation](self).
 pub fn to_status(error: BoxError) -> Status {
-    let found = chain(&*error).find_map(|e| {
-        if e.is::<CircuitOpen>() {
-            Some(Status::unavailable(
-                "Circuit breaker OPEN - rejecting request",
-            ))
-        } else if let Some(elapsed) = e.downcast_ref::<Elapsed>() {
-            Some(Status::deadline_exceeded(elapsed.to_string()))
-        } else if e.is::<tonic::TimeoutExpired>() {
-            // The channel's own timer, set from the `grpc-timeout` the stack
-            // sent, ran out first: the same limit.
-            Some(Status::deadline_exceeded(e.to_string()))
-        } else if e.is::<PoolTimeout>() {
-            Some(Status::resource_exhausted(e.to_string()))
-        } else if let Some(error) = e.downcast_ref::<Error>() {
-            if error.is_circuit_open() {
-                Some(Status::unavailable(
-                    "Circuit breaker OPEN - rejecting request",
-                ))
-            } else if error.is_timeout() {
-                Some(Status::deadline_exceeded(error.to_string()))
-            } else if error.is_pool_timeout() {
-                Some(Status::resource_exhausted(error.to_string()))
-            } else {
-                None
-            }
-        } else {
-            None
+    let text = || {
+        chain(&*error)
+            .find(|e| e.is::<Elapsed>() || e.is::<PoolTimeout>() || e.is::<RateLimited>())
+            .map_or_else(|| error.to_string(), ToString::to_string)
+    };
+    match ErrorKind::of(&*error) {
+        Some(ErrorKind::CircuitOpen) => {
+            Status::unavailable("Circuit breaker OPEN - rejecting request")
         }
-    });
-    found.unwrap_or_else(|| Status::from_error(error))
+        Some(ErrorKind::Timeout) => Status::deadline_exceeded(text()),
+        // "Not now": a local slot or a rate limit refused the call before it left.
+        Some(ErrorKind::PoolTimeout | ErrorKind::RateLimited) => Status::resource_exhausted(text()),
+        _ => Status::from_error(error),
+    }
 }
 
 /// Turns the errors of the layers below into [`tonic::Status`]; see the
@@ -243,5 +229,10 @@ mod tests {
         assert_eq!(status.message(), "Circuit breaker OPEN - rejecting request");
         let other: BoxError = "something else".into();
         assert_eq!(to_status(other).code(), tonic::Code::Unknown);
+        let refused: BoxError = Box::new(crate::error::RateLimited::new(
+            Some(std::time::Duration::from_secs(3)),
+            std::time::Duration::from_secs(1),
+        ));
+        assert_eq!(to_status(refused).code(), tonic::Code::ResourceExhausted);
     }
 }
