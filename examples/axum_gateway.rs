@@ -1,11 +1,11 @@
 //! An axum gateway whose handler calls a provider through the registry.
 //!
-//! * Each incoming request keeps its `x-request-id`, or gets an 8-character one
-//!   from tower-http's `SetRequestIdLayer` with this crate's
-//!   `MakeShortRequestId`; the ID is echoed on the response.
-//! * The handler passes that ID on to the provider call
-//!   (`RequestBuilder::request_id`), so one ID appears in the gateway's logs, the
-//!   client's logs (its `request` span), and the upstream's logs.
+//! * `RequestIdLayer` on the router keeps each incoming request's valid
+//!   `x-request-id`, or makes an 8-character one, and echoes it on the response.
+//! * The layer makes that ID current while the handler runs, so the provider
+//!   call inherits it with no code in the handler: one ID appears in the
+//!   gateway's logs (the router's `request` span), the client's logs, and the
+//!   upstream's logs.
 //! * `/health` exposes the provider's breaker state and stats; an open circuit
 //!   turns into `503 Service Unavailable` for the gateway's own callers.
 //!
@@ -17,17 +17,14 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use stache_resilience::request_id::MakeShortRequestId;
-use stache_resilience::request_id::RequestId;
-use stache_resilience::{HttpClient, HttpClientConfig, ServiceRegistry};
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use stache_resilience::{HttpClient, HttpClientConfig, RequestIdLayer, ServiceRegistry};
 
 /// The header the request ID travels in, both ways.
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -39,23 +36,12 @@ pub struct AppState {
 
 async fn embed(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, (StatusCode, String)> {
-    let id = headers
-        .get(X_REQUEST_ID)
-        .and_then(RequestId::parse)
-        .unwrap_or_else(RequestId::generate);
-    let span = tracing::info_span!("gateway", request_id = id.as_str());
-    let _entered = span.enter();
+    // Inside the router's `request` span, which carries the request ID.
     tracing::info!("forwarding an embedding request to the provider");
-    drop(_entered);
-    match app
-        .provider
-        .post("/api/embed", &body)
-        .request_id(id.clone())
-        .await
-    {
+    // No `.request_id()`: the call inherits the ID `RequestIdLayer` made current.
+    match app.provider.post("/api/embed", &body).await {
         Ok(response) => {
             let value = response
                 .json::<Value>()
@@ -78,14 +64,14 @@ async fn health(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// The gateway's routes, with request IDs kept or made and echoed.
+/// The gateway's routes, with request IDs kept or made, echoed, and passed on
+/// to the provider calls the handlers make.
 pub fn router(provider: HttpClient) -> Router {
     Router::new()
         .route("/embed", post(embed))
         .route("/health", get(health))
         .with_state(AppState { provider })
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeShortRequestId))
+        .layer(RequestIdLayer::new())
 }
 
 /// Serves `router` on 127.0.0.1:0; returns the address.

@@ -6,12 +6,15 @@
 //! (control characters, non-ASCII bytes, too long) is replaced, never forwarded.
 //!
 //! The layer sets the `x-request-id` header, puts the [`RequestId`] in the request's
-//! extensions, and runs the inner service's future inside an `INFO`-level tracing
+//! extensions, and runs the inner service's future inside a `WARN`-level tracing
 //! span named `request` with the fields `request_id`, `method`, `endpoint` and,
-//! when set, `provider`. Placed outermost (where
-//! [`HttpClient`](crate::HttpClient) makes the same header and span itself), the
-//! span wraps every retry and breaker event of the call, so all of a request's
-//! log lines carry its ID, and all its attempts send the same header.
+//! when set, `provider`. `WARN` is the highest level of any event the crate logs
+//! for a call, so even `RUST_LOG=warn` shows those events with their ID.
+//!
+//! Placed outermost (where [`HttpClient`](crate::HttpClient) makes the same
+//! header and span itself), the span wraps every retry and breaker event of the
+//! call, so all of a request's log lines carry its ID, and all its attempts send
+//! the same header.
 //!
 //! On a server (an axum `Router`, a hyper service), the same layer keeps a
 //! valid incoming `x-request-id` or makes one, echoes it on the response, and
@@ -19,6 +22,11 @@
 //! [`HttpClient`](crate::HttpClient) call made while handling the request sends
 //! that ID upstream (unless given one with `.request_id()`), and its log lines
 //! carry the one `request_id` of the server's span.
+//!
+//! With the feature `reqwest`, the layer also takes a `reqwest::Request`: it
+//! sets the header, opens the span and makes the ID current as here, but puts no
+//! [`RequestId`] in the extensions, which reqwest keeps private. A request with
+//! no `x-request-id` takes the [`current`] ID, if any.
 //!
 //! [`MakeShortRequestId`] offers the same IDs to tower-http's
 //! `SetRequestIdLayer`.

@@ -15,9 +15,10 @@
 //! | `stache_breaker_state` | gauge | `provider` | 0 closed, 1 open, 2 half-open |
 //! | `stache_attempt_duration_seconds` | histogram | `provider`, `outcome` | time of each attempt, body included for buffered calls; `outcome` is `success`, `client_error`, `throttled`, `failure` or `ignored` (see [`classify`](crate::classify)), or `cancelled` for an attempt cut short by its timeout or its caller |
 //!
-//! The tracing side needs no feature: each call runs in an `INFO` span
+//! The tracing side needs no feature: each call runs in a `WARN` span
 //! `request{request_id, method, endpoint, provider}`, and retries and breaker
-//! transitions are events inside it.
+//! transitions are events inside it. The span is at `WARN` so that a filter of
+//! `warn` still shows the `WARN` events with their request ID.
 
 /// Calls made.
 pub const REQUESTS: &str = "stache_requests_total";

@@ -1,19 +1,40 @@
 //! [`HttpClient`]: one provider's resilient, pooled JSON client.
 //!
-//! A call runs through the same steps as this stack of the crate's layers:
+//! A call runs through these steps, top to bottom:
 //!
 //! ```text
-//! RequestId -> CircuitBreaker -> Retry -> Timeout -> PoolLimit -> hyper-util client
+//! RequestId       the call's ID and `request` span           (the client's future)
+//! CircuitBreaker  admission: refused at once while open      (the client's future)
+//! Retry           transient failures sent again, with backoff and the retry budget
+//! Hedge           a second copy of a slow idempotent attempt (`hedge`; off by default)
+//! RateLimit       each attempt waits its turn under the provider's limits
+//! ReadAhead       a streamed answer read to its first line within the attempt
+//! Timeout         bounds each attempt: its head, and a buffered body
+//! PoolLimit       a bounded wait for one of `max_connections` slots
+//! Chaos           injected faults (`chaos`; off by default)
+//! transport       the pooled hyper-util client; reads a buffered body
 //! ```
 //!
 //! The client does the first two itself (its future makes the call's ID and
 //! `request` span, as [`RequestIdLayer`](crate::RequestIdLayer) does, and asks the
-//! breaker before the request is even built), then runs the layers below. So a
-//! call gets one request ID for all its attempts (in the `x-request-id` header of
-//! each, and on the span around the whole call), is refused at once while the
-//! circuit is open, retries transient failures (one breaker outcome per call,
-//! after its retries), bounds each attempt (body included) by the timeout, waits a
-//! bounded time for a connection slot, and reuses pooled connections.
+//! breaker before the request is even built), then runs the crate's layers
+//! below. So a call gets one request ID for all its attempts (in the
+//! `x-request-id` header of each, and on the span around the whole call), and is
+//! refused at once while the circuit is open. It retries transient failures, and
+//! the breaker records one outcome per call, after its retries.
+//!
+//! When [`hedge`](crate::HttpClientConfig::hedge) is set, an idempotent attempt
+//! with no answer after the hedge delay gets a second copy, and the first good
+//! answer wins; copies draw on the retry budget. Every attempt, a copy included,
+//! then takes its turn at the provider's [rate limiter](crate::rate_limit),
+//! which is always on, before its timeout starts, so that waiting does not eat
+//! the attempt's time. A streamed answer is read ahead to its first line before
+//! the attempt counts as answered, so that a stream that breaks or stalls
+//! before it is retried like any failed attempt. The timeout bounds each
+//! attempt (a buffered body included), and the pool limit waits a bounded time
+//! for a connection slot. When [`chaos`](crate::HttpClientConfig::chaos) is
+//! set, faults are injected just above the transport, so that they meet every
+//! layer a real fault would. The transport reuses pooled connections.
 //!
 //! A 2xx answer is `Ok(`[`Response`]`)` with the body already read; anything else
 //! ends, after retries, as a [`crate::Error`] carrying the status, headers
