@@ -115,14 +115,48 @@
 //! sooner, and drop [`StreamResponse`](crate::client::StreamResponse)s as soon as you are done with them: a
 //! stream holds its slot until it is dropped.
 //!
+//! # Over reqwest (feature `reqwest`)
+//!
+//! `reqwest::Client` is a `tower::Service<reqwest::Request>`. The circuit
+//! breaker, [`RetryLayer`], [`RequestIdLayer`] and [`TimeoutLayer`] go on it,
+//! and [`HttpClassifier`](classify::HttpClassifier) reads reqwest's responses
+//! by the same table as hyper's. The rate limit, pool and chaos layers take
+//! `http::Request` only. A `reqwest::Request` has no extensions that this
+//! crate can reach, and that sets the limits:
+//!
+//! * A retry sends a copy from `reqwest::Request::try_clone`. A buffered body
+//!   is sent again; a streamed body has no copy, so its request is sent once
+//!   and never retried.
+//! * Whether a request is safe to repeat comes from its method alone: there is
+//!   no [`Idempotent`](retry::Idempotent) mark to put on a POST. A request that
+//!   is not idempotent is retried only when the failure proves it was never
+//!   processed; for reqwest's own errors, that is one whose `is_connect()` is
+//!   true.
+//! * There is no call deadline. A request cannot carry a
+//!   [`RequestDeadline`](timeout::RequestDeadline), so
+//!   [`total_timeout`](retry::RetryConfig::total_timeout) neither stops the
+//!   retries nor cuts the attempt running when it passes. Wrap the call in
+//!   `tokio::time::timeout` to bound the whole of it.
+//! * [`TimeoutLayer`] bounds each attempt by the request's own
+//!   `reqwest::Request::timeout` when it has one, and by the layer's limit
+//!   otherwise; a [`RequestTimeout`](timeout::RequestTimeout) cannot be set.
+//! * [`RequestIdLayer`] sets the `x-request-id` header, opens the `request`
+//!   span and makes the ID [`current`](request_id::current), as for
+//!   `http::Request`, but cannot put the [`RequestId`](request_id::RequestId)
+//!   in the request's extensions.
+//!
 //! # Features
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `rustls` | yes | `https://` through rustls (ring provider, webpki roots) |
 //! | `serde` | no | configs from TOML/JSON (durations in seconds), serializable stats |
-//! | `blocking` | no | a blocking facade over the HTTP client |
+//! | `blocking` | no | `blocking::HttpClient`, a blocking facade over the HTTP client for programs without an async runtime |
 //! | `metrics` | no | counters, a gauge and a histogram per provider through the `metrics` facade ([`telemetry`] lists them) |
+//! | `reqwest` | no | the layers over `reqwest::Client`, and `HttpClassifier` for reqwest's responses (limits above) |
+//! | `tonic` | no | gRPC over tonic: `tonic::body::Body` retried without an adapter, and `grpc::StatusLayer` turning the layers' errors into gRPC status codes |
+//! | `compression` | no | `accept-encoding: gzip, br, zstd`, bodies decoded as they are read, and `max_response_bytes` bounding the decoded size |
+//! | `redis` | no | fleet mode of the rate limiter: one provider quota shared by many processes through Redis (`rate_limit::Fleet`); the Redis key holds a hash of the API key, never the key itself |
 //! | `full` | no | all of the above |
 //!
 //! The minimum supported Rust version is 1.85 (edition 2024).
@@ -157,6 +191,7 @@ pub mod circuit_breaker;
 mod hedge;
 pub mod pool;
 pub mod rate_limit;
+pub mod read_ahead;
 pub mod retry;
 pub mod timeout;
 

@@ -421,3 +421,44 @@ async fn an_event_larger_than_max_line_bytes_ends_the_stream_with_an_error() {
     assert!(error.to_string().contains("max_line_bytes"), "{error}");
     assert!(stream.next_event().await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_makes_at_most_max_retries_plus_one_attempts_whatever_fails() {
+    // 503, 503, then a 200 that breaks before its first line, for ever: the
+    // retry layer alone retries the stream, so 3 attempts in all (not 3 × 3).
+    let server = Server::start(|n, _| match n {
+        0 | 1 => Reply::Status(503),
+        _ => Reply::Break {
+            status: 200,
+            first: Bytes::from_static(b"data: {\"tok"),
+        },
+    })
+    .await;
+    let mut c = config(&server.url());
+    c.max_retries = 2;
+    let client = HttpClient::new(c).unwrap();
+    let err = client.stream_post("/x", &json!({})).await.unwrap_err();
+    assert!(err.is_body(), "{err:?}");
+    assert_eq!(server.hits(), 3, "max_retries + 1 attempts");
+    let stats = client.stats();
+    assert_eq!((stats.attempts, stats.retries), (3, 2), "{stats:?}");
+
+    // The same failures, one more retry allowed: the fourth attempt answers,
+    // and the stream starts with its first line, nothing of the broken ones.
+    let server = Server::start(|n, _| match n {
+        0 | 1 => Reply::Status(503),
+        2 => Reply::Break {
+            status: 200,
+            first: Bytes::from_static(b"data: {\"tok"),
+        },
+        _ => chunks(&["data: {\"token\":\"hi\"}\n\n"]),
+    })
+    .await;
+    let mut c = config(&server.url());
+    c.max_retries = 3;
+    let client = HttpClient::new(c).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    let event = stream.next_event().await.unwrap().expect("an event");
+    assert_eq!(event.data(), "{\"token\":\"hi\"}");
+    assert_eq!(server.hits(), 4);
+}

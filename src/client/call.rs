@@ -12,14 +12,14 @@ use serde::Serialize;
 
 use super::config::MAX_DURATION;
 use super::http_client::{HttpClient, StackRequest};
-use super::transport::{Outgoing, Streaming};
+use super::transport::Outgoing;
 use crate::deadline::{Attempts, RequestDeadline};
 use crate::error::{Error, ErrorKind};
 use crate::hedge::NoHedge;
 use crate::pool::HoldSlot;
 use crate::rate_limit::Cost;
+use crate::read_ahead::ExpectStream;
 use crate::request_id::RequestId;
-use crate::retry::method_is_idempotent;
 use crate::timeout::RequestTimeout;
 
 /// A call's bound as a whole: when it ends, how long it was given, and the
@@ -157,27 +157,6 @@ impl Call {
         self.url.push_str(query);
     }
 
-    /// A copy to send again, unless the call cannot be sent.
-    pub(super) fn try_clone(&self) -> Option<Self> {
-        if self.problem.is_some() {
-            return None;
-        }
-        Some(Call {
-            method: self.method.clone(),
-            url: self.url.clone(),
-            endpoint_at: self.endpoint_at,
-            problem: None,
-            body: self.body.clone(),
-            json: self.json,
-            headers: self.headers.clone(),
-            timeout: self.timeout,
-            deadline: self.deadline,
-            idempotent: self.idempotent,
-            request_id: self.request_id.clone(),
-            cost: self.cost,
-        })
-    }
-
     /// The path the request goes to, as its URI will have it (the base URL's
     /// path, then the endpoint's, without the query), for the call's span.
     pub(super) fn path<'a>(&'a self, client: &'a HttpClient) -> impl fmt::Display + 'a {
@@ -226,15 +205,6 @@ impl Call {
         Ok(Limits {
             timeout: self.timeout,
             deadline,
-        })
-    }
-
-    /// Whether the call is safe to repeat: its own setting, else
-    /// `post_is_idempotent` for POST and PATCH, else the method's rule.
-    pub(super) fn is_idempotent(&self, client: &HttpClient) -> bool {
-        self.idempotent.unwrap_or_else(|| match self.method {
-            Method::POST | Method::PATCH => client.inner.config.post_is_idempotent,
-            ref method => method_is_idempotent(method),
         })
     }
 
@@ -290,7 +260,7 @@ impl Call {
             extensions.insert(Cost(cost));
         }
         if streaming {
-            extensions.insert(Streaming);
+            extensions.insert(ExpectStream);
             extensions.insert(HoldSlot);
             extensions.insert(NoHedge);
         }

@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 
 use super::call::Limits;
 use super::config::HttpClientConfig;
-use crate::error::{Elapsed, Error, ErrorKind, chain};
+use crate::error::{Elapsed, Error, ErrorKind, StreamStalled, chain};
 
 /// Gives a call's timeout error the sentence that names what fired: the call's
 /// deadline, its attempt timeout, the connect or the write timeout. Any other
@@ -30,6 +30,9 @@ pub(super) fn explain(error: Error, limits: &Limits, config: &HttpClientConfig) 
             if let Some(elapsed) = e.downcast_ref::<Elapsed>() {
                 return Some(Cause::Attempt(elapsed.limit()));
             }
+            if let Some(stalled) = e.downcast_ref::<StreamStalled>() {
+                return Some(Cause::Stalled(stalled.idle()));
+            }
             e.downcast_ref::<std::io::Error>()
                 .filter(|io| io.kind() == std::io::ErrorKind::TimedOut)
                 .map(|_| Cause::Socket)
@@ -43,6 +46,9 @@ pub(super) fn explain(error: Error, limits: &Limits, config: &HttpClientConfig) 
                 "default_timeout"
             };
             format!("request timed out after {limit:?} ({setting})")
+        }
+        (Some(Cause::Stalled(idle)), _) => {
+            format!("stream sent no data for {idle:?} before its first line (stream_idle_timeout)")
         }
         (Some(Cause::Socket), ErrorKind::Connect) => format!(
             "connect timed out after {:?} (connect_timeout)",
@@ -62,4 +68,6 @@ enum Cause {
     Attempt(std::time::Duration),
     /// A socket operation timed out: the connect, or a stalled write.
     Socket,
+    /// A stream sent nothing before its first line.
+    Stalled(std::time::Duration),
 }

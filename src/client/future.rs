@@ -13,7 +13,7 @@ use tower::util::Oneshot;
 
 use super::call::{Call, Limits};
 use super::explain::explain;
-use super::http_client::{HttpClient, Stack, StackRequest};
+use super::http_client::{HttpClient, Stack, StackBody, StackRequest};
 use super::response::Response;
 use super::transport::ClientBody;
 use crate::circuit_breaker::{self, Gate};
@@ -78,13 +78,13 @@ impl HttpClient {
 }
 
 /// Turns a buffered answer into the caller's result.
-fn buffered(response: http::Response<ClientBody>, id: RequestId) -> Result<Response, Error> {
+fn buffered(response: http::Response<StackBody>, id: RequestId) -> Result<Response, Error> {
     let (parts, body) = response.into_parts();
-    let body = match body {
-        ClientBody::Buffered(bytes) => bytes,
-        // Only requests marked `Streaming` come back unread; never hand back
+    let body = match body.into_unread() {
+        Ok(ClientBody::Buffered(bytes)) => bytes,
+        // Only requests marked `ExpectStream` come back unread; never hand back
         // an empty body in place of one that was not read.
-        ClientBody::Streaming(_) => {
+        Ok(ClientBody::Streaming(_)) | Err(_) => {
             return Err(Error::new(ErrorKind::Body)
                 .with_message("bad response body: expected a buffered body")
                 .with_request_id(id));
@@ -204,7 +204,7 @@ impl Drop for Tracked {
 }
 
 impl Future for Exec {
-    type Output = Result<(http::Response<ClientBody>, RequestId), Error>;
+    type Output = Result<(http::Response<StackBody>, RequestId), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();

@@ -17,18 +17,26 @@ use crate::error::Error;
 use crate::hedge::{HedgeLayer, HedgeService};
 use crate::pool::{PoolLimitLayer, PoolLimitService};
 use crate::rate_limit::{RateLimitLayer, RateLimitService, RateLimiter};
+use crate::read_ahead::{ReadAhead, ReadAheadLayer};
 use crate::retry::{RetryLayer, RetryService, RetryStats};
 use crate::timeout::{TimeoutLayer, TimeoutService};
 
 /// The provider's stack below the breaker, which the client asks itself (see
-/// [`Pending`](super::Pending)): retry, rate limit, per-attempt timeout, slot
-/// limit, injected faults (off unless configured), transport.
+/// [`Pending`](super::Pending)): retry, hedge, rate limit, a stream read ahead
+/// to its first line, per-attempt timeout, slot limit, injected faults (off
+/// unless configured), transport.
 pub(super) type Stack = RetryService<
-    HedgeService<RateLimitService<TimeoutService<PoolLimitService<ChaosService<Transport>>>>>,
+    HedgeService<
+        RateLimitService<ReadAhead<TimeoutService<PoolLimitService<ChaosService<Transport>>>>>,
+    >,
     HttpClassifier,
 >;
 
 pub(super) type StackRequest = http::Request<Outgoing>;
+
+/// The body of the stack's answers: a buffered body as it is, a stream with its
+/// first line read ahead.
+pub(super) type StackBody = crate::read_ahead::ReadAheadBody<transport::ClientBody>;
 
 /// A resilient HTTP client for one provider; see the [module documentation](super).
 ///
@@ -123,6 +131,15 @@ impl HttpClient {
             .layer(retry)
             .layer(hedge.clone())
             .layer(RateLimitLayer::new(limiter.clone()))
+            // A streamed answer is the attempt's until its first line: a break
+            // or a stall before it is retried like any failed attempt. Above
+            // the timeout, which bounds the wait for the head alone; a line
+            // longer than the limit is handed on for the reader to refuse.
+            .layer(
+                ReadAheadLayer::new(config.stream_idle_timeout)
+                    .max_bytes(config.max_line_bytes.saturating_add(1))
+                    .only_marked(),
+            )
             .layer(TimeoutLayer::new(config.default_timeout))
             .layer(pool.clone())
             .layer(chaos)

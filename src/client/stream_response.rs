@@ -11,8 +11,8 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
 
-use super::body::ResponseBody;
 use super::call::CallDeadline;
+use super::http_client::StackBody;
 use super::lines::{LineError, Lines};
 use super::sse::{Event, EventParser};
 use crate::error::{BodyError, Elapsed, Error, ErrorKind};
@@ -53,7 +53,7 @@ pub struct StreamResponse {
     status: StatusCode,
     headers: HeaderMap,
     request_id: RequestId,
-    body: Option<ResponseBody>,
+    body: Option<StackBody>,
     lines: Lines,
     /// The first line, read before the stream was handed to the caller (more
     /// than one once an event stream split it at its `\r`s).
@@ -83,14 +83,11 @@ struct Failure {
     kind: ErrorKind,
     message: Arc<str>,
     deadline: Option<Elapsed>,
-    /// Whether the failure may be retried when it comes before the first line:
-    /// a broken connection or an idle timeout, not a bad line or a limit.
-    retryable: bool,
 }
 
 impl StreamResponse {
     pub(super) fn new(
-        response: http::Response<ResponseBody>,
+        response: http::Response<StackBody>,
         request_id: RequestId,
         limits: StreamLimits,
         deadline: Option<&CallDeadline>,
@@ -194,16 +191,12 @@ impl StreamResponse {
         EventStream { response: self }
     }
 
-    /// Reads the first line ahead, for the caller to get from `next_line`; on
-    /// failure, whether the call may be sent again.
-    pub(super) async fn prime(&mut self) -> Result<(), (Error, bool)> {
-        match std::future::poll_fn(|cx| self.poll_raw(cx)).await {
-            Ok(line) => {
-                self.first.extend(line);
-                Ok(())
-            }
-            Err(e) => Err((e, self.failed.as_ref().is_some_and(|f| f.retryable))),
-        }
+    /// Takes the first line, for the caller to get from `next_line`: a line
+    /// the server sent wrong (too long, not UTF-8) is then the call's error.
+    pub(super) async fn prime(&mut self) -> Result<(), Error> {
+        let line = std::future::poll_fn(|cx| self.poll_raw(cx)).await?;
+        self.first.extend(line);
+        Ok(())
     }
 
     fn error(&self, failure: &Failure) -> Error {
@@ -231,12 +224,11 @@ impl StreamResponse {
         error
     }
 
-    fn fail_with(&mut self, kind: ErrorKind, message: String, retryable: bool) -> Error {
+    fn fail_with(&mut self, kind: ErrorKind, message: String) -> Error {
         let failure = Failure {
             kind,
             message: message.into(),
             deadline: None,
-            retryable,
         };
         self.fail(failure, None)
     }
@@ -246,12 +238,10 @@ impl StreamResponse {
             LineError::TooLong { max } => self.fail_with(
                 ErrorKind::Body,
                 format!("bad response body: a line is longer than max_line_bytes ({max})"),
-                false,
             ),
             LineError::Utf8(e) => self.fail_with(
                 ErrorKind::Body,
                 format!("bad response body: a line is not UTF-8: {e}"),
-                false,
             ),
         }
     }
@@ -293,7 +283,6 @@ impl StreamResponse {
                             "bad response body: an event is longer than max_line_bytes ({})",
                             too_long.max
                         ),
-                        false,
                     )));
                 }
             }
@@ -324,7 +313,6 @@ impl StreamResponse {
                         kind: ErrorKind::Timeout,
                         message: format!("deadline of {total:?} exceeded while streaming").into(),
                         deadline: Some(Elapsed::deadline(total)),
-                        retryable: false,
                     };
                     return Poll::Ready(Err(self.fail(failure, None)));
                 }
@@ -347,7 +335,6 @@ impl StreamResponse {
                             return Poll::Ready(Err(self.fail_with(
                                 ErrorKind::Body,
                                 format!("bad response body: the stream is longer than max_stream_bytes ({max})"),
-                                false,
                             )));
                         }
                         self.lines.push(data);
@@ -359,7 +346,6 @@ impl StreamResponse {
                         kind: ErrorKind::Body,
                         message: message.into(),
                         deadline: None,
-                        retryable: true,
                     };
                     return Poll::Ready(Err(self.fail(failure, Some(BodyError::new(e)))));
                 }
@@ -373,7 +359,6 @@ impl StreamResponse {
                     return Poll::Ready(Err(self.fail_with(
                         ErrorKind::Timeout,
                         format!("stream sent no data for {timeout:?} (stream_idle_timeout)"),
-                        true,
                     )));
                 }
             }

@@ -24,6 +24,7 @@ use super::stats::Counters;
 #[cfg(feature = "metrics")]
 use crate::classify::{classify_error, classify_response};
 use crate::error::{BoxError, ConfigError};
+use crate::read_ahead::ExpectStream;
 use crate::redact::RedactedUri;
 use crate::request_id::X_REQUEST_ID;
 use crate::retry::ReplayBody;
@@ -41,10 +42,6 @@ pub(crate) type HyperClient = Client<Connector, Full<Bytes>>;
 type SendFuture = tower_http::decompression::ResponseFuture<legacy::ResponseFuture>;
 #[cfg(not(feature = "compression"))]
 type SendFuture = legacy::ResponseFuture;
-
-/// Put in a request's extensions to get the body back unread.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Streaming;
 
 /// The body of a request in the client's stack: the bytes to send, and what the
 /// transport builds each attempt's headers from. The request's own header map
@@ -88,6 +85,41 @@ pub(crate) enum ClientBody {
 impl Default for ClientBody {
     fn default() -> Self {
         ClientBody::Buffered(Bytes::new())
+    }
+}
+
+/// The body as a stream of frames, for the layers that read it
+/// ([`ReadAheadLayer`](crate::read_ahead::ReadAheadLayer)): a buffered body is
+/// one frame of known length, so it is never read ahead.
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Buffered(bytes) if bytes.is_empty() => Poll::Ready(None),
+            ClientBody::Buffered(bytes) => {
+                Poll::Ready(Some(Ok(http_body::Frame::data(std::mem::take(bytes)))))
+            }
+            ClientBody::Streaming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Buffered(bytes) => bytes.is_empty(),
+            ClientBody::Streaming(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            ClientBody::Buffered(bytes) => http_body::SizeHint::with_exact(bytes.len() as u64),
+            ClientBody::Streaming(body) => body.size_hint(),
+        }
     }
 }
 
@@ -176,7 +208,7 @@ fn tls_config(config: &HttpClientConfig) -> Result<rustls::ClientConfig, ConfigE
         .with_no_client_auth())
 }
 
-/// Sends one attempt and, unless the request asked for [`Streaming`], reads the
+/// Sends one attempt and, unless the request is marked [`ExpectStream`], reads the
 /// whole body (at most `max_response_bytes`) before answering — so the attempt's
 /// timeout covers the body and a body that breaks mid-way is retried.
 ///
@@ -259,7 +291,7 @@ impl Service<http::Request<Outgoing>> for Transport {
         headers.insert(X_REQUEST_ID, outgoing.id);
         parts.headers = headers;
         let req = http::Request::from_parts(parts, Full::new(outgoing.body));
-        let streaming = req.extensions().get::<Streaming>().is_some();
+        let streaming = req.extensions().get::<ExpectStream>().is_some();
         tracing::debug!(method = %req.method(), uri = %RedactedUri(req.uri()), "sending attempt");
         // With `compression`: `accept-encoding: gzip, br, zstd` unless the
         // request has its own, and the body decoded as it is read, so that

@@ -8,7 +8,8 @@
 use std::error::Error as StdError;
 
 use super::{
-    BodyError, BodyTooLarge, CircuitOpen, Elapsed, Error, Injected, PoolTimeout, RateLimited, chain,
+    BodyError, BodyTooLarge, CircuitOpen, Elapsed, Error, Injected, PoolTimeout, RateLimited,
+    StreamStalled, chain,
 };
 
 /// What went wrong, broadly; see [`Error::kind`].
@@ -80,7 +81,7 @@ impl ErrorKind {
             if e.is::<RateLimited>() {
                 return Some(ErrorKind::RateLimited);
             }
-            if e.is::<Elapsed>() {
+            if e.is::<Elapsed>() || e.is::<StreamStalled>() {
                 return Some(ErrorKind::Timeout);
             }
             if e.is::<BodyTooLarge>() || e.is::<BodyError>() {

@@ -226,3 +226,39 @@ impl fmt::Display for Injected {
 }
 
 impl std::error::Error for Injected {}
+
+/// A streamed answer sent no data for its idle timeout before its first
+/// content; returned by [`ReadAhead`](crate::read_ahead::ReadAhead) inside a
+/// [`BoxError`](super::BoxError).
+///
+/// The classifier treats it as an attempt's timeout: the server took the
+/// request (its head came), so the attempt is retried only when the request
+/// is safe to repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamStalled {
+    idle: Duration,
+}
+
+impl StreamStalled {
+    /// Creates the error for a stream that sent nothing for `idle`.
+    pub const fn new(idle: Duration) -> Self {
+        StreamStalled { idle }
+    }
+
+    /// How long the stream sent nothing.
+    pub const fn idle(&self) -> Duration {
+        self.idle
+    }
+}
+
+impl fmt::Display for StreamStalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the stream sent no data for {:?} before its first content",
+            self.idle
+        )
+    }
+}
+
+impl std::error::Error for StreamStalled {}
