@@ -28,7 +28,7 @@ use crate::classify::{
 };
 use crate::error::BoxError;
 use crate::request_id::{RequestId, RequestIdService, X_REQUEST_ID, call_span, current, scoped};
-use crate::retry::{ReplayRequest, method_is_idempotent};
+use crate::retry::{ReplayRequest, method_is_idempotent, take_mark};
 use crate::timeout::TimeoutService;
 use crate::timeout::future::ResponseFuture as TimeoutFuture;
 
@@ -39,6 +39,10 @@ impl ReplayRequest for reqwest::Request {
 
     fn is_idempotent(&self) -> bool {
         method_is_idempotent(self.method())
+    }
+
+    fn take_repeat_mark(&mut self) -> Option<bool> {
+        take_mark(self.headers_mut())
     }
 }
 

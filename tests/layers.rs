@@ -174,3 +174,58 @@ async fn retry_outside_the_breaker_counts_every_attempt_and_never_retries_an_ope
         "the third attempt met the open circuit and stopped"
     );
 }
+
+#[tokio::test]
+async fn one_safe_to_repeat_header_marks_a_post_over_hyper_util_and_through_http_client() {
+    use stache_resilience::retry::SAFE_TO_REPEAT;
+    use stache_resilience::{HttpClient, HttpClientConfig};
+
+    // Over hyper-util, with the default replay rule (idempotent requests only).
+    let server = Server::replies(vec![Reply::Status(503), Reply::json(200, "{}")]).await;
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(fast_retries(2)).classifier(HttpClassifier))
+        .service(support::hyper_client());
+    let mut req = post(&server.url());
+    req.headers_mut()
+        .insert(SAFE_TO_REPEAT, http::HeaderValue::from_static("true"));
+    let res = call_ok(&mut svc, req).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(server.hits(), 2, "the marked POST is replayed after a 503");
+    assert!(
+        server
+            .seen()
+            .iter()
+            .all(|seen| !seen.headers.contains_key(SAFE_TO_REPEAT)),
+        "the mark never reaches the server"
+    );
+
+    // The same header on an HttpClient call, whose POSTs are not safe to repeat.
+    let server = Server::replies(vec![
+        Reply::Status(503),
+        Reply::Status(503),
+        Reply::json(200, "{}"),
+    ])
+    .await;
+    let mut config = HttpClientConfig::new(server.url());
+    config.post_is_idempotent = false;
+    config.retry_base_delay = Duration::from_millis(1);
+    let client = HttpClient::new(config).unwrap();
+    let unmarked = client.post("/x", &serde_json::json!({})).await.unwrap_err();
+    assert_eq!(
+        unmarked.status(),
+        Some(http::StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(server.hits(), 1, "an unmarked POST is not replayed");
+    client
+        .post("/x", &serde_json::json!({}))
+        .header(SAFE_TO_REPEAT, "true")
+        .await
+        .expect("the marked POST is replayed");
+    assert_eq!(server.hits(), 3);
+    assert!(
+        server
+            .seen()
+            .iter()
+            .all(|seen| !seen.headers.contains_key(SAFE_TO_REPEAT))
+    );
+}

@@ -167,3 +167,35 @@ async fn the_attempt_timeout_bounds_a_server_that_never_answers() {
         Some(Duration::from_millis(50))
     );
 }
+
+#[tokio::test]
+async fn a_post_marked_safe_to_repeat_by_header_is_replayed_and_the_mark_never_sent() {
+    use stache_resilience::retry::SAFE_TO_REPEAT;
+
+    let breaker = CircuitBreaker::default();
+    let mut svc = stack(&breaker);
+    let server = Server::replies(vec![Reply::Status(503), Reply::json(200, "{}")]).await;
+    let mut req = request(reqwest::Method::POST, &format!("{}/embed", server.url()));
+    req.headers_mut()
+        .insert(SAFE_TO_REPEAT, http::HeaderValue::from_static("true"));
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), 200, "the marked POST is replayed after a 503");
+    assert_eq!(server.hits(), 2);
+    for seen in server.seen() {
+        assert!(
+            !seen.headers.contains_key(SAFE_TO_REPEAT),
+            "the mark reached the server: {:?}",
+            seen.headers
+        );
+    }
+
+    // Marked `false`: a GET is not repeated after a 503 either.
+    let server = Server::replies(vec![Reply::Status(503), Reply::json(200, "{}")]).await;
+    let mut req = request(reqwest::Method::GET, &format!("{}/embed", server.url()));
+    req.headers_mut()
+        .insert(SAFE_TO_REPEAT, http::HeaderValue::from_static("false"));
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(server.hits(), 1);
+    assert!(!server.seen()[0].headers.contains_key(SAFE_TO_REPEAT));
+}

@@ -20,6 +20,7 @@ use crate::pool::HoldSlot;
 use crate::rate_limit::Cost;
 use crate::read_ahead::ExpectStream;
 use crate::request_id::RequestId;
+use crate::retry::take_mark;
 use crate::timeout::RequestTimeout;
 
 /// A call's bound as a whole: when it ends, how long it was given, and the
@@ -220,6 +221,9 @@ impl Call {
             return Err(problem);
         }
         let inner = &*client.inner;
+        if let Some(flag) = take_mark(&mut self.headers) {
+            self.idempotent = Some(flag);
+        }
         if let Some(name) = &inner.config.idempotency_key {
             if self.method != Method::GET && !self.headers.contains_key(name) {
                 self.headers.insert(name.clone(), idempotency_key());

@@ -22,6 +22,9 @@ pub(super) struct Again<S, Req> {
     pub(super) backoff: Backoff,
     pub(super) shared: std::sync::Arc<Shared>,
     pub(super) policy: Replay,
+    /// The request's [`SAFE_TO_REPEAT`](super::SAFE_TO_REPEAT) word, when the
+    /// request type cannot keep it itself.
+    pub(super) marked: Option<bool>,
 }
 
 pin_project! {
@@ -163,7 +166,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     let replay = replay?;
     let request = &replay.request;
     if replay.policy == Replay::Idempotent
-        && !request.is_idempotent()
+        && !replay.marked.unwrap_or_else(|| request.is_idempotent())
         && !classifier.is_unprocessed(result.as_ref())
     {
         tracing::info!(

@@ -68,7 +68,10 @@ pub use self::budget::{RetryBudget, SharedBudget, default_budget};
 pub use self::layer::RetryLayer;
 #[cfg(feature = "tonic")]
 pub(crate) use self::replay::Rebox;
-pub use self::replay::{Idempotent, Replay, ReplayBody, ReplayRequest, method_is_idempotent};
+pub(crate) use self::replay::take_mark;
+pub use self::replay::{
+    Idempotent, Replay, ReplayBody, ReplayRequest, SAFE_TO_REPEAT, method_is_idempotent,
+};
 pub use self::service::RetryService;
 pub use self::stats::RetryStats;
 pub use self::tee::TeeBody;

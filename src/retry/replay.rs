@@ -48,6 +48,47 @@ pub enum Replay {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Idempotent(pub bool);
 
+/// The request header that marks a request as safe to repeat (`true`) or not
+/// (`false`), whatever its method: the same word as [`Idempotent`], for a
+/// request whose extensions cannot be reached (reqwest 0.13 keeps
+/// `Request::extensions_mut` private) or is easier to mark by header.
+///
+/// [`RetryLayer`](super::RetryLayer) reads it and removes it before the first
+/// attempt, so the server never sees it; [`HttpClient`](crate::HttpClient)
+/// reads it as [`RequestBuilder::idempotent`](crate::client::RequestBuilder::idempotent).
+/// A value other than `true` or `false` is removed and ignored, with a WARN.
+///
+/// ```
+/// use stache_resilience::retry::{ReplayRequest, SAFE_TO_REPEAT};
+///
+/// let mut embed = http::Request::post("/v1/embeddings")
+///     .header(SAFE_TO_REPEAT, "true")
+///     .body(String::new())
+///     .unwrap();
+/// assert_eq!(embed.take_repeat_mark(), None, "kept in the extensions instead");
+/// assert!(embed.headers().get(SAFE_TO_REPEAT).is_none());
+/// assert!(embed.is_idempotent());
+/// ```
+pub const SAFE_TO_REPEAT: http::HeaderName =
+    http::HeaderName::from_static("x-stache-safe-to-repeat");
+
+/// Removes [`SAFE_TO_REPEAT`] from `headers`, and gives its word.
+pub(crate) fn take_mark(headers: &mut http::HeaderMap) -> Option<bool> {
+    if headers.is_empty() {
+        return None;
+    }
+    let value = headers.remove(SAFE_TO_REPEAT)?;
+    let word = value.to_str().ok().map(str::trim);
+    match word {
+        Some(w) if w.eq_ignore_ascii_case("true") => Some(true),
+        Some(w) if w.eq_ignore_ascii_case("false") => Some(false),
+        _ => {
+            tracing::warn!("{SAFE_TO_REPEAT} must be `true` or `false`; got {value:?}, ignored");
+            None
+        }
+    }
+}
+
 /// Whether a method is idempotent by RFC 9110 (section 9.2.2): GET, HEAD, OPTIONS, PUT,
 /// DELETE, TRACE.
 pub fn method_is_idempotent(method: &Method) -> bool {
@@ -83,6 +124,15 @@ pub trait ReplayRequest: Sized {
     /// says so by implementing this trait at all.
     fn is_idempotent(&self) -> bool {
         true
+    }
+
+    /// Removes the [`SAFE_TO_REPEAT`] mark from the request before it is sent,
+    /// and gives its word, unless the request keeps the word itself (an
+    /// `http::Request` keeps it as an [`Idempotent`] extension, and gives
+    /// `None`). Called once, before the first attempt. The default does
+    /// nothing.
+    fn take_repeat_mark(&mut self) -> Option<bool> {
+        None
     }
 
     /// The call's deadline, if it has one.
@@ -259,6 +309,16 @@ impl<B: ReplayBody> ReplayRequest for http::Request<B> {
         self.body()
             .idempotency(self.method())
             .unwrap_or_else(|| method_is_idempotent(self.method()))
+    }
+
+    /// Keeps the mark's word as an [`Idempotent`] extension, where
+    /// [`is_idempotent`](ReplayRequest::is_idempotent) and the layers below
+    /// find it.
+    fn take_repeat_mark(&mut self) -> Option<bool> {
+        if let Some(flag) = take_mark(self.headers_mut()) {
+            self.extensions_mut().insert(Idempotent(flag));
+        }
+        None
     }
 
     fn deadline(&self) -> Option<Instant> {

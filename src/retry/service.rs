@@ -131,6 +131,8 @@ impl<S, C> RetryService<S, C> {
         if let Some(budget) = &self.shared.budget {
             budget.deposit();
         }
+        // Before any copy is made, so that no attempt carries it.
+        let marked = req.take_repeat_mark();
         // The clock is read only when the config bounds the whole call.
         if let Some(total) = self.config.total_timeout {
             let deadline = tokio::time::Instant::now() + total.min(MAX_TOTAL);
@@ -151,6 +153,7 @@ impl<S, C> RetryService<S, C> {
                     backoff: self.config.backoff(),
                     shared: self.shared.clone(),
                     policy: self.replay,
+                    marked,
                 };
                 let response = self.inner.call(first);
                 return ResponseFuture::new(
