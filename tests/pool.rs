@@ -180,3 +180,97 @@ async fn max_keepalive_connections_caps_idle_connections() {
         task.abort();
     }
 }
+
+/// A service whose calls end when the test says so, counting the calls it took.
+fn held_service(
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    release: tokio::sync::watch::Receiver<bool>,
+) -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<()>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<http::Response<()>, std::convert::Infallible>> + Send,
+> + Clone
++ Send {
+    tower::service_fn(move |_req: http::Request<()>| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut release = release.clone();
+        async move {
+            let _ = release.wait_for(|go| *go).await;
+            Ok(http::Response::new(()))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_buffer_above_a_full_pool_sees_pending_and_works_on_once_a_slot_frees() {
+    use stache_resilience::pool::{PoolLimitLayer, PoolTimeout};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (release, held) = tokio::sync::watch::channel(false);
+    let pool = ServiceBuilder::new()
+        .layer(PoolLimitLayer::new(1, Duration::from_secs(30)))
+        .service(held_service(calls.clone(), held));
+    let mut buffer = tower::buffer::Buffer::new(pool, 1);
+
+    // A takes the only slot; B waits in the buffer's worker, which the pool
+    // keeps unready; C fills the buffer's one place; so it is not ready for D.
+    // (Were the pool ready while full, the worker would have passed B and C
+    // on, to wait inside the pool, and the buffer would take D.)
+    let a = tokio::spawn(buffer.ready().await.unwrap().call(http::Request::new(())));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let b = tokio::spawn(buffer.ready().await.unwrap().call(http::Request::new(())));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let c = tokio::spawn(buffer.ready().await.unwrap().call(http::Request::new(())));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "B must not reach the service"
+    );
+    let ready_for_d = tokio::time::timeout(Duration::from_millis(100), buffer.ready()).await;
+    assert!(
+        ready_for_d.is_err(),
+        "the buffer said ready while the pool is full"
+    );
+
+    // A slot frees: B and C go, and the buffer takes D.
+    release.send_replace(true);
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    c.await.unwrap().unwrap();
+    buffer
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+    // Past the pool timeout a waiting call fails with PoolTimeout, and the
+    // buffer (whose readiness never failed) still serves the next one.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (release, held) = tokio::sync::watch::channel(false);
+    let pool = ServiceBuilder::new()
+        .layer(PoolLimitLayer::new(1, Duration::from_millis(200)))
+        .service(held_service(calls.clone(), held));
+    let mut buffer = tower::buffer::Buffer::new(pool, 4);
+    let a = tokio::spawn(buffer.ready().await.unwrap().call(http::Request::new(())));
+    let b = buffer.ready().await.unwrap().call(http::Request::new(()));
+    let err = b.await.unwrap_err();
+    assert!(err.is::<PoolTimeout>(), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    release.send_replace(true);
+    a.await.unwrap().unwrap();
+    buffer
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .expect("the buffer works on after a pool timeout");
+}

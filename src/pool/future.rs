@@ -5,14 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::sync::{AcquireError, OwnedSemaphorePermit};
-use tokio::time::Sleep;
-use tower_service::Service;
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::error::{BoxError, PoolTimeout};
+use crate::error::BoxError;
 
 /// A slot held by a response whose request carried [`HoldSlot`](super::HoldSlot); the slot is
 /// freed when the last clone of this value is dropped.
@@ -23,123 +20,91 @@ pub(crate) struct PoolSlot {
 }
 
 impl PoolSlot {
-    pub(super) fn new(permit: OwnedSemaphorePermit) -> Self {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
         PoolSlot {
             _permit: Arc::new(permit),
         }
     }
 }
 
-/// Waiting for a slot.
-pub(super) type Acquire =
-    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
-
 pin_project! {
     /// The future returned by [`PoolLimitService`](super::PoolLimitService).
     ///
     /// # Cancellation
     ///
-    /// Dropping it frees its slot, or leaves the queue if it was waiting.
-    pub struct ResponseFuture<S, Req>
-    where
-        S: Service<Req>,
-    {
+    /// Dropping it frees its slot.
+    pub struct ResponseFuture<F> {
         #[pin]
-        pub(super) state: State<S, Req>,
-        pub(super) hold: bool,
-    }
-}
-
-pin_project! {
-    /// The slow path, boxed so that the common case (a free slot) carries none of
-    /// its weight through every layer above.
-    #[project = WaitingProj]
-    pub(super) struct Waiting<S, Req> {
-        pub(super) acquire: Acquire,
-        #[pin]
-        pub(super) deadline: Sleep,
-        pub(super) waited: Duration,
-        pub(super) service: Option<S>,
-        pub(super) request: Option<Req>,
+        state: State<F>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    pub(super) enum State<S, Req>
-    where
-        S: Service<Req>,
-    {
-        Waiting {
-            waiting: Pin<Box<Waiting<S, Req>>>,
-        },
+    enum State<F> {
         Called {
             #[pin]
-            future: S::Future,
+            future: F,
             permit: Option<OwnedSemaphorePermit>,
+            hold: bool,
         },
+        // Refused before the inner service was called.
+        Failed { error: Option<BoxError> },
     }
 }
 
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, http::Request<ReqBody>>
-where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Error: Into<BoxError>,
-{
-    type Output = Result<http::Response<ResBody>, BoxError>;
+impl<F> ResponseFuture<F> {
+    pub(super) fn called(future: F, permit: OwnedSemaphorePermit, hold: bool) -> Self {
+        ResponseFuture {
+            state: State::Called {
+                future,
+                permit: Some(permit),
+                hold,
+            },
+        }
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Waiting { waiting } => {
-                    let WaitingProj {
-                        acquire,
-                        deadline,
-                        waited,
-                        service,
-                        request,
-                    } = waiting.as_mut().project();
-                    let permit = match acquire.as_mut().poll(cx) {
-                        Poll::Ready(Ok(permit)) => permit,
-                        Poll::Ready(Err(closed)) => return Poll::Ready(Err(Box::new(closed))),
-                        Poll::Pending => {
-                            ready!(deadline.poll(cx));
-                            return Poll::Ready(Err(Box::new(PoolTimeout::new(*waited))));
-                        }
-                    };
-                    let (Some(mut service), Some(request)) = (service.take(), request.take())
-                    else {
-                        // Only reachable if polled again after an early return above.
-                        panic!("`pool::ResponseFuture` polled after completion");
-                    };
-                    let future = service.call(request);
-                    this.state.set(State::Called {
-                        future,
-                        permit: Some(permit),
-                    });
-                }
-                StateProj::Called { future, permit } => {
-                    let result = ready!(future.poll(cx));
-                    let permit = permit.take();
-                    return Poll::Ready(match result {
-                        Ok(mut response) => {
-                            if *this.hold {
-                                if let Some(permit) = permit {
-                                    response.extensions_mut().insert(PoolSlot::new(permit));
-                                }
-                            }
-                            Ok(response)
-                        }
-                        Err(e) => Err(e.into()),
-                    });
-                }
-            }
+    pub(super) fn failed(error: BoxError) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
         }
     }
 }
 
-impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<ResBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Called {
+                future,
+                permit,
+                hold,
+            } => {
+                let result = ready!(future.poll(cx));
+                let permit = permit.take();
+                Poll::Ready(match result {
+                    Ok(mut response) => {
+                        if let (true, Some(permit)) = (*hold, permit) {
+                            response.extensions_mut().insert(PoolSlot::new(permit));
+                        }
+                        Ok(response)
+                    }
+                    Err(e) => Err(e.into()),
+                })
+            }
+            StateProj::Failed { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "`pool::ResponseFuture` polled after completion".into()))),
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -1,10 +1,18 @@
 //! A limit on calls in flight, with a bounded wait for a free slot.
 //!
 //! [`PoolLimitLayer`] lets at most `max` calls run through the inner service at
-//! once. A call that finds every slot taken waits for one, but no longer than the
-//! pool timeout; then it fails with [`PoolTimeout`] without touching the inner
-//! service. A pool timeout is local congestion, not a sign that the remote service
-//! is sick, so the classifiers neither retry it nor count it against the breaker.
+//! once. The slot is reserved in `poll_ready`, as tower's `ConcurrencyLimit`
+//! does: while every slot is taken the service is not ready, so a
+//! `tower::buffer::Buffer` or a balancer above it sees `Pending` rather than
+//! a promise it cannot keep. The wait is bounded by the pool timeout: past it
+//! the service reports ready and the call it takes fails at once with
+//! [`PoolTimeout`], without touching the inner service (`poll_ready` itself
+//! never fails, so a `Buffer` above keeps working once a slot frees). A pool
+//! timeout is local congestion, not a sign that the remote service is sick, so
+//! the classifiers neither retry it nor count it against the breaker.
+//!
+//! Layers above the pool that wait inside `call` (a rate limit's turn for the
+//! request's key and cost, say) wait holding the slot they were given.
 //!
 //! Over a hyper-util client this caps the connections one provider can open (an
 //! HTTP/1 connection carries one request at a time), which is how
