@@ -5,10 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use http::HeaderValue;
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -116,7 +118,38 @@ pin_project! {
     #[project = StateProj]
     enum State<F, R> {
         Untouched { #[pin] future: F },
-        Faulty { future: Pin<Box<dyn Future<Output = Answer<R>> + Send>> },
+        // Latency before sending: the inner future (lazy, as hyper's is) is
+        // first polled after the sleep.
+        Delaying { #[pin] sleep: Sleep, future: Option<F> },
+        // Latency on the answer: the answer, then the sleep.
+        Answering { #[pin] future: F, delay: Duration },
+        Holding { #[pin] sleep: Sleep, answer: Option<Answer<R>> },
+        // A fault on the answer: the service acts on the request, and its
+        // answer is lost.
+        Losing { #[pin] future: F, fault: Fault },
+        // An injected timeout: nothing comes until it fires.
+        TimingOut { #[pin] sleep: Sleep, sent: bool },
+        Failed { answer: Option<Answer<R>> },
+    }
+}
+
+impl<F, R: Default> ResponseFuture<F, R> {
+    fn new(state: State<F, R>) -> Self {
+        ResponseFuture { state }
+    }
+
+    /// The state a fault that is not a latency starts in, once the request
+    /// was (`sent`) or was not sent.
+    fn failing(fault: Fault, sent: bool) -> State<F, R> {
+        match fault {
+            Fault::Timeout { after } => State::TimingOut {
+                sleep: tokio::time::sleep(after),
+                sent,
+            },
+            fault => State::Failed {
+                answer: Some(fail(fault, sent)),
+            },
+        }
     }
 }
 
@@ -124,23 +157,68 @@ impl<F, R, E> Future for ResponseFuture<F, R>
 where
     F: Future<Output = Result<http::Response<R>, E>>,
     E: Into<BoxError>,
+    R: Default,
 {
     type Output = Answer<R>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Untouched { future } => future.poll(cx).map_err(Into::into),
-            StateProj::Faulty { future } => future.as_mut().poll(cx),
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Untouched { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::Delaying { sleep, future } => {
+                    ready!(sleep.poll(cx));
+                    let Some(future) = future.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    State::Untouched { future }
+                }
+                StateProj::Answering { future, delay } => {
+                    let answer = ready!(future.poll(cx)).map_err(Into::into);
+                    State::Holding {
+                        sleep: tokio::time::sleep(*delay),
+                        answer: Some(answer),
+                    }
+                }
+                StateProj::Holding { sleep, answer } => {
+                    ready!(sleep.poll(cx));
+                    return Poll::Ready(
+                        answer
+                            .take()
+                            .unwrap_or_else(|| Err(polled_after_completion())),
+                    );
+                }
+                StateProj::Losing { future, fault } => {
+                    drop(ready!(future.poll(cx)));
+                    Self::failing(*fault, true)
+                }
+                StateProj::TimingOut { sleep, sent } => {
+                    ready!(sleep.poll(cx));
+                    return Poll::Ready(Err(Box::new(Injected::timeout(*sent))));
+                }
+                StateProj::Failed { answer } => {
+                    return Poll::Ready(
+                        answer
+                            .take()
+                            .unwrap_or_else(|| Err(polled_after_completion())),
+                    );
+                }
+            };
+            state.set(next);
         }
     }
+}
+
+/// The error of a chaos future polled again after its end.
+fn polled_after_completion() -> BoxError {
+    "`chaos::ResponseFuture` polled after completion".into()
 }
 
 impl<S, B, R> Service<http::Request<B>> for ChaosService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    R: Default + Send + 'static,
+    R: Default,
 {
     type Response = http::Response<R>;
     type Error = BoxError;
@@ -156,52 +234,36 @@ where
             None => None,
         };
         let Some(injection) = injection else {
-            return ResponseFuture {
-                state: State::Untouched {
-                    future: self.inner.call(request),
-                },
-            };
+            return ResponseFuture::new(State::Untouched {
+                future: self.inner.call(request),
+            });
         };
         tracing::debug!(
             fault = ?injection.fault,
             on_answer = injection.on_answer,
             "chaos: injecting a fault"
         );
-        let sent = injection.on_answer || matches!(injection.fault, Fault::Latency(_));
-        // The inner future is lazy (hyper's sends when first polled): a
-        // latency before sending is a wait before its first poll.
-        let inner = sent.then(|| self.inner.call(request));
-        let future = async move {
-            match (injection.fault, inner) {
-                (Fault::Latency(delay), Some(inner)) if !injection.on_answer => {
-                    tokio::time::sleep(delay).await;
-                    inner.await.map_err(Into::into)
-                }
-                (Fault::Latency(delay), Some(inner)) => {
-                    let answer = inner.await.map_err(Into::into);
-                    tokio::time::sleep(delay).await;
-                    answer
-                }
-                (fault, inner) => {
-                    let sent = inner.is_some();
-                    if let Some(inner) = inner {
-                        // The service acts on the request; its answer is lost.
-                        drop(inner.await);
-                    }
-                    fail(fault, sent).await
-                }
-            }
-        };
-        ResponseFuture {
-            state: State::Faulty {
-                future: Box::pin(future),
+        ResponseFuture::new(match injection.fault {
+            Fault::Latency(delay) if injection.on_answer => State::Answering {
+                future: self.inner.call(request),
+                delay,
             },
-        }
+            Fault::Latency(delay) => State::Delaying {
+                sleep: tokio::time::sleep(delay),
+                future: Some(self.inner.call(request)),
+            },
+            fault if injection.on_answer => State::Losing {
+                future: self.inner.call(request),
+                fault,
+            },
+            fault => ResponseFuture::<S::Future, R>::failing(fault, false),
+        })
     }
 }
 
-/// The answer or error a fault stands for.
-async fn fail<R: Default>(fault: Fault, sent: bool) -> Answer<R> {
+/// The answer or error a fault stands for (an injected timeout's, once it
+/// fired).
+fn fail<R: Default>(fault: Fault, sent: bool) -> Answer<R> {
     match fault {
         Fault::Status {
             status,
@@ -219,10 +281,7 @@ async fn fail<R: Default>(fault: Fault, sent: bool) -> Answer<R> {
                 .insert("x-stache-chaos", HeaderValue::from_static("injected"));
             Ok(answer)
         }
-        Fault::Timeout { after } => {
-            tokio::time::sleep(after).await;
-            Err(Box::new(Injected::timeout(sent)))
-        }
+        Fault::Timeout { .. } => Err(Box::new(Injected::timeout(sent))),
         Fault::Reset | Fault::Latency(_) => Err(Box::new(Injected::reset(sent))),
     }
 }
