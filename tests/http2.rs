@@ -270,3 +270,122 @@ async fn a_stream_a_going_away_server_did_not_process_is_sent_again() {
     assert_eq!(answered.load(Ordering::SeqCst), 1);
     assert_eq!(server.connections(), 2);
 }
+
+#[tokio::test]
+async fn a_stream_refused_after_its_head_is_not_sent_again_unless_safe_to_repeat() {
+    // The head, part of the body, then RST_STREAM(REFUSED_STREAM): the head
+    // proves the server acted, whatever the reset says.
+    let (server, streams, _) = frame_server(|| {
+        vec![
+            status_200(false),
+            (0x0, 0, br#"{"charged":"#.to_vec()),
+            (0x3, 0, 0x7u32.to_be_bytes().to_vec()),
+        ]
+    })
+    .await;
+    let client = HttpClient::new(config(&server.url(), HttpVersion::Http2PriorKnowledge)).unwrap();
+    let err = client
+        .post("/v1/charges", &json!({"amount": 1}))
+        .idempotent(false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Body, "{err:?}");
+    assert_eq!(
+        streams.load(Ordering::SeqCst),
+        1,
+        "the charge was sent once"
+    );
+
+    // Safe to repeat: the same failure is retried (1 + max_retries attempts).
+    let err = client
+        .post("/v1/embeddings", &json!({"input": "a"}))
+        .idempotent(true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Body, "{err:?}");
+    assert_eq!(streams.load(Ordering::SeqCst), 1 + 4);
+}
+
+/// One frame: its type, flags and payload.
+type Frame = (u8, u8, Vec<u8>);
+
+/// A frame-level h2c server: answers each request, once it has arrived whole,
+/// with the frames `answer` gives for its stream ID; acknowledges SETTINGS and
+/// PINGs. Counts the requests (streams) and the PINGs it was sent.
+async fn frame_server<F>(answer: F) -> (Loopback, Arc<AtomicUsize>, Arc<AtomicUsize>)
+where
+    F: Fn() -> Vec<Frame> + Clone + Send + Sync + 'static,
+{
+    let streams = Arc::new(AtomicUsize::new(0));
+    let pings = Arc::new(AtomicUsize::new(0));
+    let counters = (streams.clone(), pings.clone());
+    let server = Loopback::serve(bind().await, move |mut tcp| {
+        let (streams, pings) = counters.clone();
+        let answer = answer.clone();
+        async move {
+            frame(&mut tcp, 0x4, 0, 0, &[]).await; // our SETTINGS
+            let mut input = Vec::new();
+            let mut at = 24; // after the client's preface
+            loop {
+                let mut buf = [0u8; 4096];
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => input.extend_from_slice(&buf[..n]),
+                }
+                while input.len() >= at + 9 {
+                    let len = u32::from_be_bytes([0, input[at], input[at + 1], input[at + 2]]);
+                    let end = at + 9 + len as usize;
+                    if input.len() < end {
+                        break;
+                    }
+                    let (kind, flags) = (input[at + 3], input[at + 4]);
+                    let stream = u32::from_be_bytes([
+                        input[at + 5] & 0x7f,
+                        input[at + 6],
+                        input[at + 7],
+                        input[at + 8],
+                    ]);
+                    match kind {
+                        0x4 if flags & 0x1 == 0 => frame(&mut tcp, 0x4, 0x1, 0, &[]).await,
+                        // HEADERS or DATA that end the request.
+                        0x0 | 0x1 if flags & 0x1 != 0 => {
+                            streams.fetch_add(1, Ordering::SeqCst);
+                            for (kind, flags, payload) in answer() {
+                                frame(&mut tcp, kind, flags, stream, &payload).await;
+                            }
+                        }
+                        0x6 if flags & 0x1 == 0 => {
+                            pings.fetch_add(1, Ordering::SeqCst);
+                            let payload = input[at + 9..end].to_vec();
+                            frame(&mut tcp, 0x6, 0x1, 0, &payload).await;
+                        }
+                        _ => {}
+                    }
+                    at = end;
+                }
+            }
+        }
+    });
+    (server, streams, pings)
+}
+
+/// `:status 200` (HPACK static index 8), in a HEADERS frame that ends the
+/// headers and, with `end`, the stream.
+fn status_200(end: bool) -> Frame {
+    (0x1, if end { 0x5 } else { 0x4 }, vec![0x88])
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_pinged_when_an_interval_is_set() {
+    let (server, _, pings) = frame_server(|| vec![status_200(true)]).await;
+    let mut c = config(&server.url(), HttpVersion::Http2PriorKnowledge);
+    c.http2_keep_alive_interval = Some(Duration::from_millis(100));
+    let client = HttpClient::new(c).unwrap();
+    let response = client.get("/v1/models").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let after_call = pings.load(Ordering::SeqCst);
+    // No call in flight from here on: only an idle-time ping can arrive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle = pings.load(Ordering::SeqCst) - after_call;
+    assert!(idle >= 3, "{idle} pings in 1.5 s idle at a 100 ms interval");
+}

@@ -168,7 +168,11 @@ pub(crate) fn build_client(config: &HttpClientConfig) -> Result<HyperClient, Con
         .timer(TokioTimer::new())
         .http2_only(config.http_version == HttpVersion::Http2PriorKnowledge)
         .http2_keep_alive_interval(config.http2_keep_alive_interval)
-        .http2_keep_alive_timeout(config.http2_keep_alive_timeout);
+        .http2_keep_alive_timeout(config.http2_keep_alive_timeout)
+        // Pings while no call is in flight too: a connection that died while
+        // idle is found before the next call is put on it (and a call that is
+        // not safe to repeat fails on it).
+        .http2_keep_alive_while_idle(config.http2_keep_alive_interval.is_some());
     Ok(builder.build(connector))
 }
 
