@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use stache_resilience::client::Hedge;
+use stache_resilience::hedge::Hedge;
 use stache_resilience::{HttpClient, HttpClientConfig};
 
 const CALLS: usize = 2_000;
@@ -113,13 +113,13 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let without = run(None).await;
-        let percentile = run(Some(Hedge::percentile(0.9))).await;
+        let percentile = run(Some(Hedge::percentile(0.9, Duration::from_millis(50)))).await;
         let fixed = run(Some(Hedge::fixed(Duration::from_millis(20)))).await;
         println!("| client | p50 | p99 | p99 ratio | extra load | hedges sent / won |");
         println!("| --- | ---: | ---: | ---: | ---: | ---: |");
         for (name, r) in [
             ("no hedging", &without),
-            ("Hedge::percentile(0.9)", &percentile),
+            ("Hedge::percentile(0.9, 50 ms)", &percentile),
             ("Hedge::fixed(20 ms)", &fixed),
         ] {
             println!(

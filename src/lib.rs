@@ -188,7 +188,7 @@ pub mod classify;
 // Tier 3: the layers.
 pub mod chaos;
 pub mod circuit_breaker;
-mod hedge;
+pub mod hedge;
 pub mod pool;
 pub mod rate_limit;
 pub mod read_ahead;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use stache_resilience::client::Hedge;
+use stache_resilience::hedge::{DEFAULT_BURST, Hedge, HedgeStats};
 use stache_resilience::{HttpClient, HttpClientConfig};
 use test_support::server::{Reply, Server};
 
@@ -104,13 +104,16 @@ async fn copies_stay_under_the_extra_load_cap() {
     for _ in 0..40 {
         client.get("/v1/models").await.unwrap();
     }
+    // Every call is slow: the budget's first 5 copies go at once (a cold
+    // client hedges), then one for each 10 calls.
     let stats = client.stats().hedge;
-    assert!(stats.sent >= 1, "{stats:?}");
+    assert!(stats.sent >= u64::from(DEFAULT_BURST), "{stats:?}");
     assert!(
-        stats.sent <= 4,
-        "{} copies for 40 calls over a 10% cap",
+        stats.sent <= u64::from(DEFAULT_BURST) + 4,
+        "{} copies for 40 calls over a 10% budget with a burst of 5",
         stats.sent
     );
+    assert_eq!(stats.sent + stats.refused, 40, "{stats:?}");
     assert_eq!(server.hits() as u64, 40 + stats.sent);
 }
 
@@ -127,7 +130,10 @@ async fn the_percentile_delay_waits_for_enough_calls() {
         }
     })
     .await;
-    let client = client(&server.url(), Hedge::percentile(0.8).max_extra_load(0.5));
+    let client = client(
+        &server.url(),
+        Hedge::percentile(0.8, Duration::from_secs(10)).max_extra_load(0.5),
+    );
     for _ in 0..60 {
         client.get("/v1/models").await.unwrap();
     }
@@ -144,11 +150,114 @@ async fn the_percentile_delay_waits_for_enough_calls() {
 #[test]
 fn hedge_settings_are_checked() {
     let mut config = HttpClientConfig::new("http://127.0.0.1:1");
-    config.hedge = Some(Hedge::percentile(0.2));
+    config.hedge = Some(Hedge::percentile(0.2, Duration::from_secs(1)));
     assert_eq!(config.validate().unwrap_err().field(), "hedge.percentile");
     config.hedge = Some(Hedge::fixed(Duration::from_millis(5)).max_extra_load(2.0));
     assert_eq!(
         config.validate().unwrap_err().field(),
         "hedge.max_extra_load"
     );
+}
+
+/// Every 10th request's answer comes 2 s late; the rest at once.
+async fn one_in_ten_late() -> Server {
+    Server::start(|n, _| {
+        if n % 10 == 9 {
+            Reply::Late {
+                after: Duration::from_secs(2),
+                reply: Box::new(Reply::json(200, "{}")),
+            }
+        } else {
+            Reply::json(200, "{}")
+        }
+    })
+    .await
+}
+
+/// Sends 200 calls one after another through `call`; returns their latencies,
+/// sorted.
+async fn latencies<F, Fut>(mut call: F) -> Vec<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut seen = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = std::time::Instant::now();
+        call().await;
+        seen.push(started.elapsed());
+    }
+    seen.sort();
+    seen
+}
+
+/// The p99 of `sorted` is under the hedge delay plus twice the fast calls'
+/// latency (their 90th percentile: nine in ten calls are fast), and the
+/// copies stay within the budget: its burst plus 10% of the calls.
+fn assert_hedged(sorted: &[Duration], delay: Duration, stats: HedgeStats) {
+    let fast = sorted[179];
+    let p99 = sorted[197];
+    assert!(
+        p99 < delay + fast * 2,
+        "p99 {p99:?} over {delay:?} + 2 × {fast:?} ({stats:?})"
+    );
+    assert!(stats.won >= 15, "the late answers were beaten: {stats:?}");
+    assert!(
+        stats.sent <= u64::from(DEFAULT_BURST) + 20,
+        "copies over the budget: {stats:?}"
+    );
+}
+
+// On the real clock: on the paused one, timers fire before loopback I/O
+// completes, and every call would look late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedge_layer_over_hyper_util_from_a_cold_start_cuts_the_p99() {
+    use http_body_util::Full;
+    use stache_resilience::hedge::HedgeLayer;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    let server = one_in_ten_late().await;
+    let delay = Duration::from_millis(100);
+    let hedge = HedgeLayer::new(Hedge::fixed(delay)).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(hedge.clone())
+        .service(test_support::hyper_client::<Full<Bytes>>());
+    let url = format!("{}/v1/models", server.url());
+    let sorted = latencies(|| {
+        let mut svc = svc.clone();
+        let req = http::Request::get(url.as_str())
+            .body(Full::default())
+            .unwrap();
+        async move {
+            let res = svc.ready().await.unwrap().call(req).await.unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    })
+    .await;
+    assert_hedged(&sorted, delay, hedge.stats());
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedge_layer_over_reqwest_from_a_cold_start_cuts_the_p99() {
+    use stache_resilience::hedge::HedgeLayer;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    let server = one_in_ten_late().await;
+    let delay = Duration::from_millis(100);
+    let hedge = HedgeLayer::new(Hedge::fixed(delay)).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(hedge.clone())
+        .service(reqwest::Client::new());
+    let url: reqwest::Url = format!("{}/v1/models", server.url()).parse().unwrap();
+    let sorted = latencies(|| {
+        let mut svc = svc.clone();
+        let req = reqwest::Request::new(reqwest::Method::GET, url.clone());
+        async move {
+            let res = svc.ready().await.unwrap().call(req).await.unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    })
+    .await;
+    assert_hedged(&sorted, delay, hedge.stats());
 }

@@ -108,7 +108,16 @@ impl HttpClient {
             Some(budget) => retry.budget(budget.clone()),
             None => retry.without_budget(),
         };
-        let hedge = HedgeLayer::new(config.hedge, budget);
+        let hedge = match config.hedge {
+            Some(hedge) => {
+                let layer = HedgeLayer::new(hedge)?;
+                match &budget {
+                    Some(budget) => layer.budget(budget.clone()),
+                    None => layer,
+                }
+            }
+            None => HedgeLayer::off(),
+        };
         let retry_stats = retry.stats();
         let pool = PoolLimitLayer::new(config.max_connections, config.pool_timeout);
         // Below the retry layer, so that every attempt takes its turn; above

@@ -85,7 +85,6 @@ pub use self::sse::Event;
 pub use self::stats::ClientStats;
 pub use self::stream_response::{EventStream, StreamResponse};
 pub use crate::error::{BodyError, BodyTooLarge};
-pub use crate::hedge::{Hedge, HedgeStats};
 
 #[allow(dead_code)]
 fn _assert_send_sync() {

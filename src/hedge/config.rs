@@ -4,18 +4,24 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
-/// When an idempotent call that has not been answered gets a second copy,
-/// for [`HttpClientConfig::hedge`](crate::HttpClientConfig::hedge): after a
-/// fixed delay, or after a percentile of the latency of recent calls; and
-/// at most [`max_extra_load`](Self::max_extra_load) of the calls (10% by
-/// default). The first answer wins; the other attempt is cancelled.
+/// The copies a cold [`HedgeLayer`](super::HedgeLayer) may send before its
+/// calls have earned any, unless [`Hedge::burst`] says otherwise.
+pub const DEFAULT_BURST: u32 = 5;
+
+/// When an idempotent call that has not been answered gets a second copy:
+/// after a fixed delay, or after a percentile of the latency of recent calls;
+/// and how many copies may go: a budget that each call adds
+/// [`max_extra_load`](Self::max_extra_load) of a copy to (10% by default),
+/// with [`burst`](Self::burst) copies to start with (5), so that a new client
+/// can hedge at once. The first answer wins; the other attempt is cancelled.
 ///
 /// ```
 /// use std::time::Duration;
-/// use stache_resilience::client::Hedge;
+/// use stache_resilience::hedge::Hedge;
 ///
-/// // A copy after the 95th percentile of recent latencies, for at most 5% of calls.
-/// let hedge = Hedge::percentile(0.95).max_extra_load(0.05);
+/// // A copy after the 95th percentile of recent latencies (after 2 s until 64
+/// // calls were measured), for at most 5% of calls.
+/// let hedge = Hedge::percentile(0.95, Duration::from_secs(2)).max_extra_load(0.05);
 /// assert!(hedge.validate().is_ok());
 /// assert!(Hedge::fixed(Duration::ZERO).validate().is_err());
 /// ```
@@ -23,19 +29,23 @@ use crate::error::ConfigError;
 pub struct Hedge {
     pub(crate) delay: Delay,
     pub(crate) max_extra_load: f64,
+    pub(crate) burst: u32,
 }
 
 /// When the copy goes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Delay {
     Fixed(Duration),
-    /// A share (0 to 1) of recent calls answer sooner than this.
-    Percentile(f64),
+    /// A share (0 to 1) of recent calls answer sooner than this; until enough
+    /// calls were measured, the fallback.
+    Percentile(f64, Duration),
 }
 
 impl PartialEq for Hedge {
     fn eq(&self, other: &Self) -> bool {
-        self.delay == other.delay && self.max_extra_load.to_bits() == other.max_extra_load.to_bits()
+        self.delay == other.delay
+            && self.max_extra_load.to_bits() == other.max_extra_load.to_bits()
+            && self.burst == other.burst
     }
 }
 
@@ -47,41 +57,58 @@ impl Hedge {
         Hedge {
             delay: Delay::Fixed(delay),
             max_extra_load: 0.1,
+            burst: DEFAULT_BURST,
         }
     }
 
     /// A copy once a call has waited longer than `percentile` (0.5 to 1, say
-    /// 0.95) of the recent calls took. No copy is sent until 64 calls have
+    /// 0.95) of the recent calls took; after `fallback` until 64 calls have
     /// been measured.
-    pub fn percentile(percentile: f64) -> Self {
+    pub fn percentile(percentile: f64, fallback: Duration) -> Self {
         Hedge {
-            delay: Delay::Percentile(percentile),
+            delay: Delay::Percentile(percentile, fallback),
             max_extra_load: 0.1,
+            burst: DEFAULT_BURST,
         }
     }
 
-    /// Caps the copies at `share` (0 to 1) of the calls; builder-style.
-    /// Copies also draw on the client's retry budget.
+    /// Each call adds `share` (0 to 1) of a copy to the budget; builder-style.
+    /// Copies also draw on a retry budget when one is given
+    /// ([`HedgeLayer::budget`](super::HedgeLayer::budget); the client's own).
     pub fn max_extra_load(mut self, share: f64) -> Self {
         self.max_extra_load = share;
         self
     }
 
-    /// Checks the rules: a fixed delay above zero and at most an hour, a
-    /// percentile between 0.5 and 1, a load between 0 and 1. The error names
-    /// the field (`hedge.delay`, …).
+    /// The copies the budget starts with, and holds at most (default
+    /// [`DEFAULT_BURST`]); builder-style.
+    pub fn burst(mut self, copies: u32) -> Self {
+        self.burst = copies;
+        self
+    }
+
+    /// Checks the rules: delays above zero and at most an hour, a percentile
+    /// between 0.5 and 1, a load between 0 and 1, a burst of at most 1,000.
+    /// The error names the field (`hedge.delay`, …).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad_delay = |d: Duration| d.is_zero() || d > Duration::from_secs(3_600);
         match self.delay {
-            Delay::Fixed(delay) if delay.is_zero() || delay > Duration::from_secs(3_600) => {
+            Delay::Fixed(delay) if bad_delay(delay) => {
                 return Err(ConfigError::new(
                     "hedge.delay",
                     "must be above zero and at most an hour",
                 ));
             }
-            Delay::Percentile(p) if !(0.5..=1.0).contains(&p) => {
+            Delay::Percentile(p, _) if !(0.5..=1.0).contains(&p) => {
                 return Err(ConfigError::new(
                     "hedge.percentile",
                     "must be between 0.5 and 1",
+                ));
+            }
+            Delay::Percentile(_, fallback) if bad_delay(fallback) => {
+                return Err(ConfigError::new(
+                    "hedge.fallback",
+                    "must be above zero and at most an hour",
                 ));
             }
             _ => {}
@@ -91,6 +118,9 @@ impl Hedge {
                 "hedge.max_extra_load",
                 "must be between 0 and 1",
             ));
+        }
+        if self.burst > 1_000 {
+            return Err(ConfigError::new("hedge.burst", "must be at most 1000"));
         }
         Ok(())
     }

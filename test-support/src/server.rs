@@ -202,6 +202,8 @@ pub enum Reply {
         chunks: Vec<Bytes>,
         gap: Duration,
     },
+    /// Waits `after`, then answers as `reply` says (a late head).
+    Late { after: Duration, reply: Box<Reply> },
 }
 
 impl Reply {
@@ -321,7 +323,13 @@ async fn answer(
         seen.len() - 1
     };
     let status = |code: u16| StatusCode::from_u16(code).expect("test status");
-    match script(n, &request) {
+    let mut reply = script(n, &request);
+    while let Reply::Late { after, reply: late } = reply {
+        tokio::time::sleep(after).await;
+        reply = *late;
+    }
+    match reply {
+        Reply::Late { .. } => unreachable!("unwrapped above"),
         Reply::Status(code) => Ok(with_status(code, TestBody::full(Bytes::new()))),
         Reply::Full {
             status: code,

@@ -190,9 +190,9 @@ pub struct HttpClientConfig {
     /// None by default, and then nothing is injected.
     pub chaos: Option<crate::chaos::Chaos>,
     /// Sends a second copy of a slow idempotent call and keeps the first
-    /// answer ([`Hedge`](crate::client::Hedge)); never for streams. None by
+    /// answer ([`Hedge`](crate::hedge::Hedge)); never for streams. None by
     /// default.
-    pub hedge: Option<crate::client::Hedge>,
+    pub hedge: Option<crate::hedge::Hedge>,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
     invalid_api_key: bool,

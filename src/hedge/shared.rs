@@ -1,0 +1,75 @@
+//! The state every service of one [`HedgeLayer`](super::HedgeLayer) shares:
+//! the delay, the budgets, the latencies and the stats.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tower::retry::budget::Budget;
+
+use super::config::Delay;
+use super::latency::Latencies;
+use crate::retry::{RetryBudget, SharedBudget};
+
+/// What every service of one layer shares.
+pub(super) struct Shared {
+    pub(super) delay: Delay,
+    pub(super) latencies: Option<Latencies>,
+    /// The layer's own budget: `max_extra_load` of a copy per call, `burst`
+    /// to start with.
+    pub(super) load: RetryBudget,
+    /// A retry budget copies also draw on.
+    pub(super) retries: Option<SharedBudget>,
+    pub(super) sent: AtomicU64,
+    pub(super) won: AtomicU64,
+    pub(super) refused: AtomicU64,
+}
+
+impl Shared {
+    /// How long a call waits for its answer before a copy is sent.
+    pub(super) fn delay(&self) -> Duration {
+        match self.delay {
+            Delay::Fixed(delay) => delay,
+            Delay::Percentile(_, fallback) => self
+                .latencies
+                .as_ref()
+                .and_then(Latencies::delay)
+                .unwrap_or(fallback),
+        }
+    }
+
+    /// Whether one more copy is within the budgets; counts it if so.
+    pub(super) fn may_send(&self) -> bool {
+        let allowed =
+            self.load.withdraw() && self.retries.as_ref().is_none_or(|budget| budget.withdraw());
+        let counter = if allowed { &self.sent } else { &self.refused };
+        counter.fetch_add(1, Ordering::Relaxed);
+        allowed
+    }
+
+    pub(super) fn won(&self) {
+        self.won.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Learns from a call answered after `latency`, when the delay is a
+    /// percentile.
+    pub(super) fn record(&self, latency: Duration) {
+        if let Some(latencies) = &self.latencies {
+            latencies.record(latency);
+        }
+    }
+
+    /// Whether calls are timed (the delay is a percentile).
+    pub(super) fn measures(&self) -> bool {
+        self.latencies.is_some()
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("delay", &self.delay)
+            .field("retry_budget", &self.retries.is_some())
+            .finish_non_exhaustive()
+    }
+}
