@@ -27,7 +27,9 @@ use crate::classify::{
     error_is_unprocessed, response_is_unprocessed,
 };
 use crate::error::BoxError;
-use crate::request_id::{RequestId, RequestIdService, X_REQUEST_ID, call_span, current, scoped};
+use crate::request_id::{
+    RequestId, RequestIdService, X_REQUEST_ID, call_span, choose, inner_call_span, scoped,
+};
 use crate::retry::{ReplayRequest, method_is_idempotent, take_mark};
 use crate::timeout::TimeoutService;
 use crate::timeout::future::ResponseFuture as TimeoutFuture;
@@ -59,18 +61,20 @@ where
     }
 
     fn call(&mut self, mut req: reqwest::Request) -> Self::Future {
-        let id = match req.headers().get(X_REQUEST_ID) {
-            Some(value) => RequestId::parse(value).unwrap_or_else(RequestId::generate),
-            None => current().unwrap_or_else(RequestId::generate),
-        };
+        let chosen = choose(None, req.headers().get(X_REQUEST_ID));
+        let id = chosen.id;
         req.headers_mut()
             .insert(X_REQUEST_ID, id.header_value().clone());
-        let span = call_span(
-            req.method(),
-            &req.url().path(),
-            &id,
-            self.provider.as_deref(),
-        );
+        let span = if chosen.inherited {
+            inner_call_span(req.method(), &req.url().path(), self.provider.as_deref())
+        } else {
+            call_span(
+                req.method(),
+                &req.url().path(),
+                &id,
+                self.provider.as_deref(),
+            )
+        };
         let inner = &mut self.inner;
         let future = span.in_scope(|| scoped(id, || inner.call(req)));
         future.instrument(span)

@@ -23,10 +23,17 @@
 //! that ID upstream (unless given one with `.request_id()`), and its log lines
 //! carry the one `request_id` of the server's span.
 //!
+//! Which ID a request gets follows one rule everywhere (this layer over
+//! `http` and reqwest requests, and [`HttpClient`](crate::HttpClient)): the
+//! caller's own (a [`RequestId`] in the extensions, or `.request_id()`), else
+//! a valid `x-request-id` header, else the [`current`] ID of the request being
+//! handled, else a fresh one. So a stack of these layers over hyper-util,
+//! called from an axum handler, sends the handler's ID upstream as the client
+//! does.
+//!
 //! With the feature `reqwest`, the layer also takes a `reqwest::Request`: it
 //! sets the header, opens the span and makes the ID current as here, but puts no
-//! [`RequestId`] in the extensions, which reqwest keeps private. A request with
-//! no `x-request-id` takes the [`current`] ID, if any.
+//! [`RequestId`] in the extensions, which reqwest keeps private.
 //!
 //! [`MakeShortRequestId`] offers the same IDs to tower-http's
 //! `SetRequestIdLayer`.
@@ -94,6 +101,48 @@ pub(crate) fn scoped<F: Future>(
 ) -> TaskLocalFuture<RequestId, F> {
     let future = CURRENT.sync_scope(id.clone(), call);
     CURRENT.scope(id, future)
+}
+
+/// A request's ID as [`choose`] picked it.
+pub(crate) struct Chosen {
+    pub(crate) id: RequestId,
+    /// Taken from the request being handled ([`current`]), whose span already
+    /// names it.
+    pub(crate) inherited: bool,
+}
+
+/// The one rule by which every part of the crate (the layer, over `http` and
+/// reqwest requests alike, and [`HttpClient`](crate::HttpClient)) picks a
+/// request's ID: the caller's own (`explicit`: a [`RequestId`] in the
+/// extensions, or given to `.request_id()`), else a valid `x-request-id`
+/// header, else the ID of the request being handled ([`current`]), else a
+/// fresh one. An invalid header is replaced, never forwarded.
+pub(crate) fn choose(explicit: Option<RequestId>, header: Option<&HeaderValue>) -> Chosen {
+    if let Some(id) = explicit {
+        return Chosen {
+            id,
+            inherited: false,
+        };
+    }
+    if let Some(value) = header {
+        if let Some(id) = RequestId::parse(value) {
+            return Chosen {
+                id,
+                inherited: false,
+            };
+        }
+        tracing::debug!("replacing an invalid caller-supplied x-request-id");
+    }
+    match current() {
+        Some(id) => Chosen {
+            id,
+            inherited: true,
+        },
+        None => Chosen {
+            id: RequestId::generate(),
+            inherited: false,
+        },
+    }
 }
 
 /// The `x-request-id` header name.
@@ -242,36 +291,22 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        // Already tagged by a layer above (the same ID in the extensions and in
-        // the header): keep it, so that nested stacks log one ID.
-        let tagged = match (
-            req.extensions().get::<RequestId>(),
+        let chosen = choose(
+            req.extensions().get::<RequestId>().cloned(),
             req.headers().get(X_REQUEST_ID),
-        ) {
-            (Some(id), Some(header)) if id.0 == header => Some(id.clone()),
-            _ => None,
-        };
-        if let Some(id) = tagged {
-            let span = request_span(&req, &id, self.provider.as_deref());
-            let header = id.0.clone();
-            let inner = &mut self.inner;
-            let future = span.in_scope(|| scoped(id, || inner.call(req)));
-            return ResponseFuture::new(future, header, span);
+        );
+        let id = chosen.id;
+        if req.headers().get(X_REQUEST_ID) != Some(&id.0) {
+            req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
         }
-        let id = match req.headers().get(X_REQUEST_ID) {
-            Some(value) => RequestId::parse(value).unwrap_or_else(|| {
-                tracing::debug!("replacing an invalid caller-supplied x-request-id");
-                RequestId::generate()
-            }),
-            None => req
-                .extensions()
-                .get::<RequestId>()
-                .cloned()
-                .unwrap_or_else(RequestId::generate),
+        let span = if chosen.inherited {
+            inner_call_span(req.method(), &req.uri().path(), self.provider.as_deref())
+        } else {
+            request_span(&req, &id, self.provider.as_deref())
         };
-        req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
-        let span = request_span(&req, &id, self.provider.as_deref());
-        req.extensions_mut().insert(id.clone());
+        if req.extensions().get::<RequestId>() != Some(&id) {
+            req.extensions_mut().insert(id.clone());
+        }
         let header = id.0.clone();
         let inner = &mut self.inner;
         let future = span.in_scope(|| scoped(id, || inner.call(req)));

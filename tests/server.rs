@@ -220,3 +220,41 @@ fn every_kind_of_error_maps_to_one_answer() {
     assert_eq!(ErrorKind::of(&*own), None);
     assert_eq!(answer(own), 500);
 }
+
+#[tokio::test]
+async fn the_layer_over_hyper_util_in_a_handler_sends_the_handler_s_id_as_the_client_does() {
+    use http_body_util::Full;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    let upstream = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let url = format!("{}/v1/models", upstream.url());
+    let router = Router::new()
+        .route(
+            "/models",
+            get(move || {
+                let url = url.clone();
+                async move {
+                    let mut stack = ServiceBuilder::new()
+                        .layer(RequestIdLayer::new().provider("upstream"))
+                        .service(support::hyper_client::<Full<bytes::Bytes>>());
+                    let req = http::Request::get(url).body(Full::default()).unwrap();
+                    let res = stack.ready().await.unwrap().call(req).await.unwrap();
+                    res.headers()["x-request-id"].to_str().unwrap().to_owned()
+                }
+            }),
+        )
+        .layer(RequestIdLayer::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+
+    let (echoed, _) = fetch(&gateway, Some("trace-91")).await;
+    assert_eq!(echoed, "trace-91");
+    assert_eq!(
+        upstream.seen()[0].request_id(),
+        "trace-91",
+        "the handler's ID goes upstream, not a new one"
+    );
+}

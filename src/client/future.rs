@@ -19,7 +19,7 @@ use super::transport::ClientBody;
 use crate::circuit_breaker::{self, Gate};
 use crate::classify::HttpClassifier;
 use crate::error::{Error, ErrorKind};
-use crate::request_id::{RequestId, call_span, current as current_request_id, inner_call_span};
+use crate::request_id::{RequestId, X_REQUEST_ID, call_span, choose, inner_call_span};
 
 pin_project! {
     /// A request in progress; from
@@ -217,33 +217,21 @@ impl Future for Exec {
                     this.client.start();
                     let client = &this.client.client;
                     let inner = &*client.inner;
-                    // The caller's ID, else the one of the request being handled
-                    // (whose span already names it), else a fresh one.
-                    *this.span = match call.request_id.take() {
-                        Some(id) => {
-                            let span =
-                                call_span(&call.method, &call.path(client), &id, client.provider());
-                            *this.id = Some(id);
-                            span
-                        }
-                        None => match current_request_id() {
-                            Some(id) => {
-                                *this.id = Some(id);
-                                inner_call_span(&call.method, &call.path(client), client.provider())
-                            }
-                            None => {
-                                let id = RequestId::generate();
-                                let span = call_span(
-                                    &call.method,
-                                    &call.path(client),
-                                    &id,
-                                    client.provider(),
-                                );
-                                *this.id = Some(id);
-                                span
-                            }
-                        },
+                    // The crate's one rule: the caller's ID, else its own
+                    // `x-request-id` header, else the handled request's (whose
+                    // span already names it), else a fresh one.
+                    let chosen = choose(call.request_id.take(), call.headers.get(X_REQUEST_ID));
+                    *this.span = if chosen.inherited {
+                        inner_call_span(&call.method, &call.path(client), client.provider())
+                    } else {
+                        call_span(
+                            &call.method,
+                            &call.path(client),
+                            &chosen.id,
+                            client.provider(),
+                        )
                     };
+                    *this.id = Some(chosen.id);
                     let Some(id) = this.id.take() else {
                         polled_after_completion()
                     };
