@@ -55,6 +55,15 @@ impl<S, C> CircuitBreakerService<S, C> {
         }
     }
 
+    /// Whether `poll_ready` found the circuit refusing: the next `call` fails
+    /// at once with [`CircuitOpen`](super::CircuitOpen) whatever it is given.
+    /// A caller that builds its request only once the service is ready can
+    /// skip building one that would be refused, as
+    /// [`HttpClient`](crate::HttpClient) does.
+    pub fn is_refusing(&self) -> bool {
+        matches!(self.admission, Admission::Rejected)
+    }
+
     /// The breaker guarding this service.
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker.0

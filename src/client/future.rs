@@ -8,16 +8,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use tower::ServiceExt;
-use tower::util::Oneshot;
+use tower_service::Service;
 
 use super::call::{Call, Limits};
 use super::explain::explain;
 use super::http_client::{HttpClient, Stack, StackBody, StackRequest};
 use super::response::Response;
 use super::transport::ClientBody;
-use crate::circuit_breaker::{self, Gate};
-use crate::classify::HttpClassifier;
 use crate::error::{Error, ErrorKind};
 use crate::request_id::{RequestId, X_REQUEST_ID, call_span, choose, inner_call_span};
 
@@ -100,10 +97,11 @@ pin_project! {
     /// One call through the stack, written out by hand rather than as an
     /// `async fn`, so that [`Pending`] has a name and needs no box.
     ///
-    /// It does what [`RequestIdLayer`](crate::request_id::RequestIdLayer) would at
-    /// the top of the stack (the ID in the header, the `request` span around
-    /// every poll of the call), without putting the ID in the request's
-    /// extensions.
+    /// It picks the call's ID by the rule [`RequestIdLayer`](crate::request_id::RequestIdLayer)
+    /// follows (the ID in the header, the `request` span around every poll of
+    /// the call), without putting the ID in the request's extensions, then
+    /// runs the stack: [`CircuitBreakerLayer`](crate::CircuitBreakerLayer)
+    /// first, whose refusal ends the call before its request is built.
     pub(super) struct Exec {
         client: Tracked,
         streaming: bool,
@@ -120,17 +118,18 @@ pin_project! {
     }
 }
 
-/// The future of an admitted call: tower's ready-then-call on a clone of the
-/// stack, guarded by the breaker's permit.
-type Guarded =
-    circuit_breaker::future::ResponseFuture<Oneshot<Stack, StackRequest>, HttpClassifier>;
+/// The future of a call the stack took: the breaker's, around the rest.
+type Called = <Stack as Service<StackRequest>>::Future;
 
 pin_project! {
     #[project = ExecProj]
     enum ExecState {
         // Not polled yet. Empty once the call has started, or failed to.
         Start { call: Option<Call> },
-        Called { #[pin] future: Guarded },
+        // A clone of the stack being made ready: the breaker answers first, so
+        // a refused call is never built.
+        Readying { stack: Stack, call: Option<Call> },
+        Called { #[pin] future: Called },
         Done,
     }
 }
@@ -232,33 +231,36 @@ impl Future for Exec {
                         )
                     };
                     *this.id = Some(chosen.id);
-                    let Some(id) = this.id.take() else {
-                        polled_after_completion()
-                    };
-                    let entered = this.span.enter();
-                    // The one place the breaker is asked: a refused call is never
-                    // built. A permit dropped unused (the request could not be
-                    // built) records nothing.
                     if !*this.limits_given {
+                        let _entered = this.span.enter();
                         if let Err(e) = call.set_limits(client, this.limits) {
-                            *this.id = Some(id);
-                            drop(entered);
                             break Err(e);
                         }
                     }
-                    let limits = &*this.limits;
-                    let admitted = inner.gate.admit();
-                    let built = admitted
-                        .map(|permit| (permit, call.build(client, *this.streaming, &id, limits)));
-                    *this.id = Some(id);
-                    let (permit, request) = match built {
-                        None => break Err(Error::circuit_open()),
-                        Some((_, Err(e))) => break Err(e),
-                        Some((permit, Ok(request))) => (permit, request),
+                    let stack = inner.stack.clone();
+                    this.state.set(ExecState::Readying {
+                        stack,
+                        call: Some(call),
+                    });
+                }
+                ExecProj::Readying { stack, call } => {
+                    let _entered = this.span.enter();
+                    match ready!(stack.poll_ready(cx)) {
+                        Ok(()) if stack.is_refusing() => break Err(Error::circuit_open()),
+                        Ok(()) => {}
+                        Err(e) => break Err(Error::from_stack(e)),
+                    }
+                    let (Some(call), Some(id)) = (call.take(), this.id.as_ref()) else {
+                        polled_after_completion()
                     };
-                    let future = inner.stack.clone().oneshot(request);
-                    let future = Gate::guard(future, permit, HttpClassifier);
-                    drop(entered);
+                    // A request that cannot be built drops the stack's
+                    // admission unused: no outcome, a half-open slot given back.
+                    let request =
+                        match call.build(&this.client.client, *this.streaming, id, this.limits) {
+                            Ok(request) => request,
+                            Err(e) => break Err(e),
+                        };
+                    let future = stack.call(request);
                     this.state.set(ExecState::Called { future });
                 }
                 ExecProj::Called { future } => {

@@ -11,7 +11,7 @@ use super::headers::Templates;
 use super::stats::{ClientStats, Counters};
 use super::transport::{self, Outgoing, Transport};
 use crate::chaos::{ChaosLayer, ChaosService};
-use crate::circuit_breaker::{CircuitBreaker, Gate};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService};
 use crate::classify::HttpClassifier;
 use crate::error::Error;
 use crate::hedge::{HedgeLayer, HedgeService};
@@ -21,13 +21,15 @@ use crate::read_ahead::{ReadAhead, ReadAheadLayer};
 use crate::retry::{RetryLayer, RetryService, RetryStats};
 use crate::timeout::{TimeoutLayer, TimeoutService};
 
-/// The provider's stack below the breaker, which the client asks itself (see
-/// [`Pending`](super::Pending)): retry, hedge, rate limit, a stream read ahead
-/// to its first line, per-attempt timeout, slot limit, injected faults (off
-/// unless configured), transport.
-pub(super) type Stack = RetryService<
-    HedgeService<
-        RateLimitService<ReadAhead<TimeoutService<PoolLimitService<ChaosService<Transport>>>>>,
+/// The provider's stack, the crate's public layers composed: breaker, retry,
+/// hedge, rate limit, a stream read ahead to its first line, per-attempt
+/// timeout, slot limit, injected faults (off unless configured), transport.
+pub(super) type Stack = CircuitBreakerService<
+    RetryService<
+        HedgeService<
+            RateLimitService<ReadAhead<TimeoutService<PoolLimitService<ChaosService<Transport>>>>>,
+        >,
+        HttpClassifier,
     >,
     HttpClassifier,
 >;
@@ -60,8 +62,6 @@ pub(super) struct ClientInner {
     /// body and whether its answer is streamed; see [`Templates`].
     pub(super) templates: Templates,
     pub(super) stack: Stack,
-    /// This client's own handle to the breaker, which admits each call.
-    pub(super) gate: Gate,
     pub(super) breaker: CircuitBreaker,
     pub(super) counters: Arc<Counters>,
     pub(super) retry_stats: Arc<RetryStats>,
@@ -137,6 +137,7 @@ impl HttpClient {
             None => ChaosLayer::off(),
         };
         let stack = ServiceBuilder::new()
+            .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
             .layer(retry)
             .layer(hedge.clone())
             .layer(RateLimitLayer::new(limiter.clone()))
@@ -160,7 +161,6 @@ impl HttpClient {
                 base_path,
                 templates,
                 stack,
-                gate: Gate::new(breaker.clone()),
                 breaker,
                 counters,
                 retry_stats,

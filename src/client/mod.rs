@@ -3,25 +3,28 @@
 //! A call runs through these steps, top to bottom:
 //!
 //! ```text
-//! RequestId       the call's ID and `request` span           (the client's future)
-//! CircuitBreaker  admission: refused at once while open      (the client's future)
-//! Retry           transient failures sent again, with backoff and the retry budget
-//! Hedge           a second copy of a slow idempotent attempt (`hedge`; off by default)
-//! RateLimit       each attempt waits its turn under the provider's limits
-//! ReadAhead       a streamed answer read to its first line within the attempt
-//! Timeout         bounds each attempt: its head, and a buffered body
-//! PoolLimit       a bounded wait for one of `max_connections` slots
-//! Chaos           injected faults (`chaos`; off by default)
+//! RequestId       the call's ID and `request` span, by RequestIdLayer's rule (the client's future)
+//! CircuitBreaker  CircuitBreakerLayer: refused at once while open, one outcome per call
+//! Retry           RetryLayer: transient failures sent again, with backoff and the retry budget
+//! Hedge           HedgeLayer: a second copy of a slow idempotent attempt (`hedge`; off by default)
+//! RateLimit       RateLimitLayer: each attempt waits its turn under the provider's limits
+//! ReadAhead       ReadAheadLayer: a streamed answer read to its first line within the attempt
+//! Timeout         TimeoutLayer: bounds each attempt: its head, and a buffered body
+//! PoolLimit       PoolLimitLayer: a slot of `max_connections` reserved when the stack is ready
+//! Chaos           ChaosLayer: injected faults (`chaos`; off by default)
 //! transport       the pooled hyper-util client; reads a buffered body
 //! ```
 //!
-//! The client does the first two itself (its future makes the call's ID and
-//! `request` span, as [`RequestIdLayer`](crate::RequestIdLayer) does, and asks the
-//! breaker before the request is even built), then runs the crate's layers
-//! below. So a call gets one request ID for all its attempts (in the
-//! `x-request-id` header of each, and on the span around the whole call), and is
-//! refused at once while the circuit is open. It retries transient failures, and
-//! the breaker records one outcome per call, after its retries.
+//! Below the first step the stack is the crate's public layers, composed
+//! (`http_client.rs` builds it with one `ServiceBuilder`). The client's future
+//! picks the call's ID (the caller's own, else the ID of the request being
+//! handled, else a fresh one: the rule [`RequestIdLayer`](crate::RequestIdLayer)
+//! follows) and opens its `request` span, then makes the stack ready: the
+//! breaker answers first, and a call it refuses is never built. So a call gets
+//! one request ID for all its attempts (in the `x-request-id` header of each,
+//! and on the span around the whole call), and is refused at once while the
+//! circuit is open. It retries transient failures, and the breaker records one
+//! outcome per call, after its retries.
 //!
 //! When [`hedge`](crate::HttpClientConfig::hedge) is set, an idempotent attempt
 //! with no answer after the hedge delay gets a second copy, and the first good

@@ -16,7 +16,7 @@
 //! | --- | --- | --- |
 //! | the body breaks (reset, cut short) | [`BodyError`](crate::error::BodyError) | by the replay rule: the head came, so only a request safe to repeat |
 //! | no data for `idle_timeout` | [`StreamStalled`] | the same |
-//! | the call's [`RequestDeadline`](crate::timeout::RequestDeadline) passes | [`Elapsed`](crate::timeout::Elapsed) (`is_deadline`) | never |
+//! | the call's [`RequestDeadline`] passes | [`Elapsed`](crate::timeout::Elapsed) (`is_deadline`) | never |
 //!
 //! Only a 2xx answer is read ahead (an error status is the retry layer's to
 //! judge from its head): every one by default, or, with
