@@ -316,13 +316,29 @@ async fn frame_server<F>(answer: F) -> (Loopback, Arc<AtomicUsize>, Arc<AtomicUs
 where
     F: Fn() -> Vec<Frame> + Clone + Send + Sync + 'static,
 {
+    frame_server_with(answer, false).await
+}
+
+/// [`frame_server`], whose first connection, with `first_dies`, goes silent
+/// after its first answer: it reads on but never writes again (a peer that
+/// died behind a connection that looks open).
+async fn frame_server_with<F>(
+    answer: F,
+    first_dies: bool,
+) -> (Loopback, Arc<AtomicUsize>, Arc<AtomicUsize>)
+where
+    F: Fn() -> Vec<Frame> + Clone + Send + Sync + 'static,
+{
     let streams = Arc::new(AtomicUsize::new(0));
     let pings = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
     let counters = (streams.clone(), pings.clone());
     let server = Loopback::serve(bind().await, move |mut tcp| {
         let (streams, pings) = counters.clone();
         let answer = answer.clone();
+        let dies = first_dies && connections.fetch_add(1, Ordering::SeqCst) == 0;
         async move {
+            let mut answered = 0;
             frame(&mut tcp, 0x4, 0, 0, &[]).await; // our SETTINGS
             let mut input = Vec::new();
             let mut at = 24; // after the client's preface
@@ -338,6 +354,10 @@ where
                     if input.len() < end {
                         break;
                     }
+                    if dies && answered > 0 {
+                        at = end;
+                        continue;
+                    }
                     let (kind, flags) = (input[at + 3], input[at + 4]);
                     let stream = u32::from_be_bytes([
                         input[at + 5] & 0x7f,
@@ -350,6 +370,7 @@ where
                         // HEADERS or DATA that end the request.
                         0x0 | 0x1 if flags & 0x1 != 0 => {
                             streams.fetch_add(1, Ordering::SeqCst);
+                            answered += 1;
                             for (kind, flags, payload) in answer() {
                                 frame(&mut tcp, kind, flags, stream, &payload).await;
                             }
@@ -388,4 +409,26 @@ async fn an_idle_http2_connection_is_pinged_when_an_interval_is_set() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let idle = pings.load(Ordering::SeqCst) - after_call;
     assert!(idle >= 3, "{idle} pings in 1.5 s idle at a 100 ms interval");
+}
+
+#[tokio::test]
+async fn a_connection_that_died_while_idle_is_found_before_the_next_call() {
+    let (server, streams, _) = frame_server_with(|| vec![status_200(true)], true).await;
+    let mut c = config(&server.url(), HttpVersion::Http2PriorKnowledge);
+    c.http2_keep_alive_interval = Some(Duration::from_millis(100));
+    c.http2_keep_alive_timeout = Duration::from_millis(200);
+    c.max_retries = 0;
+    let client = HttpClient::new(c).unwrap();
+    client.get("/v1/models").await.unwrap();
+    // The first connection goes silent. Idle pings find it dead and close it.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let response = client
+        .post("/v1/charges", &json!({"amount": 1}))
+        .idempotent(false)
+        .timeout(Duration::from_secs(2))
+        .await
+        .expect("the call goes on a new connection, not the dead one");
+    assert_eq!(response.status(), 200);
+    assert_eq!(streams.load(Ordering::SeqCst), 2);
+    assert_eq!(server.connections(), 2);
 }

@@ -52,8 +52,8 @@ pin_project! {
         // The copy is due; its service is being made ready.
         Readying { started: Instant, shared: Arc<Shared>, service: S, request: Option<Req> },
         Sent { #[pin] future: S::Future, started: Instant, shared: Arc<Shared> },
-        // The copy failed (or could not be sent); the call alone is left.
-        Failed { started: Instant, shared: Arc<Shared> },
+        // The copy failed, could not be sent, or has answered.
+        Over { started: Instant, shared: Arc<Shared> },
     }
 }
 
@@ -107,35 +107,52 @@ where
     type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            // The call itself, until it has failed.
-            if this.first_failed.is_none() {
-                if let Poll::Ready(result) = this.first.as_mut().poll(cx) {
-                    let running = this.copy.as_ref().is_some_and(|c| c.is_running());
-                    match result.map_err(Into::into) {
-                        Ok(response) => {
-                            if let Some(copy) = this.copy.as_ref() {
-                                copy.answered();
-                            }
-                            return Poll::Ready(Ok(response));
+        let this = self.project();
+        // The call itself, until it has failed.
+        if this.first_failed.is_none() {
+            if let Poll::Ready(result) = this.first.poll(cx) {
+                let running = this.copy.as_ref().is_some_and(|c| c.is_running());
+                match result.map_err(Into::into) {
+                    Ok(response) => {
+                        if let Some(copy) = this.copy.as_ref() {
+                            copy.answered();
                         }
-                        // The copy runs, or is about to: wait for it.
-                        Err(e) if running => *this.first_failed = Some(e),
-                        Err(e) => return Poll::Ready(Err(e)),
+                        return Poll::Ready(Ok(response));
                     }
+                    // The copy runs, or is about to: wait for it.
+                    Err(e) if running => *this.first_failed = Some(e),
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
             }
-            let Some(copy) = this.copy.as_mut() else {
-                return Poll::Pending;
-            };
-            let next = match copy.as_mut().project() {
-                SecondProj::Timed { .. } | SecondProj::Failed { .. } => {
-                    return match this.first_failed.take() {
-                        Some(e) => Poll::Ready(Err(e)),
-                        None => Poll::Pending,
-                    };
-                }
+        }
+        let Some(copy) = this.copy.as_mut() else {
+            return Poll::Pending;
+        };
+        match ready!(copy.as_mut().poll_copy(cx)) {
+            Some(Ok(response)) => Poll::Ready(Ok(response)),
+            // No copy will answer: the call's own result is the answer
+            // (its error, when both failed).
+            Some(Err(_)) | None => match this.first_failed.take() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: Service<Req>, Req> Second<S, Req>
+where
+    S::Error: Into<BoxError>,
+{
+    /// Moves the copy on: its answer once it has one, `None` once no copy
+    /// will come (it was not sent, or failed before it was).
+    fn poll_copy(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<S::Response, BoxError>>> {
+        loop {
+            let next = match self.as_mut().project() {
+                SecondProj::Timed { .. } | SecondProj::Over { .. } => return Poll::Ready(None),
                 SecondProj::Waiting {
                     sleep,
                     started,
@@ -171,7 +188,7 @@ where
                         started: *started,
                         shared: shared.clone(),
                     },
-                    _ => Second::Failed {
+                    _ => Second::Over {
                         started: *started,
                         shared: shared.clone(),
                     },
@@ -180,23 +197,21 @@ where
                     future,
                     started,
                     shared,
-                } => match ready!(future.poll(cx)) {
-                    Ok(response) => {
+                } => {
+                    let answer = ready!(future.poll(cx)).map_err(Into::into);
+                    if answer.is_ok() {
                         shared.won();
                         shared.record(started.elapsed());
-                        return Poll::Ready(Ok(response));
                     }
-                    // Both failed: the call's own error is the answer.
-                    Err(_) => match this.first_failed.take() {
-                        Some(e) => return Poll::Ready(Err(e)),
-                        None => Second::Failed {
-                            started: *started,
-                            shared: shared.clone(),
-                        },
-                    },
-                },
+                    let over = Second::Over {
+                        started: *started,
+                        shared: shared.clone(),
+                    };
+                    self.set(over);
+                    return Poll::Ready(Some(answer));
+                }
             };
-            copy.set(next);
+            self.set(next);
         }
     }
 }
@@ -219,7 +234,7 @@ impl<S: Service<Req>, Req> Second<S, Req> {
         | Second::Sent {
             started, shared, ..
         }
-        | Second::Failed { started, shared }) = self;
+        | Second::Over { started, shared }) = self;
         shared.record(started.elapsed());
     }
 }
