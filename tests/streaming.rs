@@ -462,3 +462,24 @@ async fn a_stream_makes_at_most_max_retries_plus_one_attempts_whatever_fails() {
     assert_eq!(event.data(), "{\"token\":\"hi\"}");
     assert_eq!(server.hits(), 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn blank_lines_before_a_break_do_not_end_the_retry_window() {
+    // A keep-alive blank line, then a cut: nothing was delivered, so the call
+    // is sent again.
+    let server = Server::replies(vec![
+        Reply::Break {
+            status: 200,
+            first: Bytes::from_static(b"\n\r\n"),
+        },
+        chunks(&["{\"n\":1}\n"]),
+    ])
+    .await;
+    let client = HttpClient::new(config(&server.url())).unwrap();
+    let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
+    assert_eq!(
+        stream.next_line().await.unwrap().as_deref(),
+        Some("{\"n\":1}")
+    );
+    assert_eq!(server.hits(), 2);
+}

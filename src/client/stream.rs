@@ -31,9 +31,12 @@ pub(super) async fn send_streaming(
         let limits = call.limits(&client)?;
         let (response, id) = Exec::with_limits(client.clone(), call, true, limits.clone()).await?;
         let mut stream = streamed(&client, response, id, &limits).await?;
-        // The first line is already in memory: this reads no more of the
-        // network than the read-ahead did, and fails only on what the line
-        // holds (too long, not UTF-8), which is the server's answer.
+        // The read-ahead stopped at the end of the first line that is not
+        // empty (or at the body's end, or past `max_line_bytes`), so this
+        // reads from memory, and fails only on what the line holds (too long,
+        // not UTF-8): the server's answer, not retried. (A bare `\r` ends a
+        // line for the read-ahead but not for an NDJSON reader, which then
+        // reads on.)
         stream.prime().await?;
         Ok(stream)
     }

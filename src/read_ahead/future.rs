@@ -155,7 +155,9 @@ where
                             self.bytes = self.bytes.saturating_add(data.remaining());
                             until.arrived(data.chunk()) || self.bytes >= bounds.max_bytes
                         }
-                        Some(_) => false,
+                        // An empty frame is no progress: not kept, and the
+                        // idle timer runs on.
+                        Some(_) => continue,
                         // Trailers: the body says no more.
                         None => true,
                     };

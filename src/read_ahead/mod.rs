@@ -112,14 +112,26 @@ pub trait FirstContent {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExpectStream;
 
-/// The first line's end (`\n`, or the `\r` that Server-Sent Events also allow):
-/// any line, a comment or a blank one included.
+/// The end of the first line that is not empty (`\n`, or the `\r` that
+/// Server-Sent Events also allow, after at least one other byte): a comment
+/// or an event field counts; blank lines before it do not, as a line reader
+/// skips them.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FirstLine;
+pub struct FirstLine {
+    /// The current line has a byte that is not a line end.
+    started: bool,
+}
 
 impl FirstContent for FirstLine {
     fn arrived(&mut self, chunk: &[u8]) -> bool {
-        chunk.iter().any(|&b| b == b'\n' || b == b'\r')
+        for &b in chunk {
+            match b {
+                b'\n' | b'\r' if self.started => return true,
+                b'\n' | b'\r' => {}
+                _ => self.started = true,
+            }
+        }
+        false
     }
 }
 
@@ -141,7 +153,7 @@ impl ReadAheadLayer {
             idle_timeout,
             max_bytes: DEFAULT_MAX_BYTES,
             only_marked: false,
-            until: FirstLine,
+            until: FirstLine { started: false },
         }
     }
 }
@@ -254,5 +266,22 @@ where
             },
             self.until.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_line_is_the_first_that_is_not_empty_whatever_the_chunks() {
+        let arrives = |chunks: &[&[u8]]| {
+            let mut first = FirstLine::default();
+            chunks.iter().position(|chunk| first.arrived(chunk))
+        };
+        assert_eq!(arrives(&[b"\n", b"\r\n", b"{\"a\"", b"}\n"]), Some(3));
+        assert_eq!(arrives(&[b": keep-alive\n"]), Some(0));
+        assert_eq!(arrives(&[b"data: x\r"]), Some(0), "a bare CR ends an SSE line");
+        assert_eq!(arrives(&[b"\n\n", b"\r"]), None);
     }
 }
