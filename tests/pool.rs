@@ -274,3 +274,36 @@ async fn a_buffer_above_a_full_pool_sees_pending_and_works_on_once_a_slot_frees(
         .await
         .expect("the buffer works on after a pool timeout");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_for_a_slot_ends_at_the_call_s_deadline() {
+    let server = Server::replies(vec![Reply::Hang]).await;
+    let mut c = config(&server.url());
+    c.max_connections = 1;
+    c.max_keepalive_connections = 1;
+    c.pool_timeout = Duration::from_secs(5);
+    c.default_timeout = Duration::from_secs(30);
+    let client = HttpClient::new(c).unwrap();
+    let busy = tokio::spawn({
+        let client = client.clone();
+        async move { client.get("/hang").await }
+    });
+    while server.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    let started = tokio::time::Instant::now();
+    let err = client
+        .get("/second")
+        .deadline(Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(err.is_deadline(), "{err:?}");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(200),
+        "not the 5 s pool timeout"
+    );
+    assert_eq!(server.hits(), 1);
+    busy.abort();
+}

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::call::{Call, Limits};
@@ -15,7 +16,7 @@ use super::explain::explain;
 use super::http_client::{HttpClient, Stack, StackBody, StackRequest};
 use super::response::Response;
 use super::transport::ClientBody;
-use crate::error::{Error, ErrorKind};
+use crate::error::{BoxError, Elapsed, Error, ErrorKind};
 use crate::request_id::{RequestId, X_REQUEST_ID, call_span, choose, inner_call_span};
 
 pin_project! {
@@ -127,8 +128,10 @@ pin_project! {
         // Not polled yet. Empty once the call has started, or failed to.
         Start { call: Option<Call> },
         // A clone of the stack being made ready: the breaker answers first, so
-        // a refused call is never built.
-        Readying { stack: Stack, call: Option<Call> },
+        // a refused call is never built. The wait (for a pool slot) ends at
+        // the call's deadline, if it has one: its timer is made only when the
+        // stack is not ready at once.
+        Readying { stack: Stack, call: Option<Call>, deadline: Option<Pin<Box<Sleep>>> },
         Called { #[pin] future: Called },
         Done,
     }
@@ -160,8 +163,8 @@ impl Exec {
         &self.client.client
     }
 
-    /// A call that runs under limits set before it (a stream sent again keeps
-    /// the deadline of its first send).
+    /// A call that runs under limits set before it (a streamed call sets its
+    /// limits first, to bound the reading of its stream by the same deadline).
     pub(super) fn with_limits(
         client: HttpClient,
         call: Call,
@@ -241,14 +244,32 @@ impl Future for Exec {
                     this.state.set(ExecState::Readying {
                         stack,
                         call: Some(call),
+                        deadline: None,
                     });
                 }
-                ExecProj::Readying { stack, call } => {
+                ExecProj::Readying {
+                    stack,
+                    call,
+                    deadline,
+                } => {
                     let _entered = this.span.enter();
-                    match ready!(stack.poll_ready(cx)) {
-                        Ok(()) if stack.is_refusing() => break Err(Error::circuit_open()),
-                        Ok(()) => {}
-                        Err(e) => break Err(Error::from_stack(e)),
+                    match stack.poll_ready(cx) {
+                        Poll::Ready(Ok(())) if stack.is_refusing() => {
+                            break Err(Error::circuit_open());
+                        }
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => break Err(Error::from_stack(e)),
+                        Poll::Pending => {
+                            let Some(limit) = &this.limits.deadline else {
+                                return Poll::Pending;
+                            };
+                            let timer = deadline.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(limit.at))
+                            });
+                            ready!(timer.as_mut().poll(cx));
+                            let elapsed: BoxError = Box::new(Elapsed::deadline(limit.total));
+                            break Err(Error::from_stack(elapsed));
+                        }
                     }
                     let (Some(call), Some(id)) = (call.take(), this.id.as_ref()) else {
                         polled_after_completion()

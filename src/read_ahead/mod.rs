@@ -281,7 +281,11 @@ mod tests {
         };
         assert_eq!(arrives(&[b"\n", b"\r\n", b"{\"a\"", b"}\n"]), Some(3));
         assert_eq!(arrives(&[b": keep-alive\n"]), Some(0));
-        assert_eq!(arrives(&[b"data: x\r"]), Some(0), "a bare CR ends an SSE line");
+        assert_eq!(
+            arrives(&[b"data: x\r"]),
+            Some(0),
+            "a bare CR ends an SSE line"
+        );
         assert_eq!(arrives(&[b"\n\n", b"\r"]), None);
     }
 }
