@@ -307,3 +307,31 @@ async fn the_wait_for_a_slot_ends_at_the_call_s_deadline() {
     assert_eq!(server.hits(), 1);
     busy.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_its_rate_limit_turn_holds_no_slot() {
+    use stache_resilience::rate_limit::RateLimit;
+
+    let server = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let mut c = config(&server.url());
+    c.max_connections = 1;
+    c.max_keepalive_connections = 1;
+    // One call a second: the second call waits about a second for its turn.
+    c.rate_limit = Some(RateLimit::per_minute(60));
+    c.retry_max_delay = Duration::from_secs(2);
+    let client = HttpClient::new(c).unwrap();
+    client.get("/first").await.unwrap();
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.get("/second").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.hits(), 1, "the second call waits for its turn");
+    assert_eq!(
+        client.stats().free_connection_slots,
+        1,
+        "the slot is free while the call waits for its turn"
+    );
+    waiting.await.unwrap().unwrap();
+    assert_eq!(server.hits(), 2);
+}

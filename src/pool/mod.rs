@@ -11,8 +11,10 @@
 //! timeout is local congestion, not a sign that the remote service is sick, so
 //! the classifiers neither retry it nor count it against the breaker.
 //!
-//! Layers above the pool that wait inside `call` (a rate limit's turn for the
-//! request's key and cost, say) wait holding the slot they were given.
+//! A layer above the pool that waits inside `call` holds the slot its
+//! readiness reserved, unless it gives it back:
+//! [`RateLimitLayer`](crate::rate_limit::RateLimitLayer) does, and makes the
+//! stack below it ready again once the call's turn has come.
 //!
 //! Over a hyper-util client this caps the connections one provider can open (an
 //! HTTP/1 connection carries one request at a time), which is how

@@ -33,6 +33,9 @@ pin_project! {
         S: Service<Req>,
     {
         Waiting { turn: Turn, service: Option<S>, request: Option<Req> },
+        // The turn came: the service is made ready now, so that a slot below
+        // (a pool's) is not held through the wait for the turn.
+        Readying { service: S, request: Option<Req>, ticket: Ticket },
         Called { #[pin] future: S::Future, ticket: Ticket },
     }
 }
@@ -77,11 +80,26 @@ where
                     request,
                 } => {
                     let ticket = ready!(turn.as_mut().poll(cx))?;
-                    // The service was made ready before it was moved here.
-                    let (Some(mut service), Some(request)) = (service.take(), request.take())
-                    else {
+                    let Some(service) = service.take() else {
                         panic!("the rate limit's future polled after completion");
                     };
+                    let request = request.take();
+                    this.state.set(State::Readying {
+                        service,
+                        request,
+                        ticket,
+                    });
+                }
+                StateProj::Readying {
+                    service,
+                    request,
+                    ticket,
+                } => {
+                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                    let Some(request) = request.take() else {
+                        panic!("the rate limit's future polled after completion");
+                    };
+                    let ticket = *ticket;
                     let future = service.call(request);
                     this.state.set(State::Called { future, ticket });
                 }

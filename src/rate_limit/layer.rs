@@ -109,10 +109,12 @@ where
         if !self.limiter.engaged() {
             return ResponseFuture::called(self.inner.call(req), self.limiter.clone());
         }
-        // The ready service goes with the request; this one gets a clone to
-        // make ready for the next call.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        // A clone, made ready once the turn has come, takes the call, and the
+        // service made ready here is swapped for another unready clone: what
+        // it reserved (a pool's slot) is given back rather than held through
+        // the wait. A call consumes readiness in any case.
+        let inner = self.inner.clone();
+        self.inner = inner.clone();
         let cost = req.extensions().get::<Cost>().map_or(0, |c| c.0);
         let deadline = req.extensions().get::<RequestDeadline>().map(|d| d.0);
         let limiter = self.limiter.clone();
