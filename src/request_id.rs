@@ -296,9 +296,8 @@ where
             req.headers().get(X_REQUEST_ID),
         );
         let id = chosen.id;
-        if req.headers().get(X_REQUEST_ID) != Some(&id.0) {
-            req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
-        }
+        // Always: `insert` also drops any further value of the header.
+        req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
         let span = if chosen.inherited {
             inner_call_span(req.method(), &req.uri().path(), self.provider.as_deref())
         } else {

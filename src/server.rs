@@ -10,9 +10,10 @@
 //! | [`CircuitOpen`] | 503 Service Unavailable | `Retry-After` (default 5 s) |
 //! | [`PoolTimeout`] | 503 Service Unavailable | `Retry-After` |
 //! | [`RateLimited`] (the limiter's "not now") | 429 Too Many Requests | `Retry-After`: the wait the limiter named, else the default |
+//! | a provider's own 429, after the client's retries | 429 Too Many Requests | `Retry-After`: the wait the provider asked for, else the default |
 //! | [`Elapsed`] (a timeout or the deadline) | 504 Gateway Timeout | |
 //! | the provider failed (connect, transport, an error status, a bad body) | 502 Bad Gateway | |
-//! | anything else (a handler's own error, a bad request or config) | 500 Internal Server Error | |
+//! | anything else (a handler's own error, its own I/O errors included, a bad request or config) | 500 Internal Server Error | |
 //!
 //! The same table holds for a [`crate::Error`] from an
 //! [`HttpClient`](crate::HttpClient) call: `error_response(&err, ..)` turns a
@@ -54,7 +55,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{BoxError, ErrorKind, RateLimited, chain};
+use crate::error::{BoxError, Error, ErrorKind, RateLimited, chain};
 #[cfg(doc)]
 use crate::error::{CircuitOpen, Elapsed, PoolTimeout};
 
@@ -167,6 +168,14 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     }
 }
 
+/// The status a provider answered, when `error` is a client's error that
+/// carries one.
+fn provider_status(error: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
+    chain(error)
+        .find_map(|e| e.downcast_ref::<Error>())
+        .and_then(Error::status)
+}
+
 /// The answer for `error`, as [`ErrorResponseLayer`] gives it (see the table in
 /// the [module documentation](self)), for a handler or an axum
 /// `HandleErrorLayer` of one's own; the error is logged at `WARN`.
@@ -201,6 +210,19 @@ pub fn error_response<B: From<&'static str>>(
                 Some(named.unwrap_or(retry_after)),
             )
         }
+        // The provider's own "not now", after the client's retries: passed on
+        // with the wait it asked for.
+        Some(ErrorKind::Status)
+            if provider_status(error) == Some(StatusCode::TOO_MANY_REQUESTS) =>
+        {
+            let asked = chain(error)
+                .find_map(|e| e.downcast_ref::<Error>())
+                .and_then(Error::retry_after);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(asked.unwrap_or(retry_after)),
+            )
+        }
         Some(ErrorKind::Timeout) => (StatusCode::GATEWAY_TIMEOUT, None),
         Some(
             ErrorKind::Connect
@@ -215,7 +237,9 @@ pub fn error_response<B: From<&'static str>>(
     let mut response = http::Response::new(B::from(status.canonical_reason().unwrap_or("error")));
     *response.status_mut() = status;
     if let Some(wait) = wait {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0));
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

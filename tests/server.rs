@@ -214,8 +214,13 @@ fn every_kind_of_error_maps_to_one_answer() {
     let open: BoxError = Box::new(CircuitOpen::new());
     assert_eq!(ErrorKind::of(&*open), Some(ErrorKind::CircuitOpen));
     assert_eq!(answer(open), 503);
-    let refused: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-    assert_eq!(answer(refused), 502, "the provider's connection broke");
+    let io: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+    assert_eq!(
+        ErrorKind::of(&*io),
+        None,
+        "an I/O error alone may be the handler's own"
+    );
+    assert_eq!(answer(io), 500);
     let own: BoxError = "the handler's own failure".into();
     assert_eq!(ErrorKind::of(&*own), None);
     assert_eq!(answer(own), 500);
@@ -257,4 +262,33 @@ async fn the_layer_over_hyper_util_in_a_handler_sends_the_handler_s_id_as_the_cl
         "trace-91",
         "the handler's ID goes upstream, not a new one"
     );
+}
+
+#[tokio::test]
+async fn a_provider_s_own_429_is_passed_on_with_the_wait_it_asked_for() {
+    use stache_resilience::server::error_response;
+    use std::time::Duration;
+
+    let upstream = Server::replies(vec![Reply::Full {
+        status: 429,
+        headers: vec![("retry-after", "7".into())],
+        body: bytes::Bytes::new(),
+    }])
+    .await;
+    let mut config = HttpClientConfig::new(upstream.url());
+    config.max_retries = 0;
+    let client = HttpClient::new(config).unwrap();
+    let err = client.get("/v1/models").await.unwrap_err();
+    let answer: http::Response<String> = error_response(&err, Duration::from_secs(1));
+    assert_eq!(answer.status(), 429, "{err:?}");
+    assert_eq!(answer.headers()["retry-after"], "7");
+
+    // A provider's 500 is the gateway's 502.
+    let upstream = Server::replies(vec![Reply::Status(500)]).await;
+    let mut config = HttpClientConfig::new(upstream.url());
+    config.max_retries = 0;
+    let client = HttpClient::new(config).unwrap();
+    let err = client.get("/v1/models").await.unwrap_err();
+    let answer: http::Response<String> = error_response(&err, Duration::from_secs(1));
+    assert_eq!(answer.status(), 502);
 }

@@ -380,10 +380,13 @@ pub(crate) fn is_deadline<E: 'static>(error: &E) -> bool {
 /// A refusal made in the process (an open circuit, no free slot, a rate
 /// limit's "not now"): the service never saw the call.
 fn says_nothing_about_service(error: &(dyn StdError + 'static)) -> bool {
-    matches!(
-        ErrorKind::of(error),
-        Some(ErrorKind::CircuitOpen | ErrorKind::PoolTimeout | ErrorKind::RateLimited)
-    )
+    // Anywhere in the chain: a client's error (reqwest's, say) may wrap one.
+    chain(error).any(|e| {
+        matches!(
+            ErrorKind::of(e),
+            Some(ErrorKind::CircuitOpen | ErrorKind::PoolTimeout | ErrorKind::RateLimited)
+        )
+    })
 }
 
 /// Views a value of an unknown error type as a `dyn Error`, for the types a

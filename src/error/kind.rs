@@ -48,11 +48,11 @@ impl ErrorKind {
     /// The kind of `error`, read along its source chain: the first error of
     /// this crate found (an [`Error`], or a layer's [`CircuitOpen`],
     /// [`PoolTimeout`], [`RateLimited`], [`Elapsed`], [`Injected`], a body
-    /// error), else what the transport's own errors say (a connect failure, a
-    /// socket timeout, a broken connection). `None` for an error that nothing
-    /// in the chain explains, such as a handler's own error: a caller turning
-    /// it into an answer should treat it as its own failure, not the
-    /// provider's.
+    /// error, a reqwest or tonic error), else what a hyper-util client's error
+    /// says (a connect failure, a socket timeout, a broken connection). `None`
+    /// for an error that nothing in the chain explains, such as a handler's
+    /// own (an I/O error of its own included): a caller turning it into an
+    /// answer should treat it as its own failure, not the provider's.
     ///
     /// ```
     /// use stache_resilience::ErrorKind;
@@ -67,6 +67,8 @@ impl ErrorKind {
     /// ```
     pub fn of(error: &(dyn StdError + 'static)) -> Option<ErrorKind> {
         let mut connect = false;
+        // Below a client's error (hyper-util's), an I/O, hyper or h2 error is
+        // the connection's; found alone, it may be a handler's own.
         let mut transport = false;
         for e in chain(error) {
             if let Some(error) = e.downcast_ref::<Error>() {
@@ -101,12 +103,12 @@ impl ErrorKind {
                 connect |= client.is_connect();
                 transport = true;
             }
-            transport |= e.is::<hyper::Error>() || e.is::<h2::Error>();
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::TimedOut && !connect {
-                    return Some(ErrorKind::Timeout);
+            if transport {
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    if io.kind() == std::io::ErrorKind::TimedOut && !connect {
+                        return Some(ErrorKind::Timeout);
+                    }
                 }
-                transport = true;
             }
         }
         if connect {
