@@ -118,7 +118,8 @@
 //! # Over reqwest (feature `reqwest`)
 //!
 //! `reqwest::Client` is a `tower::Service<reqwest::Request>`. The circuit
-//! breaker, [`RetryLayer`], [`RequestIdLayer`] and [`TimeoutLayer`] go on it,
+//! breaker, [`RetryLayer`], [`RequestIdLayer`], [`TimeoutLayer`] and the
+//! [`HedgeLayer`](hedge::HedgeLayer) go on it,
 //! and [`HttpClassifier`](classify::HttpClassifier) reads reqwest's responses
 //! by the same table as hyper's. The rate limit, pool and chaos layers take
 //! `http::Request` only. A `reqwest::Request` has no extensions that this
@@ -127,11 +128,14 @@
 //! * A retry sends a copy from `reqwest::Request::try_clone`. A buffered body
 //!   is sent again; a streamed body has no copy, so its request is sent once
 //!   and never retried.
-//! * Whether a request is safe to repeat comes from its method alone: there is
-//!   no [`Idempotent`](retry::Idempotent) mark to put on a POST. A request that
-//!   is not idempotent is retried only when the failure proves it was never
-//!   processed; for reqwest's own errors, that is one whose `is_connect()` is
-//!   true.
+//! * Whether a request is safe to repeat comes from its method, or from the
+//!   [`SAFE_TO_REPEAT`](retry::SAFE_TO_REPEAT) header (`true` or `false`), which
+//!   the retry and hedge layers read and remove before sending; there is no
+//!   [`Idempotent`](retry::Idempotent) extension. The word cannot travel with
+//!   the request further down: a `HedgeLayer` below a `RetryLayer` sees the
+//!   method alone. A request that is not safe to repeat is retried only when
+//!   the failure proves it was never processed; for reqwest's own errors, that
+//!   is one whose `is_connect()` is true.
 //! * There is no call deadline. A request cannot carry a
 //!   [`RequestDeadline`](timeout::RequestDeadline), so
 //!   [`total_timeout`](retry::RetryConfig::total_timeout) neither stops the

@@ -3,8 +3,10 @@
 //!
 //! * [`RetryLayer`](crate::RetryLayer): a request is replayed through
 //!   `reqwest::Request::try_clone` (a streamed body is sent once); whether it is
-//!   idempotent comes from its method alone, since a `reqwest::Request` has no
-//!   extensions (so no [`Idempotent`](crate::retry::Idempotent) mark and no
+//!   idempotent comes from its method, or from the
+//!   [`SAFE_TO_REPEAT`](crate::retry::SAFE_TO_REPEAT) header, read and removed
+//!   before sending, since a `reqwest::Request` has no extensions (so no
+//!   [`Idempotent`](crate::retry::Idempotent) extension and no
 //!   [`RequestDeadline`](crate::timeout::RequestDeadline) either).
 //! * [`RequestIdLayer`](crate::RequestIdLayer): the `x-request-id` header, the
 //!   `request` span and the [`current`](crate::request_id::current) ID, as for

@@ -157,6 +157,8 @@ fn hedge_settings_are_checked() {
         config.validate().unwrap_err().field(),
         "hedge.max_extra_load"
     );
+    config.hedge = Some(Hedge::fixed(Duration::from_millis(5)).burst(0));
+    assert_eq!(config.validate().unwrap_err().field(), "hedge.burst");
 }
 
 /// Every 10th request's answer comes 2 s late; the rest at once.
@@ -260,4 +262,39 @@ async fn hedge_layer_over_reqwest_from_a_cold_start_cuts_the_p99() {
     })
     .await;
     assert_hedged(&sorted, delay, hedge.stats());
+}
+
+// On the real clock, as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_below_a_retry_layer_is_sent_by_the_first_attempt() {
+    use http_body_util::BodyExt;
+    use http_body_util::combinators::BoxBody;
+    use stache_resilience::classify::HttpClassifier;
+    use stache_resilience::hedge::HedgeLayer;
+    use stache_resilience::retry::{RetryConfig, RetryLayer};
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    type Body = BoxBody<Bytes, std::convert::Infallible>;
+    let server = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let hedge = HedgeLayer::new(Hedge::fixed(Duration::from_secs(1))).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryConfig::default()).classifier(HttpClassifier))
+        .layer(hedge.clone())
+        .service(test_support::hyper_client());
+    // A body the retry layer keeps as it is sent (a `TeeBody`): only its
+    // newest copy may read on, so the first attempt must be that copy.
+    let body: Body = http_body_util::Full::new(Bytes::from_static(b"{\"doc\":1}")).boxed();
+    let req = http::Request::put(format!("{}/v1/docs/1", server.url()))
+        .body(body)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(hedge.stats().sent, 0, "the first attempt answered: no copy");
+    assert_eq!(server.seen()[0].body, "{\"doc\":1}");
 }

@@ -17,9 +17,9 @@
 //!
 //! Below the first step the stack is the crate's public layers, composed
 //! (`http_client.rs` builds it with one `ServiceBuilder`). The client's future
-//! picks the call's ID (the caller's own, else the ID of the request being
-//! handled, else a fresh one: the rule [`RequestIdLayer`](crate::RequestIdLayer)
-//! follows) and opens its `request` span, then makes the stack ready: the
+//! picks the call's ID (the caller's own, else a valid `x-request-id` header
+//! set on the call, else the ID of the request being handled, else a fresh
+//! one: the rule [`RequestIdLayer`](crate::RequestIdLayer) follows) and opens its `request` span, then makes the stack ready: the
 //! breaker answers first, and a call it refuses is never built. So a call gets
 //! one request ID for all its attempts (in the `x-request-id` header of each,
 //! and on the span around the whole call), and is refused at once while the

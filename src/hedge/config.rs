@@ -88,7 +88,7 @@ impl Hedge {
     }
 
     /// Checks the rules: delays above zero and at most an hour, a percentile
-    /// between 0.5 and 1, a load between 0 and 1, a burst of at most 1,000.
+    /// between 0.5 and 1, a load between 0 and 1, a burst of 1 to 1,000.
     /// The error names the field (`hedge.delay`, …).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad_delay = |d: Duration| d.is_zero() || d > Duration::from_secs(3_600);
@@ -119,8 +119,12 @@ impl Hedge {
                 "must be between 0 and 1",
             ));
         }
-        if self.burst > 1_000 {
-            return Err(ConfigError::new("hedge.burst", "must be at most 1000"));
+        if !(1..=1_000).contains(&self.burst) {
+            // The budget holds at most its burst: none would mean no copy ever.
+            return Err(ConfigError::new(
+                "hedge.burst",
+                "must be between 1 and 1000",
+            ));
         }
         Ok(())
     }

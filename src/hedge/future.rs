@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use super::shared::Shared;
 use crate::error::BoxError;
+use crate::retry::ReplayRequest;
 
 pin_project! {
     /// The future returned by [`HedgeService`](super::HedgeService): the call,
@@ -103,6 +104,7 @@ impl<S, Req> Future for ResponseFuture<S, Req>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
+    Req: ReplayRequest,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -140,7 +142,7 @@ where
     }
 }
 
-impl<S: Service<Req>, Req> Second<S, Req>
+impl<S: Service<Req>, Req: ReplayRequest> Second<S, Req>
 where
     S::Error: Into<BoxError>,
 {
@@ -161,7 +163,9 @@ where
                     request,
                 } => {
                     ready!(sleep.poll(cx));
-                    match (shared.may_send(), service.take(), request.take()) {
+                    // The copy is made now, from the request kept back.
+                    let copy = request.as_ref().and_then(ReplayRequest::try_clone);
+                    match (copy.is_some() && shared.may_send(), service.take(), copy) {
                         (true, Some(service), request @ Some(_)) => {
                             tracing::debug!("no answer yet: sending a hedged copy");
                             Second::Readying {

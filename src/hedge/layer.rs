@@ -2,19 +2,18 @@
 //! attempt, the first answer kept.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use tower::retry::budget::Budget;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::{Delay, Hedge};
+use super::config::Hedge;
 use super::future::ResponseFuture;
-use super::latency::Latencies;
 use super::shared::Shared;
 use crate::error::{BoxError, ConfigError};
-use crate::retry::{ReplayBody, ReplayRequest, RetryBudget, SharedBudget};
+use crate::retry::{ReplayBody, ReplayRequest, SharedBudget};
 
 /// A request extension: never hedge this request (a stream, whose copy would
 /// double the tokens it costs).
@@ -78,18 +77,7 @@ impl HedgeLayer {
     pub fn new(hedge: Hedge) -> Result<Self, ConfigError> {
         hedge.validate()?;
         Ok(HedgeLayer {
-            shared: Some(Arc::new(Shared {
-                latencies: match hedge.delay {
-                    Delay::Percentile(p, _) => Some(Latencies::new(p)),
-                    Delay::Fixed(_) => None,
-                },
-                delay: hedge.delay,
-                load: RetryBudget::new(hedge.max_extra_load, 0, hedge.burst),
-                retries: None,
-                sent: AtomicU64::new(0),
-                won: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
-            })),
+            shared: Some(Arc::new(Shared::new(hedge, None))),
         })
     }
 
@@ -100,11 +88,12 @@ impl HedgeLayer {
 
     /// Copies also draw on `budget`, a retry budget (share the one a
     /// [`RetryLayer`](crate::RetryLayer) above uses, so that retries and
-    /// copies together stay within it); builder-style. Set it before the
-    /// layer makes services: they keep the budget they were made with.
+    /// copies together stay within it); builder-style. The layer returned
+    /// starts afresh (its own budget full, its stats at zero); services and
+    /// clones made before keep what they had.
     pub fn budget(mut self, budget: SharedBudget) -> Self {
-        if let Some(shared) = self.shared.as_mut().and_then(Arc::get_mut) {
-            shared.retries = Some(budget);
+        if let Some(shared) = &self.shared {
+            self.shared = Some(Arc::new(shared.with_retries(budget)));
         }
         self
     }
@@ -174,18 +163,29 @@ where
             return ResponseFuture::untouched(self.inner.call(request));
         }
         shared.load.deposit();
-        let copy = request.try_clone();
-        let first = self.inner.call(request);
-        match copy {
-            Some(copy) => ResponseFuture::hedged(
-                first,
-                shared.clone(),
-                shared.delay(),
-                self.inner.clone(),
-                copy,
-            ),
-            None if shared.measures() => ResponseFuture::measured(first, shared.clone()),
-            None => ResponseFuture::untouched(first),
+        // As the retry layer does: a copy is sent and the request kept, to be
+        // copied again if the hedge is due. A body kept as it is sent (a
+        // `TeeBody`) lets only its newest copy read on, so the request that
+        // stays behind must never be the one sent.
+        match request.try_clone() {
+            Some(first) => {
+                let first = self.inner.call(first);
+                ResponseFuture::hedged(
+                    first,
+                    shared.clone(),
+                    shared.delay(),
+                    self.inner.clone(),
+                    request,
+                )
+            }
+            None => {
+                let first = self.inner.call(request);
+                if shared.measures() {
+                    ResponseFuture::measured(first, shared.clone())
+                } else {
+                    ResponseFuture::untouched(first)
+                }
+            }
         }
     }
 }

@@ -7,8 +7,9 @@
 //! and `reqwest::Request`), with the retry layer's rule for what is safe to
 //! repeat: an idempotent method, or the request's own mark
 //! ([`Idempotent`](crate::retry::Idempotent),
-//! [`SAFE_TO_REPEAT`](crate::retry::SAFE_TO_REPEAT)); never a request marked
-//! [`NoHedge`] (a stream). The delay is fixed, or a percentile of recent
+//! [`SAFE_TO_REPEAT`](crate::retry::SAFE_TO_REPEAT); over reqwest, whose
+//! requests cannot keep the header's word, a hedge below a retry layer sees the
+//! method alone); never a request marked [`NoHedge`] (a stream). The delay is fixed, or a percentile of recent
 //! answers' latency (with a stated fallback until 64 calls were measured).
 //!
 //! Copies are bounded by a budget: each hedgeable call adds

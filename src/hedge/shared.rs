@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use tower::retry::budget::Budget;
 
-use super::config::Delay;
+use super::config::{Delay, Hedge};
 use super::latency::Latencies;
 use crate::retry::{RetryBudget, SharedBudget};
 
 /// What every service of one layer shares.
 pub(super) struct Shared {
-    pub(super) delay: Delay,
+    /// The settings the layer was made with.
+    pub(super) hedge: Hedge,
     pub(super) latencies: Option<Latencies>,
     /// The layer's own budget: `max_extra_load` of a copy per call, `burst`
     /// to start with.
@@ -26,9 +27,30 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    pub(super) fn new(hedge: Hedge, retries: Option<SharedBudget>) -> Self {
+        Shared {
+            latencies: match hedge.delay {
+                Delay::Percentile(p, _) => Some(Latencies::new(p)),
+                Delay::Fixed(_) => None,
+            },
+            hedge,
+            load: RetryBudget::new(hedge.max_extra_load, 0, hedge.burst),
+            retries,
+            sent: AtomicU64::new(0),
+            won: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// The same settings, drawing on `retries` too, with a full budget and
+    /// no stats.
+    pub(super) fn with_retries(&self, retries: SharedBudget) -> Self {
+        Shared::new(self.hedge, Some(retries))
+    }
+
     /// How long a call waits for its answer before a copy is sent.
     pub(super) fn delay(&self) -> Duration {
-        match self.delay {
+        match self.hedge.delay {
             Delay::Fixed(delay) => delay,
             Delay::Percentile(_, fallback) => self
                 .latencies
@@ -68,7 +90,7 @@ impl Shared {
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("delay", &self.delay)
+            .field("hedge", &self.hedge)
             .field("retry_budget", &self.retries.is_some())
             .finish_non_exhaustive()
     }
