@@ -119,16 +119,17 @@ pin_project! {
     enum State<F, R> {
         Untouched { #[pin] future: F },
         // Latency before sending: the inner future (lazy, as hyper's is) is
-        // first polled after the sleep.
-        Delaying { #[pin] sleep: Sleep, future: Option<F> },
+        // first polled after the sleep, which starts at the first poll.
+        Delaying { #[pin] sleep: Option<Sleep>, delay: Duration, future: Option<F> },
         // Latency on the answer: the answer, then the sleep.
         Answering { #[pin] future: F, delay: Duration },
         Holding { #[pin] sleep: Sleep, answer: Option<Answer<R>> },
         // A fault on the answer: the service acts on the request, and its
         // answer is lost.
         Losing { #[pin] future: F, fault: Fault },
-        // An injected timeout: nothing comes until it fires.
-        TimingOut { #[pin] sleep: Sleep, sent: bool },
+        // An injected timeout: nothing comes until it fires (from the first
+        // poll on).
+        TimingOut { #[pin] sleep: Option<Sleep>, after: Duration, sent: bool },
         Failed { answer: Option<Answer<R>> },
     }
 }
@@ -143,7 +144,8 @@ impl<F, R: Default> ResponseFuture<F, R> {
     fn failing(fault: Fault, sent: bool) -> State<F, R> {
         match fault {
             Fault::Timeout { after } => State::TimingOut {
-                sleep: tokio::time::sleep(after),
+                sleep: None,
+                after,
                 sent,
             },
             fault => State::Failed {
@@ -166,8 +168,17 @@ where
         loop {
             let next = match state.as_mut().project() {
                 StateProj::Untouched { future } => return future.poll(cx).map_err(Into::into),
-                StateProj::Delaying { sleep, future } => {
-                    ready!(sleep.poll(cx));
+                StateProj::Delaying {
+                    mut sleep,
+                    delay,
+                    future,
+                } => {
+                    if sleep.is_none() {
+                        sleep.set(Some(tokio::time::sleep(*delay)));
+                    }
+                    if let Some(sleep) = sleep.as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
                     let Some(future) = future.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
@@ -192,8 +203,17 @@ where
                     drop(ready!(future.poll(cx)));
                     Self::failing(*fault, true)
                 }
-                StateProj::TimingOut { sleep, sent } => {
-                    ready!(sleep.poll(cx));
+                StateProj::TimingOut {
+                    mut sleep,
+                    after,
+                    sent,
+                } => {
+                    if sleep.is_none() {
+                        sleep.set(Some(tokio::time::sleep(*after)));
+                    }
+                    if let Some(sleep) = sleep.as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
                     return Poll::Ready(Err(Box::new(Injected::timeout(*sent))));
                 }
                 StateProj::Failed { answer } => {
@@ -249,7 +269,8 @@ where
                 delay,
             },
             Fault::Latency(delay) => State::Delaying {
-                sleep: tokio::time::sleep(delay),
+                sleep: None,
+                delay,
                 future: Some(self.inner.call(request)),
             },
             fault if injection.on_answer => State::Losing {

@@ -124,6 +124,9 @@ where
                     }
                     self.waiting = None;
                     self.timed_out = true;
+                    // Leave the queue: a slot handed to this service later
+                    // would sit here unused until its next call.
+                    self.semaphore = PollSemaphore::new(self.semaphore.clone_inner());
                     return Poll::Ready(Ok(()));
                 }
             }
