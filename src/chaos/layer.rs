@@ -118,6 +118,16 @@ pin_project! {
     #[project = StateProj]
     enum State<F, R> {
         Untouched { #[pin] future: F },
+        // Boxed: a request that meets no fault (the rule, and every request
+        // when chaos is off) carries none of a fault's weight through the
+        // futures of the layers above.
+        Faulty { faulty: Pin<Box<Faulty<F, R>>> },
+    }
+}
+
+pin_project! {
+    #[project = FaultyProj]
+    enum Faulty<F, R> {
         // Latency before sending: the inner future (lazy, as hyper's is) is
         // first polled after the sleep, which starts at the first poll.
         Delaying { #[pin] sleep: Option<Sleep>, delay: Duration, future: Option<F> },
@@ -134,23 +144,112 @@ pin_project! {
     }
 }
 
+/// What a fault's state leaves: the call's answer, or the inner future to run
+/// as it is (after an injected latency).
+enum Step<F, R> {
+    Answer(Answer<R>),
+    Run(F),
+}
+
 impl<F, R: Default> ResponseFuture<F, R> {
-    fn new(state: State<F, R>) -> Self {
-        ResponseFuture { state }
+    fn untouched(future: F) -> Self {
+        ResponseFuture {
+            state: State::Untouched { future },
+        }
     }
 
+    fn faulty(faulty: Faulty<F, R>) -> Self {
+        ResponseFuture {
+            state: State::Faulty {
+                faulty: Box::pin(faulty),
+            },
+        }
+    }
+}
+
+impl<F, R: Default> Faulty<F, R> {
     /// The state a fault that is not a latency starts in, once the request
     /// was (`sent`) or was not sent.
-    fn failing(fault: Fault, sent: bool) -> State<F, R> {
+    fn failing(fault: Fault, sent: bool) -> Self {
         match fault {
-            Fault::Timeout { after } => State::TimingOut {
+            Fault::Timeout { after } => Faulty::TimingOut {
                 sleep: None,
                 after,
                 sent,
             },
-            fault => State::Failed {
+            fault => Faulty::Failed {
                 answer: Some(fail(fault, sent)),
             },
+        }
+    }
+}
+
+impl<F, R, E> Faulty<F, R>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+    E: Into<BoxError>,
+    R: Default,
+{
+    fn poll_step(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step<F, R>> {
+        loop {
+            let next = match self.as_mut().project() {
+                FaultyProj::Delaying {
+                    mut sleep,
+                    delay,
+                    future,
+                } => {
+                    if sleep.is_none() {
+                        sleep.set(Some(tokio::time::sleep(*delay)));
+                    }
+                    if let Some(sleep) = sleep.as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
+                    return Poll::Ready(match future.take() {
+                        Some(future) => Step::Run(future),
+                        None => Step::Answer(Err(polled_after_completion())),
+                    });
+                }
+                FaultyProj::Answering { future, delay } => {
+                    let answer = ready!(future.poll(cx)).map_err(Into::into);
+                    Faulty::Holding {
+                        sleep: tokio::time::sleep(*delay),
+                        answer: Some(answer),
+                    }
+                }
+                FaultyProj::Holding { sleep, answer } => {
+                    ready!(sleep.poll(cx));
+                    return Poll::Ready(Step::Answer(
+                        answer
+                            .take()
+                            .unwrap_or_else(|| Err(polled_after_completion())),
+                    ));
+                }
+                FaultyProj::Losing { future, fault } => {
+                    drop(ready!(future.poll(cx)));
+                    Faulty::failing(*fault, true)
+                }
+                FaultyProj::TimingOut {
+                    mut sleep,
+                    after,
+                    sent,
+                } => {
+                    if sleep.is_none() {
+                        sleep.set(Some(tokio::time::sleep(*after)));
+                    }
+                    if let Some(sleep) = sleep.as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
+                    return Poll::Ready(Step::Answer(Err(Box::new(Injected::timeout(*sent)))));
+                }
+                FaultyProj::Failed { answer } => {
+                    return Poll::Ready(Step::Answer(
+                        answer
+                            .take()
+                            .unwrap_or_else(|| Err(polled_after_completion())),
+                    ));
+                }
+            };
+            self.set(next);
         }
     }
 }
@@ -166,65 +265,14 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
-            let next = match state.as_mut().project() {
+            let future = match state.as_mut().project() {
                 StateProj::Untouched { future } => return future.poll(cx).map_err(Into::into),
-                StateProj::Delaying {
-                    mut sleep,
-                    delay,
-                    future,
-                } => {
-                    if sleep.is_none() {
-                        sleep.set(Some(tokio::time::sleep(*delay)));
-                    }
-                    if let Some(sleep) = sleep.as_pin_mut() {
-                        ready!(sleep.poll(cx));
-                    }
-                    let Some(future) = future.take() else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
-                    State::Untouched { future }
-                }
-                StateProj::Answering { future, delay } => {
-                    let answer = ready!(future.poll(cx)).map_err(Into::into);
-                    State::Holding {
-                        sleep: tokio::time::sleep(*delay),
-                        answer: Some(answer),
-                    }
-                }
-                StateProj::Holding { sleep, answer } => {
-                    ready!(sleep.poll(cx));
-                    return Poll::Ready(
-                        answer
-                            .take()
-                            .unwrap_or_else(|| Err(polled_after_completion())),
-                    );
-                }
-                StateProj::Losing { future, fault } => {
-                    drop(ready!(future.poll(cx)));
-                    Self::failing(*fault, true)
-                }
-                StateProj::TimingOut {
-                    mut sleep,
-                    after,
-                    sent,
-                } => {
-                    if sleep.is_none() {
-                        sleep.set(Some(tokio::time::sleep(*after)));
-                    }
-                    if let Some(sleep) = sleep.as_pin_mut() {
-                        ready!(sleep.poll(cx));
-                    }
-                    return Poll::Ready(Err(Box::new(Injected::timeout(*sent))));
-                }
-                StateProj::Failed { answer } => {
-                    return Poll::Ready(
-                        answer
-                            .take()
-                            .unwrap_or_else(|| Err(polled_after_completion())),
-                    );
-                }
+                StateProj::Faulty { faulty } => match ready!(faulty.as_mut().poll_step(cx)) {
+                    Step::Answer(answer) => return Poll::Ready(answer),
+                    Step::Run(future) => future,
+                },
             };
-            state.set(next);
+            state.set(State::Untouched { future });
         }
     }
 }
@@ -254,30 +302,28 @@ where
             None => None,
         };
         let Some(injection) = injection else {
-            return ResponseFuture::new(State::Untouched {
-                future: self.inner.call(request),
-            });
+            return ResponseFuture::untouched(self.inner.call(request));
         };
         tracing::debug!(
             fault = ?injection.fault,
             on_answer = injection.on_answer,
             "chaos: injecting a fault"
         );
-        ResponseFuture::new(match injection.fault {
-            Fault::Latency(delay) if injection.on_answer => State::Answering {
+        ResponseFuture::faulty(match injection.fault {
+            Fault::Latency(delay) if injection.on_answer => Faulty::Answering {
                 future: self.inner.call(request),
                 delay,
             },
-            Fault::Latency(delay) => State::Delaying {
+            Fault::Latency(delay) => Faulty::Delaying {
                 sleep: None,
                 delay,
                 future: Some(self.inner.call(request)),
             },
-            fault if injection.on_answer => State::Losing {
+            fault if injection.on_answer => Faulty::Losing {
                 future: self.inner.call(request),
                 fault,
             },
-            fault => ResponseFuture::<S::Future, R>::failing(fault, false),
+            fault => Faulty::failing(fault, false),
         })
     }
 }

@@ -46,8 +46,10 @@ pin_project! {
         B: Body,
     {
         Waiting { #[pin] future: F },
-        // `None` once the answer has been handed on.
-        Reading { read: Option<Reading<B>> },
+        // `None` once the answer has been handed on. Boxed: only a streamed
+        // answer is read ahead, and the layers above move this future with
+        // every call.
+        Reading { read: Option<Box<Reading<B>>> },
     }
 }
 
@@ -106,14 +108,14 @@ where
                     let (parts, body) = response.into_parts();
                     let now = Instant::now();
                     this.state.set(State::Reading {
-                        read: Some(Reading {
+                        read: Some(Box::new(Reading {
                             parts,
                             body,
                             ahead: VecDeque::new(),
                             bytes: 0,
                             started: now,
                             timer: Box::pin(tokio::time::sleep_until(wake_at(this.bounds, now))),
-                        }),
+                        })),
                     });
                 }
                 StateProj::Reading { read } => {
@@ -121,12 +123,12 @@ where
                         panic!("`read_ahead::ResponseFuture` polled after completion");
                     };
                     let ended = ready!(reading.poll_ahead(this.bounds, this.until, cx))?;
-                    let Some(Reading {
-                        parts, body, ahead, ..
-                    }) = read.take()
-                    else {
+                    let Some(reading) = read.take() else {
                         unreachable!("checked above");
                     };
+                    let Reading {
+                        parts, body, ahead, ..
+                    } = *reading;
                     let body = ReadAheadBody::read(ahead, ended, body);
                     return Poll::Ready(Ok(http::Response::from_parts(parts, body)));
                 }
