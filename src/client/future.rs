@@ -205,6 +205,46 @@ impl Drop for Tracked {
     }
 }
 
+/// The call's ID and `request` span, by the crate's one rule: the caller's ID,
+/// else its own `x-request-id` header, else the handled request's (whose span
+/// already names it), else a fresh one.
+fn identify(call: &mut Call, client: &HttpClient) -> (tracing::Span, RequestId) {
+    let chosen = choose(call.request_id.take(), call.headers.get(X_REQUEST_ID));
+    let path = call.path(client);
+    let span = if chosen.inherited {
+        inner_call_span(&call.method, &path, client.provider())
+    } else {
+        call_span(&call.method, &path, &chosen.id, client.provider())
+    };
+    (span, chosen.id)
+}
+
+/// Makes `stack` ready, the breaker first: an error for a call the circuit
+/// refuses or the stack cannot take, or whose deadline passes while it waits
+/// (for a pool slot); `deadline` keeps that wait's timer between polls.
+fn poll_admitted(
+    stack: &mut Stack,
+    deadline: &mut Option<Pin<Box<Sleep>>>,
+    limits: &Limits,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    match stack.poll_ready(cx) {
+        Poll::Ready(Ok(())) if stack.is_refusing() => Poll::Ready(Err(Error::circuit_open())),
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(Error::from_stack(e))),
+        Poll::Pending => {
+            let Some(limit) = &limits.deadline else {
+                return Poll::Pending;
+            };
+            let timer =
+                deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(limit.at)));
+            ready!(timer.as_mut().poll(cx));
+            let elapsed: BoxError = Box::new(Elapsed::deadline(limit.total));
+            Poll::Ready(Err(Error::from_stack(elapsed)))
+        }
+    }
+}
+
 impl Future for Exec {
     type Output = Result<(http::Response<StackBody>, RequestId), Error>;
 
@@ -219,21 +259,9 @@ impl Future for Exec {
                     this.client.start();
                     let client = &this.client.client;
                     let inner = &*client.inner;
-                    // The crate's one rule: the caller's ID, else its own
-                    // `x-request-id` header, else the handled request's (whose
-                    // span already names it), else a fresh one.
-                    let chosen = choose(call.request_id.take(), call.headers.get(X_REQUEST_ID));
-                    *this.span = if chosen.inherited {
-                        inner_call_span(&call.method, &call.path(client), client.provider())
-                    } else {
-                        call_span(
-                            &call.method,
-                            &call.path(client),
-                            &chosen.id,
-                            client.provider(),
-                        )
-                    };
-                    *this.id = Some(chosen.id);
+                    let (span, id) = identify(&mut call, client);
+                    *this.span = span;
+                    *this.id = Some(id);
                     if !*this.limits_given {
                         let _entered = this.span.enter();
                         if let Err(e) = call.set_limits(client, this.limits) {
@@ -253,23 +281,8 @@ impl Future for Exec {
                     deadline,
                 } => {
                     let _entered = this.span.enter();
-                    match stack.poll_ready(cx) {
-                        Poll::Ready(Ok(())) if stack.is_refusing() => {
-                            break Err(Error::circuit_open());
-                        }
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(e)) => break Err(Error::from_stack(e)),
-                        Poll::Pending => {
-                            let Some(limit) = &this.limits.deadline else {
-                                return Poll::Pending;
-                            };
-                            let timer = deadline.get_or_insert_with(|| {
-                                Box::pin(tokio::time::sleep_until(limit.at))
-                            });
-                            ready!(timer.as_mut().poll(cx));
-                            let elapsed: BoxError = Box::new(Elapsed::deadline(limit.total));
-                            break Err(Error::from_stack(elapsed));
-                        }
+                    if let Err(e) = ready!(poll_admitted(stack, deadline, this.limits, cx)) {
+                        break Err(e);
                     }
                     let (Some(call), Some(id)) = (call.take(), this.id.as_ref()) else {
                         polled_after_completion()

@@ -18,7 +18,7 @@ use crate::hedge::{HedgeLayer, HedgeService};
 use crate::pool::{PoolLimitLayer, PoolLimitService};
 use crate::rate_limit::{RateLimitLayer, RateLimitService, RateLimiter};
 use crate::read_ahead::{ReadAhead, ReadAheadLayer};
-use crate::retry::{RetryLayer, RetryService, RetryStats};
+use crate::retry::{RetryLayer, RetryService, RetryStats, SharedBudget};
 use crate::timeout::{TimeoutLayer, TimeoutService};
 
 /// The provider's stack, the crate's public layers composed: breaker, retry,
@@ -108,16 +108,7 @@ impl HttpClient {
             Some(budget) => retry.budget(budget.clone()),
             None => retry.without_budget(),
         };
-        let hedge = match config.hedge {
-            Some(hedge) => {
-                let layer = HedgeLayer::new(hedge)?;
-                match &budget {
-                    Some(budget) => layer.budget(budget.clone()),
-                    None => layer,
-                }
-            }
-            None => HedgeLayer::off(),
-        };
+        let hedge = hedge_layer(&config, budget.as_ref())?;
         let retry_stats = retry.stats();
         let pool = PoolLimitLayer::new(config.max_connections, config.pool_timeout);
         // Below the retry layer, so that every attempt takes its turn; above
@@ -205,6 +196,21 @@ impl HttpClient {
             inner.hedge.stats(),
         )
     }
+}
+
+/// The client's hedging (off unless configured), drawing on its retry budget.
+fn hedge_layer(
+    config: &HttpClientConfig,
+    budget: Option<&SharedBudget>,
+) -> Result<HedgeLayer, Error> {
+    let Some(hedge) = config.hedge else {
+        return Ok(HedgeLayer::off());
+    };
+    let layer = HedgeLayer::new(hedge)?;
+    Ok(match budget {
+        Some(budget) => layer.budget(budget.clone()),
+        None => layer,
+    })
 }
 
 /// The provider's rate limiter: in the process, or (feature `redis`) in Redis
