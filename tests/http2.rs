@@ -202,6 +202,60 @@ async fn frame(tcp: &mut tokio::net::TcpStream, kind: u8, flags: u8, stream: u32
     tcp.write_all(payload).await.unwrap();
 }
 
+/// One frame as a frame-level server reads it.
+struct ReadFrame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+/// Reads a client's frames, after its 24-byte preface.
+struct FrameReader {
+    input: Vec<u8>,
+    at: usize,
+}
+
+impl FrameReader {
+    fn new() -> Self {
+        FrameReader {
+            input: Vec::new(),
+            at: 24,
+        }
+    }
+
+    /// The next whole frame, or `None` once the connection has closed.
+    async fn next(&mut self, tcp: &mut tokio::net::TcpStream) -> Option<ReadFrame> {
+        loop {
+            let at = self.at;
+            if self.input.len() >= at + 9 {
+                let input = &self.input;
+                let len = u32::from_be_bytes([0, input[at], input[at + 1], input[at + 2]]);
+                let end = at + 9 + len as usize;
+                if input.len() >= end {
+                    self.at = end;
+                    return Some(ReadFrame {
+                        kind: input[at + 3],
+                        flags: input[at + 4],
+                        stream: u32::from_be_bytes([
+                            input[at + 5] & 0x7f,
+                            input[at + 6],
+                            input[at + 7],
+                            input[at + 8],
+                        ]),
+                        payload: input[at + 9..end].to_vec(),
+                    });
+                }
+            }
+            let mut buf = [0u8; 4096];
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+}
+
 /// A server whose first connection, once the client's first request has
 /// arrived, says `GOAWAY` with last stream 0 (NO_ERROR: "I processed none of
 /// your streams") and closes; later connections are answered by a real h2
@@ -215,26 +269,17 @@ async fn going_away_server() -> (Loopback, Arc<AtomicUsize>) {
         async move {
             if seen.fetch_add(1, Ordering::SeqCst) == 0 {
                 frame(&mut tcp, 0x4, 0, 0, &[]).await; // our SETTINGS
-                // The client's preface (24 bytes), then its frames, until the
-                // request's HEADERS (type 1) has arrived.
-                let mut input = Vec::new();
-                let mut at = 24;
-                'read: loop {
-                    let mut buf = [0u8; 4096];
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => input.extend_from_slice(&buf[..n]),
+                // The client's frames, until the request's HEADERS (type 1).
+                let mut reader = FrameReader::new();
+                loop {
+                    let Some(incoming) = reader.next(&mut tcp).await else {
+                        return;
+                    };
+                    if incoming.kind == 0x4 && incoming.flags & 0x1 == 0 {
+                        frame(&mut tcp, 0x4, 0x1, 0, &[]).await; // SETTINGS ACK
                     }
-                    while input.len() >= at + 9 {
-                        let len = u32::from_be_bytes([0, input[at], input[at + 1], input[at + 2]]);
-                        let kind = input[at + 3];
-                        if kind == 0x4 && input[at + 4] & 0x1 == 0 {
-                            frame(&mut tcp, 0x4, 0x1, 0, &[]).await; // SETTINGS ACK
-                        }
-                        if kind == 0x1 {
-                            break 'read;
-                        }
-                        at += 9 + len as usize;
+                    if incoming.kind == 0x1 {
+                        break;
                     }
                 }
                 let mut goaway = [0u8; 8]; // last stream 0, NO_ERROR
@@ -340,49 +385,32 @@ where
         async move {
             let mut answered = 0;
             frame(&mut tcp, 0x4, 0, 0, &[]).await; // our SETTINGS
-            let mut input = Vec::new();
-            let mut at = 24; // after the client's preface
-            loop {
-                let mut buf = [0u8; 4096];
-                match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => input.extend_from_slice(&buf[..n]),
+            let mut reader = FrameReader::new();
+            while let Some(incoming) = reader.next(&mut tcp).await {
+                if dies && answered > 0 {
+                    continue;
                 }
-                while input.len() >= at + 9 {
-                    let len = u32::from_be_bytes([0, input[at], input[at + 1], input[at + 2]]);
-                    let end = at + 9 + len as usize;
-                    if input.len() < end {
-                        break;
-                    }
-                    if dies && answered > 0 {
-                        at = end;
-                        continue;
-                    }
-                    let (kind, flags) = (input[at + 3], input[at + 4]);
-                    let stream = u32::from_be_bytes([
-                        input[at + 5] & 0x7f,
-                        input[at + 6],
-                        input[at + 7],
-                        input[at + 8],
-                    ]);
-                    match kind {
-                        0x4 if flags & 0x1 == 0 => frame(&mut tcp, 0x4, 0x1, 0, &[]).await,
-                        // HEADERS or DATA that end the request.
-                        0x0 | 0x1 if flags & 0x1 != 0 => {
-                            streams.fetch_add(1, Ordering::SeqCst);
-                            answered += 1;
-                            for (kind, flags, payload) in answer() {
-                                frame(&mut tcp, kind, flags, stream, &payload).await;
-                            }
+                let ReadFrame {
+                    kind,
+                    flags,
+                    stream,
+                    payload,
+                } = incoming;
+                match kind {
+                    0x4 if flags & 0x1 == 0 => frame(&mut tcp, 0x4, 0x1, 0, &[]).await,
+                    // HEADERS or DATA that end the request.
+                    0x0 | 0x1 if flags & 0x1 != 0 => {
+                        streams.fetch_add(1, Ordering::SeqCst);
+                        answered += 1;
+                        for (kind, flags, payload) in answer() {
+                            frame(&mut tcp, kind, flags, stream, &payload).await;
                         }
-                        0x6 if flags & 0x1 == 0 => {
-                            pings.fetch_add(1, Ordering::SeqCst);
-                            let payload = input[at + 9..end].to_vec();
-                            frame(&mut tcp, 0x6, 0x1, 0, &payload).await;
-                        }
-                        _ => {}
                     }
-                    at = end;
+                    0x6 if flags & 0x1 == 0 => {
+                        pings.fetch_add(1, Ordering::SeqCst);
+                        frame(&mut tcp, 0x6, 0x1, 0, &payload).await;
+                    }
+                    _ => {}
                 }
             }
         }
