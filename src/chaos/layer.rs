@@ -198,12 +198,7 @@ where
                     delay,
                     future,
                 } => {
-                    if sleep.is_none() {
-                        sleep.set(Some(tokio::time::sleep(*delay)));
-                    }
-                    if let Some(sleep) = sleep.as_pin_mut() {
-                        ready!(sleep.poll(cx));
-                    }
+                    ready!(poll_started_late(sleep.as_mut(), *delay, cx));
                     return Poll::Ready(match future.take() {
                         Some(future) => Step::Run(future),
                         None => Step::Answer(Err(polled_after_completion())),
@@ -233,12 +228,7 @@ where
                     after,
                     sent,
                 } => {
-                    if sleep.is_none() {
-                        sleep.set(Some(tokio::time::sleep(*after)));
-                    }
-                    if let Some(sleep) = sleep.as_pin_mut() {
-                        ready!(sleep.poll(cx));
-                    }
+                    ready!(poll_started_late(sleep.as_mut(), *after, cx));
                     return Poll::Ready(Step::Answer(Err(Box::new(Injected::timeout(*sent)))));
                 }
                 FaultyProj::Failed { answer } => {
@@ -274,6 +264,21 @@ where
             };
             state.set(State::Untouched { future });
         }
+    }
+}
+
+/// Polls a sleep of `delay` that starts at its first poll.
+fn poll_started_late(
+    mut sleep: Pin<&mut Option<Sleep>>,
+    delay: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if sleep.is_none() {
+        sleep.set(Some(tokio::time::sleep(delay)));
+    }
+    match sleep.as_pin_mut() {
+        Some(sleep) => sleep.poll(cx),
+        None => Poll::Ready(()),
     }
 }
 
