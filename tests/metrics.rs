@@ -113,3 +113,68 @@ fn a_provider_client_reports_requests_attempts_retries_failures_rejections_and_s
     assert_eq!(durations("success"), 1);
     assert_eq!(durations("failure"), 5);
 }
+
+#[test]
+fn a_named_layer_alone_reports_its_series_with_unit_and_help_and_an_unnamed_one_nothing() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use stache_resilience::BoxError;
+    use stache_resilience::retry::{RetryConfig, RetryLayer};
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let config = RetryConfig {
+                max_retries: 2,
+                ..RetryConfig::default()
+            };
+            // Fails the first attempt of every call.
+            let inner = || {
+                let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                tower::service_fn(move |_: http::Request<Full<Bytes>>| {
+                    let fail = !failed.swap(true, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        if fail {
+                            Err::<u32, BoxError>("refused".into())
+                        } else {
+                            Ok(7)
+                        }
+                    }
+                })
+            };
+            let get = || {
+                http::Request::get("/")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            };
+            let mut named = ServiceBuilder::new()
+                .layer(RetryLayer::new(config).provider("alone"))
+                .service(inner());
+            assert_eq!(named.ready().await.unwrap().call(get()).await.unwrap(), 7);
+            let mut unnamed = ServiceBuilder::new()
+                .layer(RetryLayer::new(config))
+                .service(inner());
+            assert_eq!(unnamed.ready().await.unwrap().call(get()).await.unwrap(), 7);
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let p = [("provider", "alone")];
+    assert_eq!(counter(&snapshot, telemetry::ATTEMPTS, &p), 2);
+    assert_eq!(counter(&snapshot, telemetry::RETRIES, &p), 1);
+    assert_eq!(
+        snapshot.len(),
+        2,
+        "the unnamed layer reported nothing: {snapshot:?}"
+    );
+    for (key, unit, help, _) in &snapshot {
+        assert_eq!(*unit, Some(metrics::Unit::Count), "{key:?}");
+        assert!(help.as_ref().is_some_and(|h| !h.is_empty()), "{key:?}");
+    }
+}

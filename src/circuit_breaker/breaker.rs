@@ -12,6 +12,7 @@ use super::refusals::Refusals;
 use super::rules::Rules;
 use super::state::{CircuitState, GENERATION_ONE, STATE_MASK, Transition, announce, pack};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering, lock};
+use crate::telemetry::{self, Meter};
 
 /// A cheap, cloneable handle to one circuit breaker's shared state.
 ///
@@ -55,9 +56,8 @@ struct Shared {
     /// The state for subscribers; updated under `probes`, so it always ends on
     /// the latest state.
     watch: tokio::sync::watch::Sender<CircuitState>,
-    /// The provider name the state gauge is labelled with.
-    #[cfg(feature = "metrics")]
-    label: Option<std::sync::Arc<str>>,
+    /// Where the state, transitions and refusals are reported.
+    meter: Meter,
     /// Transitions made, for the model checks.
     #[cfg(all(test, loom))]
     transitions: AtomicU64,
@@ -145,18 +145,16 @@ impl CircuitBreaker {
     /// Zero counts in `config` are treated as 1 (see
     /// [`CircuitBreakerConfig::validate`]).
     pub fn new(config: CircuitBreakerConfig) -> Self {
-        Self::build(config, None, None)
+        Self::build(config, Meter::default(), None)
     }
 
-    /// The breaker with `rules`; with a `label`, its state is reported as the
-    /// `stache_breaker_state` gauge with `provider = label` (feature `metrics`).
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    /// The breaker with `rules`, reporting its state to `meter`.
     pub(super) fn build(
         config: CircuitBreakerConfig,
-        label: Option<std::sync::Arc<str>>,
+        meter: Meter,
         rules: Option<Box<Rules>>,
     ) -> Self {
-        let labelled = label.is_some();
+        let labelled = meter.is_named();
         let breaker = CircuitBreaker {
             shared: Arc::new(Shared {
                 failure_threshold: config.failure_threshold.max(1),
@@ -170,8 +168,7 @@ impl CircuitBreaker {
                 refusals: Refusals::default(),
                 probes: Mutex::new(Probes::default()),
                 watch: tokio::sync::watch::Sender::new(CircuitState::Closed),
-                #[cfg(feature = "metrics")]
-                label,
+                meter,
                 rules,
                 #[cfg(all(test, loom))]
                 transitions: AtomicU64::new(0),
@@ -280,6 +277,7 @@ impl CircuitBreaker {
             let now = self.now_nanos();
             if now < self.shared.reopen_at.load(Ordering::Acquire) {
                 self.shared.refusals.refused(word, now);
+                self.shared.meter.count(telemetry::BREAKER_REJECTIONS);
                 return None;
             }
         }
@@ -287,6 +285,7 @@ impl CircuitBreaker {
         if ticket.is_none() {
             let word = self.shared.word.load(Ordering::Acquire);
             self.shared.refusals.refused(word, self.now_nanos());
+            self.shared.meter.count(telemetry::BREAKER_REJECTIONS);
         }
         ticket
     }
@@ -465,12 +464,8 @@ impl CircuitBreaker {
 
     #[inline]
     fn report(&self, state: CircuitState) {
-        #[cfg(feature = "metrics")]
-        if let Some(label) = &self.shared.label {
-            ::metrics::gauge!(crate::telemetry::BREAKER_STATE, "provider" => label.clone())
-                .set(state.to_bits() as f64);
-        }
-        let _ = state;
+        let meter = &self.shared.meter;
+        meter.set(telemetry::BREAKER_STATE, state.to_bits() as f64);
     }
 
     fn now_nanos(&self) -> u64 {
@@ -522,6 +517,8 @@ impl CircuitBreaker {
         shared.word.store(pack(to, generation), Ordering::Release);
         shared.watch.send_replace(to);
         self.report(to);
+        let meter = &shared.meter;
+        meter.count_by(telemetry::BREAKER_TRANSITIONS, "to", to.as_str());
         Transition {
             from,
             to,

@@ -8,6 +8,7 @@ use super::config::CircuitBreakerConfig;
 use super::policy::{OpenBackoff, SlowCalls, TripPolicy};
 use super::rules::Rules;
 use crate::error::ConfigError;
+use crate::telemetry::Meter;
 
 /// Builds a [`CircuitBreaker`] with more than the three settings of
 /// [`CircuitBreakerConfig`]; from [`CircuitBreaker::builder`].
@@ -22,8 +23,7 @@ pub struct CircuitBreakerBuilder {
     policy: TripPolicy,
     slow_calls: Option<SlowCalls>,
     open_backoff: OpenBackoff,
-    #[cfg(feature = "metrics")]
-    label: Option<std::sync::Arc<str>>,
+    meter: Meter,
 }
 
 impl CircuitBreaker {
@@ -61,8 +61,7 @@ impl CircuitBreaker {
             policy: TripPolicy::Consecutive,
             slow_calls: None,
             open_backoff: OpenBackoff::Fixed,
-            #[cfg(feature = "metrics")]
-            label: None,
+            meter: Meter::default(),
         }
     }
 }
@@ -114,11 +113,11 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// Reports the breaker's state as the `stache_breaker_state` gauge with
-    /// `provider = label`.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn labelled(mut self, label: std::sync::Arc<str>) -> Self {
-        self.label = Some(label);
+    /// Names the breaker: with the feature `metrics`, its state, transitions
+    /// and refusals are reported labelled `provider = name` (see
+    /// [`telemetry`](crate::telemetry)).
+    pub fn provider(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        self.meter = Meter::named(name.into());
         self
     }
 
@@ -138,10 +137,6 @@ impl CircuitBreakerBuilder {
             self.open_backoff,
             self.config.timeout,
         )?;
-        #[cfg(feature = "metrics")]
-        let label = self.label;
-        #[cfg(not(feature = "metrics"))]
-        let label = None;
-        Ok(CircuitBreaker::build(self.config, label, rules))
+        Ok(CircuitBreaker::build(self.config, self.meter, rules))
     }
 }

@@ -94,31 +94,29 @@ impl HttpClient {
         let templates = Templates::new(&config)?;
         let label: Arc<str> = provider.clone().unwrap_or_else(|| Arc::from("default"));
         let counters = Arc::new(Counters::new(label.clone()));
-        let breaker = config.breaker();
-        #[cfg(feature = "metrics")]
-        let breaker = breaker.labelled(label.clone());
-        let breaker = breaker.build()?;
-        let retry = RetryLayer::new(config.retry_config());
-        #[cfg(feature = "metrics")]
-        let retry = retry.labelled(label.clone());
-        let mut retry = retry.classifier(HttpClassifier);
+        // Every layer is named: each reports its own metrics.
+        let breaker = config.breaker().provider(label.clone()).build()?;
+        let mut retry = RetryLayer::new(config.retry_config())
+            .provider(label.clone())
+            .classifier(HttpClassifier);
         // One budget for retries and hedged copies alike.
         let budget = config.retry_budget.then(crate::retry::default_budget);
         retry = match &budget {
             Some(budget) => retry.budget(budget.clone()),
             None => retry.without_budget(),
         };
-        let hedge = hedge_layer(&config, budget.as_ref())?;
+        let hedge = hedge_layer(&config, budget.as_ref())?.provider(label.clone());
         let retry_stats = retry.stats();
         let pool = PoolLimitLayer::new(config.max_connections, config.pool_timeout);
         // Below the retry layer, so that every attempt takes its turn; above
         // the timeout, so that waiting does not eat an attempt's time. It
         // waits no longer than the retry layer would for a `Retry-After`.
-        let limiter = limiter(&config, &label)?.with_max_wait(config.retry_max_delay);
+        let limiter = limiter(&config, &label)?
+            .with_max_wait(config.retry_max_delay)
+            .provider(label.clone());
         let transport = Transport::new(
             transport::build_client(&config)?,
             config.max_response_bytes,
-            counters.clone(),
             label.clone(),
         );
         // Just above the transport, so that an injected fault meets every

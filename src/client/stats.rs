@@ -41,7 +41,8 @@ pub struct ClientStats {
     pub circuit_breaker_threshold: u32,
     /// Calls made (each counts once, whatever its retries).
     pub requests: u64,
-    /// Attempts sent to the server (first attempts and retries).
+    /// Attempts made (first attempts and retries), whether or not they reached
+    /// the server; hedged copies are counted in [`hedge`](Self::hedge).
     pub attempts: u64,
     /// Retries sent.
     pub retries: u64,
@@ -64,7 +65,6 @@ pub struct ClientStats {
 #[derive(Debug)]
 pub(super) struct Counters {
     requests: AtomicU64,
-    attempts: AtomicU64,
     rejected: AtomicU64,
     failures: AtomicU64,
     in_flight: AtomicU64,
@@ -79,7 +79,6 @@ impl Counters {
         let _ = label;
         Counters {
             requests: AtomicU64::new(0),
-            attempts: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -101,17 +100,12 @@ impl Counters {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Counts an attempt sent to the server.
-    pub(super) fn count_attempt(&self) {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Counts a call that ended in `error`: a rejection if the circuit refused
     /// it, a failure of its kind otherwise.
     pub(super) fn call_failed(&self, error: &Error) {
         if error.is_circuit_open() {
+            // The breaker reports its refusals itself.
             self.rejected.fetch_add(1, Ordering::Relaxed);
-            self.metric(telemetry::BREAKER_REJECTIONS, None);
         } else {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.metric(telemetry::FAILURES, Some(error.kind().label()));
@@ -157,7 +151,7 @@ impl Counters {
             circuit_breaker_state: breaker.state(),
             circuit_breaker_threshold: config.circuit_breaker_threshold,
             requests: self.requests.load(Ordering::Relaxed),
-            attempts: self.attempts.load(Ordering::Relaxed),
+            attempts: retries.attempts(),
             retries: retries.retries(),
             rejected: self.rejected.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),

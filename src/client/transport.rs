@@ -20,7 +20,6 @@ use tower_service::Service;
 
 use super::body::{ReadBody, ResponseBody};
 use super::config::{HttpClientConfig, HttpVersion};
-use super::stats::Counters;
 #[cfg(feature = "metrics")]
 use crate::classify::{classify_error, classify_response};
 use crate::error::{BoxError, ConfigError};
@@ -227,7 +226,6 @@ pub(crate) struct Transport {
 struct TransportInner {
     client: HyperClient,
     max_response_bytes: usize,
-    counters: Arc<Counters>,
     /// The provider label of the attempt metrics.
     #[cfg(feature = "metrics")]
     label: Arc<str>,
@@ -235,17 +233,11 @@ struct TransportInner {
 
 impl Transport {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn new(
-        client: HyperClient,
-        max_response_bytes: usize,
-        counters: Arc<Counters>,
-        label: Arc<str>,
-    ) -> Self {
+    pub(crate) fn new(client: HyperClient, max_response_bytes: usize, label: Arc<str>) -> Self {
         Transport {
             inner: Arc::new(TransportInner {
                 client,
                 max_response_bytes,
-                counters,
                 #[cfg(feature = "metrics")]
                 label,
             }),
@@ -274,7 +266,6 @@ impl Service<http::Request<Outgoing>> for Transport {
 
     fn call(&mut self, req: http::Request<Outgoing>) -> Self::Future {
         let inner = &*self.inner;
-        inner.counters.count_attempt();
         let (mut parts, outgoing) = req.into_parts();
         let mut headers = HeaderMap::clone(&outgoing.headers);
         if let Some(extra) = &outgoing.extra {
@@ -396,7 +387,6 @@ struct AttemptTimer {
 #[cfg(feature = "metrics")]
 impl AttemptTimer {
     fn start(label: Arc<str>) -> Self {
-        ::metrics::counter!(telemetry::ATTEMPTS, "provider" => label.clone()).increment(1);
         AttemptTimer {
             label,
             started: std::time::Instant::now(),

@@ -14,6 +14,7 @@ use super::future::ResponseFuture;
 use super::shared::Shared;
 use crate::error::{BoxError, ConfigError};
 use crate::retry::{ReplayBody, ReplayRequest, SharedBudget};
+use crate::telemetry::Meter;
 
 /// A request extension: never hedge this request (a stream, whose copy would
 /// double the tokens it costs).
@@ -77,7 +78,7 @@ impl HedgeLayer {
     pub fn new(hedge: Hedge) -> Result<Self, ConfigError> {
         hedge.validate()?;
         Ok(HedgeLayer {
-            shared: Some(Arc::new(Shared::new(hedge, None))),
+            shared: Some(Arc::new(Shared::new(hedge, None, Meter::default()))),
         })
     }
 
@@ -94,6 +95,17 @@ impl HedgeLayer {
     pub fn budget(mut self, budget: SharedBudget) -> Self {
         if let Some(shared) = &self.shared {
             self.shared = Some(Arc::new(shared.with_retries(budget)));
+        }
+        self
+    }
+
+    /// Names the layer: with the feature `metrics`, copies sent, won and
+    /// refused are reported labelled `provider = name` (see
+    /// [`telemetry`](crate::telemetry)); builder-style, starting afresh as
+    /// [`budget`](Self::budget) does.
+    pub fn provider(mut self, name: impl Into<Arc<str>>) -> Self {
+        if let Some(shared) = &self.shared {
+            self.shared = Some(Arc::new(shared.with_meter(Meter::named(name.into()))));
         }
         self
     }

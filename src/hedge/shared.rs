@@ -10,6 +10,7 @@ use tower::retry::budget::Budget;
 use super::config::{Delay, Hedge};
 use super::latency::Latencies;
 use crate::retry::{RetryBudget, SharedBudget};
+use crate::telemetry::{self, Meter};
 
 /// What every service of one layer shares.
 pub(super) struct Shared {
@@ -24,10 +25,12 @@ pub(super) struct Shared {
     pub(super) sent: AtomicU64,
     pub(super) won: AtomicU64,
     pub(super) refused: AtomicU64,
+    /// Where copies sent, won and refused are reported.
+    pub(super) meter: Meter,
 }
 
 impl Shared {
-    pub(super) fn new(hedge: Hedge, retries: Option<SharedBudget>) -> Self {
+    pub(super) fn new(hedge: Hedge, retries: Option<SharedBudget>, meter: Meter) -> Self {
         Shared {
             latencies: match hedge.delay {
                 Delay::Percentile(p, _) => Some(Latencies::new(p)),
@@ -39,13 +42,20 @@ impl Shared {
             sent: AtomicU64::new(0),
             won: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            meter,
         }
     }
 
-    /// The same settings, drawing on `retries` too, with a full budget and
-    /// no stats.
+    /// The same settings and name, drawing on `retries` too, with a full
+    /// budget and no stats.
     pub(super) fn with_retries(&self, retries: SharedBudget) -> Self {
-        Shared::new(self.hedge, Some(retries))
+        Shared::new(self.hedge, Some(retries), self.meter.clone())
+    }
+
+    /// The same settings and budgets, reporting to `meter`, with a full
+    /// budget and no stats.
+    pub(super) fn with_meter(&self, meter: Meter) -> Self {
+        Shared::new(self.hedge, self.retries.clone(), meter)
     }
 
     /// How long a call waits for its answer before a copy is sent.
@@ -64,13 +74,19 @@ impl Shared {
     pub(super) fn may_send(&self) -> bool {
         let allowed =
             self.load.withdraw() && self.retries.as_ref().is_none_or(|budget| budget.withdraw());
-        let counter = if allowed { &self.sent } else { &self.refused };
+        let (counter, metric) = if allowed {
+            (&self.sent, telemetry::HEDGES_SENT)
+        } else {
+            (&self.refused, telemetry::HEDGES_REFUSED)
+        };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.meter.count(metric);
         allowed
     }
 
     pub(super) fn won(&self) {
         self.won.fetch_add(1, Ordering::Relaxed);
+        self.meter.count(telemetry::HEDGES_WON);
     }
 
     /// Learns from a call answered after `latency`, when the delay is a

@@ -17,6 +17,7 @@ use super::headers::spent_for;
 use super::pacer::{Pacer, Released};
 use crate::error::{ConfigError, RateLimited};
 use crate::retry_after::headers_retry_after;
+use crate::telemetry::{self, Meter};
 
 /// The longest a gate stays closed, whatever a provider asks: a day.
 const MAX_GATE: Duration = Duration::from_secs(86_400);
@@ -56,6 +57,8 @@ struct Inner {
     waited: AtomicU64,
     refused: AtomicU64,
     throttled: AtomicU64,
+    /// Where waits, refusals and throttled answers are reported, once named.
+    meter: std::sync::OnceLock<Meter>,
 }
 
 struct State {
@@ -191,6 +194,15 @@ impl RateLimiter {
         self
     }
 
+    /// Names the limiter: with the feature `metrics`, its waits, refusals and
+    /// the throttled answers it sees are reported labelled `provider = name`
+    /// (see [`telemetry`](crate::telemetry)). Applies to every clone; the
+    /// first name given stays.
+    pub fn provider(self, name: impl Into<Arc<str>>) -> Self {
+        let _ = self.inner.meter.set(Meter::named(name.into()));
+        self
+    }
+
     /// The configured limit, if any.
     pub fn limit(&self) -> Option<&RateLimit> {
         self.inner.limit.as_ref()
@@ -277,7 +289,7 @@ impl RateLimiter {
         };
         let allowed = latest.saturating_duration_since(arrived);
         let refuse = |wait: Option<Duration>| {
-            inner.refused.fetch_add(1, Ordering::Relaxed);
+            inner.count(&inner.refused, telemetry::RATE_LIMIT_REFUSALS);
             tracing::debug!(
                 wait_secs = wait.map(|w| w.as_secs_f64()),
                 allowed_secs = allowed.as_secs_f64(),
@@ -355,7 +367,7 @@ impl RateLimiter {
                     let turn = self.paced(deadline, latest, &refuse, &mut waited).await?;
                     if let Some(ticket) = turn {
                         if waited {
-                            inner.waited.fetch_add(1, Ordering::Relaxed);
+                            inner.count(&inner.waited, telemetry::RATE_LIMIT_WAITS);
                         }
                         return Ok(ticket);
                     }
@@ -363,7 +375,7 @@ impl RateLimiter {
             }
         }
         if waited {
-            inner.waited.fetch_add(1, Ordering::Relaxed);
+            inner.count(&inner.waited, telemetry::RATE_LIMIT_WAITS);
         }
         Ok(Ticket::default())
     }
@@ -451,7 +463,7 @@ impl RateLimiter {
         let mut state = lock(&inner.state);
         let now = Instant::now();
         if throttled {
-            inner.throttled.fetch_add(1, Ordering::Relaxed);
+            inner.count(&inner.throttled, telemetry::RATE_LIMIT_THROTTLED);
             if let Some(wait) = wait.max(spent) {
                 state.close(now, wait);
             }
@@ -488,6 +500,14 @@ impl RateLimiter {
 }
 
 impl Inner {
+    /// Adds one to `counter`, and to the metric `name` if the limiter is named.
+    fn count(&self, counter: &AtomicU64, name: &'static str) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(meter) = self.meter.get() {
+            meter.count(name);
+        }
+    }
+
     fn new(limit: Option<RateLimit>) -> Inner {
         Inner {
             engaged: AtomicBool::new(limit.is_some()),
@@ -505,6 +525,7 @@ impl Inner {
             waited: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            meter: std::sync::OnceLock::new(),
         }
     }
 }

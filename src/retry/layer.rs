@@ -11,6 +11,7 @@ use super::replay::Replay;
 use super::service::RetryService;
 use super::stats::{RetryStats, Shared};
 use crate::classify::ErrorsAreFailures;
+use crate::telemetry::Meter;
 
 /// Retries transient failures; see the [module documentation](super).
 ///
@@ -61,10 +62,12 @@ impl<C> RetryLayer<C> {
         self
     }
 
-    /// Reports retries as `stache_retries_total{provider = label}`.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn labelled(mut self, label: Arc<str>) -> Self {
-        self.stats = Arc::new(RetryStats::labelled(label));
+    /// Names the layer: with the feature `metrics`, its attempts, retries and
+    /// budget refusals are reported labelled `provider = name` (see
+    /// [`telemetry`](crate::telemetry)). The layer returned starts with fresh
+    /// [`stats`](Self::stats).
+    pub fn provider(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.stats = Arc::new(RetryStats::metered(Meter::named(name.into())));
         self
     }
 

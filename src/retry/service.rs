@@ -131,6 +131,7 @@ impl<S, C> RetryService<S, C> {
         if let Some(budget) = &self.shared.budget {
             budget.deposit();
         }
+        self.shared.stats.count_first();
         // Before any copy is made, so that no attempt carries it.
         let marked = req.take_repeat_mark();
         // The clock is read only when the config bounds the whole call.

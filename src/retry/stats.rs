@@ -5,27 +5,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::budget::SharedBudget;
+use crate::telemetry::{self, Meter};
 
 /// Counters kept by one [`RetryLayer`](super::RetryLayer) and all its services; from
 /// [`RetryLayer::stats`](super::RetryLayer::stats). Only retries touch them: a call that succeeds at once
 /// costs nothing here.
 #[derive(Debug, Default)]
 pub struct RetryStats {
+    calls: AtomicU64,
     retries: AtomicU64,
     budget_exhausted: AtomicU64,
-    /// The provider the `stache_retries_total` counter is labelled with.
-    #[cfg(feature = "metrics")]
-    label: Option<Arc<str>>,
+    /// Where the counters are also reported, once the layer is named.
+    meter: Meter,
 }
 
 impl RetryStats {
-    /// Counters that also report retries as `stache_retries_total{provider = label}`.
-    #[cfg(feature = "metrics")]
-    pub(super) fn labelled(label: Arc<str>) -> Self {
+    /// Counters that also report to `meter`.
+    pub(super) fn metered(meter: Meter) -> Self {
         RetryStats {
-            label: Some(label),
+            meter,
             ..RetryStats::default()
         }
+    }
+
+    /// Attempts sent so far: first attempts and retries. (Hedged copies made
+    /// below are counted by their own layer.)
+    pub fn attempts(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed) + self.retries()
     }
 
     /// Retries sent so far.
@@ -38,17 +44,21 @@ impl RetryStats {
         self.budget_exhausted.load(Ordering::Relaxed)
     }
 
+    #[inline]
+    pub(crate) fn count_first(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.meter.count(telemetry::ATTEMPTS);
+    }
+
     pub(crate) fn count_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
-        #[cfg(feature = "metrics")]
-        if let Some(label) = &self.label {
-            ::metrics::counter!(crate::telemetry::RETRIES, "provider" => label.clone())
-                .increment(1);
-        }
+        self.meter.count(telemetry::ATTEMPTS);
+        self.meter.count(telemetry::RETRIES);
     }
 
     pub(crate) fn count_budget_exhausted(&self) {
         self.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+        self.meter.count(telemetry::RETRY_BUDGET_EXHAUSTED);
     }
 }
 
