@@ -81,6 +81,38 @@ async fn a_call_that_cannot_fit_its_deadline_fails_at_once_and_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_gate_that_opens_after_the_deadline_refuses_the_call_at_once() {
+    let server = Server::replies(vec![
+        Reply::Full {
+            status: 429,
+            headers: vec![("retry-after", "5".into())],
+            body: bytes::Bytes::new(),
+        },
+        Reply::json(200, "{}"),
+    ])
+    .await;
+    let mut c = config(&server.url());
+    c.max_retries = 0;
+    let client = HttpClient::new(c).unwrap();
+    let err = client.get("/first").send().await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(429));
+    // The gate is closed for 5 s: the stack is not ready (the limiter's
+    // readiness), and a call that must start within 1 s is refused at once
+    // rather than left to wait for its deadline.
+    let started = Instant::now();
+    let err = client
+        .get("/second")
+        .deadline(Duration::from_secs(1))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(500), "it waited");
+    assert_eq!(err.kind(), ErrorKind::RateLimited, "{err:?}");
+    assert_eq!(server.hits(), 1, "the refused call sent nothing");
+    assert_eq!(client.stats().rate_limit.refused, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_quota_spent_holds_the_next_call_until_its_reset() {
     let server = Server::replies(vec![
         limited(&[

@@ -221,8 +221,11 @@ fn identify(call: &mut Call, client: &HttpClient) -> (tracing::Span, RequestId) 
 
 /// Makes `stack` ready, the breaker first: an error for a call the circuit
 /// refuses or the stack cannot take, or whose deadline passes while it waits
-/// (for a pool slot); `deadline` keeps that wait's timer between polls.
+/// (for a pool slot, or the rate limiter's gate: a gate that opens after the
+/// deadline refuses the call at once); `deadline` keeps that wait's timer
+/// between polls.
 fn poll_admitted(
+    client: &HttpClient,
     stack: &mut Stack,
     deadline: &mut Option<Pin<Box<Sleep>>>,
     limits: &Limits,
@@ -236,6 +239,9 @@ fn poll_admitted(
             let Some(limit) = &limits.deadline else {
                 return Poll::Pending;
             };
+            if let Some(refused) = client.inner.limiter.refuse_past(limit.at) {
+                return Poll::Ready(Err(Error::from_stack(Box::new(refused))));
+            }
             let timer =
                 deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(limit.at)));
             ready!(timer.as_mut().poll(cx));
@@ -281,7 +287,9 @@ impl Future for Exec {
                     deadline,
                 } => {
                     let _entered = this.span.enter();
-                    if let Err(e) = ready!(poll_admitted(stack, deadline, this.limits, cx)) {
+                    let admitted =
+                        poll_admitted(&this.client.client, stack, deadline, this.limits, cx);
+                    if let Err(e) = ready!(admitted) {
                         break Err(e);
                     }
                     let (Some(call), Some(id)) = (call.take(), this.id.as_ref()) else {

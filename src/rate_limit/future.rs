@@ -9,9 +9,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::limiter::{RateLimiter, Ticket};
-use crate::error::{BoxError, RateLimited};
-
-type Turn = Pin<Box<dyn Future<Output = Result<Ticket, RateLimited>> + Send>>;
+use super::turn::Turn;
+use crate::error::BoxError;
 
 pin_project! {
     /// The future returned by [`RateLimitService`](super::RateLimitService):
@@ -32,7 +31,8 @@ pin_project! {
     where
         S: Service<Req>,
     {
-        Waiting { turn: Turn, service: Option<S>, request: Option<Req> },
+        // Boxed, so that a call that goes at once carries no room for a wait.
+        Waiting { turn: Box<Turn>, service: Option<S>, request: Option<Req> },
         // The turn came: the service is made ready now, so that a slot below
         // (a pool's) is not held through the wait for the turn.
         Readying { service: S, request: Option<Req>, ticket: Ticket },
@@ -54,7 +54,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     pub(super) fn waiting(turn: Turn, service: S, request: Req, limiter: RateLimiter) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                turn,
+                turn: Box::new(turn),
                 service: Some(service),
                 request: Some(request),
             },
@@ -79,7 +79,7 @@ where
                     service,
                     request,
                 } => {
-                    let ticket = ready!(turn.as_mut().poll(cx))?;
+                    let ticket = ready!(Pin::new(&mut **turn).poll(cx))?;
                     let Some(service) = service.take() else {
                         panic!("the rate limit's future polled after completion");
                     };

@@ -1,13 +1,17 @@
 //! [`RateLimitLayer`] and [`RateLimitService`]: a [`RateLimiter`] in front of
 //! any tower service of `http` requests.
 
-use std::task::{Context, Poll};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::time::Sleep;
 
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::limiter::RateLimiter;
+use super::turn::Turn;
 use crate::deadline::RequestDeadline;
 use crate::error::BoxError;
 
@@ -66,24 +70,45 @@ impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimitService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService {
-            inner,
-            limiter: self.limiter.clone(),
-        }
+        RateLimitService::new(inner, self.limiter.clone())
     }
 }
 
 /// The service of [`RateLimitLayer`].
-#[derive(Debug, Clone)]
+///
+/// # Readiness
+///
+/// While the provider's gate is closed (after a 429 or a spent quota), the
+/// service is not ready: `poll_ready` is Pending until the gate opens (plus a
+/// random part of the wait, so that the waiting crowd is spread), and the
+/// service below is not asked for readiness meanwhile, so that it holds no
+/// slot through the wait. A gate that opens later than the limiter's longest
+/// wait does not hold readiness: the call is refused at once instead. What
+/// depends on the request stays in `call`: the configured limits (its token
+/// [`Cost`]), the learned pace, and the refusal of a call whose turn is past
+/// its deadline.
+#[derive(Debug)]
 pub struct RateLimitService<S> {
     inner: S,
     limiter: RateLimiter,
+    /// The wait for the gate, while readiness waits for it.
+    gate: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S: Clone> Clone for RateLimitService<S> {
+    fn clone(&self) -> Self {
+        RateLimitService::new(self.inner.clone(), self.limiter.clone())
+    }
 }
 
 impl<S> RateLimitService<S> {
     /// Wraps `inner`, waiting on `limiter`.
     pub fn new(inner: S, limiter: RateLimiter) -> Self {
-        RateLimitService { inner, limiter }
+        RateLimitService {
+            inner,
+            limiter,
+            gate: None,
+        }
     }
 
     /// The limiter this service waits on.
@@ -102,6 +127,9 @@ where
     type Future = ResponseFuture<S, http::Request<B>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.limiter.engaged() {
+            ready!(self.limiter.poll_gate(&mut self.gate, cx));
+        }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
@@ -117,8 +145,7 @@ where
         self.inner = inner.clone();
         let cost = req.extensions().get::<Cost>().map_or(0, |c| c.0);
         let deadline = req.extensions().get::<RequestDeadline>().map(|d| d.0);
-        let limiter = self.limiter.clone();
-        let turn = Box::pin(async move { limiter.wait_turn(cost, deadline).await });
+        let turn = Turn::new(self.limiter.clone(), cost, deadline);
         ResponseFuture::waiting(turn, inner, req, self.limiter.clone())
     }
 }

@@ -2,6 +2,8 @@
 //! provider, shared by every clone.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -20,7 +22,7 @@ use crate::retry_after::headers_retry_after;
 use crate::telemetry::{self, Meter};
 
 /// The longest a gate stays closed, whatever a provider asks: a day.
-const MAX_GATE: Duration = Duration::from_secs(86_400);
+pub(super) const MAX_GATE: Duration = Duration::from_secs(86_400);
 /// The longest wait of a limiter that was not given one.
 const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 /// The most a caller released by a gate (without a pace) waits after it, to
@@ -39,33 +41,33 @@ pub struct RateLimiter {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     /// Whether a call must look at the state at all: a limit is configured,
     /// the pace is on, or a gate is closed. Read alone on every call.
-    engaged: AtomicBool,
-    state: Mutex<State>,
-    /// The line of paced callers, first come first served (tokio's mutex is
-    /// fair).
-    line: tokio::sync::Mutex<()>,
+    pub(super) engaged: AtomicBool,
+    pub(super) state: Mutex<State>,
+    /// The line of paced callers, first come first served (tokio's
+    /// semaphore is fair): one permit.
+    pub(super) line: Arc<tokio::sync::Semaphore>,
     /// Callers waiting to enter the line.
-    queued: AtomicUsize,
-    max_wait_ms: AtomicU64,
-    limit: Option<RateLimit>,
+    pub(super) queued: AtomicUsize,
+    pub(super) max_wait_ms: AtomicU64,
+    pub(super) limit: Option<RateLimit>,
     /// The configured limits kept in Redis (then `buckets` is `None`).
     #[cfg(feature = "redis")]
-    fleet: Option<FleetStore>,
-    waited: AtomicU64,
-    refused: AtomicU64,
+    pub(super) fleet: Option<FleetStore>,
+    pub(super) waited: AtomicU64,
+    pub(super) refused: AtomicU64,
     throttled: AtomicU64,
     /// Where waits, refusals and throttled answers are reported, once named.
     meter: std::sync::OnceLock<Meter>,
 }
 
-struct State {
-    buckets: Option<Buckets>,
+pub(super) struct State {
+    pub(super) buckets: Option<Buckets>,
     /// No attempt goes before this instant.
-    gate: Option<Instant>,
-    pacer: Pacer,
+    pub(super) gate: Option<Instant>,
+    pub(super) pacer: Pacer,
 }
 
 /// What a call's turn left for its answer to report: whether the pace
@@ -73,6 +75,13 @@ struct State {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ticket {
     released: Option<Released>,
+}
+
+impl Ticket {
+    /// The ticket of a call the pace let go (`released`), or not.
+    pub(super) fn released(released: Option<Released>) -> Ticket {
+        Ticket { released }
+    }
 }
 
 /// Counters and the current state of a [`RateLimiter`]; from
@@ -208,36 +217,16 @@ impl RateLimiter {
         self.inner.limit.as_ref()
     }
 
+    /// What every clone shares.
+    pub(super) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     /// Whether a call has to look at the limiter's state (a limit, a pace or
     /// a gate); when not, it goes at once.
     #[inline]
     pub(crate) fn engaged(&self) -> bool {
         self.inner.engaged.load(Ordering::Relaxed)
-    }
-
-    /// Waits for a call's turn: `cost` tokens, to start by `deadline`. The
-    /// permit reports the call's answer back with
-    /// [`finish`](Permit::finish), which is how the limiter learns a pace.
-    ///
-    /// # Errors
-    ///
-    /// [`RateLimited`] at once, before any wait, when the known wait passes
-    /// `deadline` (or, without one, the longest wait); or when no turn came
-    /// by then.
-    pub async fn acquire(
-        &self,
-        cost: u32,
-        deadline: Option<Instant>,
-    ) -> Result<Permit, RateLimited> {
-        let ticket = if self.engaged() {
-            self.wait_turn(cost, deadline).await?
-        } else {
-            Ticket::default()
-        };
-        Ok(Permit {
-            limiter: self.clone(),
-            ticket,
-        })
     }
 
     /// Reports an answer of the provider that no permit was taken for: a
@@ -271,167 +260,50 @@ impl RateLimiter {
         }
     }
 
-    /// The slow path of a call's turn: the configured limits, then the gate
-    /// and the pace.
-    pub(crate) async fn wait_turn(
+    /// Readiness while the gate is closed: Pending until it opens (plus a
+    /// spread of a tenth of the wait), with `timer` kept between polls; Ready
+    /// at once when it is open, or opens later than the longest wait (the
+    /// call is then refused in its turn).
+    pub(crate) fn poll_gate(
         &self,
-        cost: u32,
-        deadline: Option<Instant>,
-    ) -> Result<Ticket, RateLimited> {
-        let inner = &*self.inner;
-        let arrived = Instant::now();
-        let latest = match deadline {
-            Some(deadline) => deadline,
-            None => {
-                let wait = Duration::from_millis(inner.max_wait_ms.load(Ordering::Relaxed));
-                arrived.checked_add(wait).unwrap_or(arrived + MAX_GATE)
-            }
-        };
-        let allowed = latest.saturating_duration_since(arrived);
-        let refuse = |wait: Option<Duration>| {
-            inner.count(&inner.refused, telemetry::RATE_LIMIT_REFUSALS);
-            tracing::debug!(
-                wait_secs = wait.map(|w| w.as_secs_f64()),
-                allowed_secs = allowed.as_secs_f64(),
-                "rate limited: not waiting past the call's deadline"
-            );
-            RateLimited::new(wait, allowed)
-        };
-        let mut waited = false;
-
-        // The configured limits kept in Redis: a start reserved there.
-        #[cfg(feature = "redis")]
-        if let Some(store) = &inner.fleet {
-            let at = store
-                .reserve(arrived, cost, latest)
-                .await
-                .map_err(|wait| refuse(Some(wait)))?;
-            if at > Instant::now() {
-                waited = true;
-                tokio::time::sleep_until(at).await;
+        timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let now = Instant::now();
+        if timer.is_none() {
+            let gate = lock(&self.inner.state).gate.filter(|g| *g > now);
+            let max_wait = Duration::from_millis(self.inner.max_wait_ms.load(Ordering::Relaxed));
+            match gate {
+                Some(gate) if gate - now <= max_wait => {
+                    *timer = Some(Box::pin(tokio::time::sleep_until(spread(now, gate))));
+                }
+                _ => return std::task::Poll::Ready(()),
             }
         }
-
-        // The configured limits: a start reserved now, in arrival order.
-        let reserved = lock(&inner.state)
-            .buckets
-            .as_mut()
-            .map(|b| b.reserve(arrived, cost, latest));
-        if let Some(reserved) = reserved {
-            let mut at = reserved.map_err(|wait| refuse(Some(wait)))?;
-            loop {
-                if at > Instant::now() {
-                    waited = true;
-                    tokio::time::sleep_until(at).await;
-                }
-                let begun = lock(&inner.state)
-                    .buckets
-                    .as_mut()
-                    .map_or(Ok(()), |b| b.begin(Instant::now()));
-                match begun {
-                    Ok(()) => break,
-                    Err(later) => at = later,
-                }
-            }
-        }
-
-        // The gate, and the pace.
-        loop {
-            let now = Instant::now();
-            let step = {
-                let mut state = lock(&inner.state);
-                if state.gate.is_some_and(|g| g <= now) {
-                    state.gate = None;
-                }
-                if state.pacer.is_on() {
-                    Step::Pace
-                } else if let Some(gate) = state.gate {
-                    Step::Gate(gate)
-                } else {
-                    if inner.limit.is_none() {
-                        inner.engaged.store(false, Ordering::Relaxed);
-                    }
-                    Step::Go
-                }
-            };
-            match step {
-                Step::Go => break,
-                Step::Gate(gate) => {
-                    if gate > latest {
-                        return Err(refuse(Some(gate - now)));
-                    }
-                    waited = true;
-                    tokio::time::sleep_until(spread(now, gate).min(latest)).await;
-                }
-                Step::Pace => {
-                    let turn = self.paced(deadline, latest, &refuse, &mut waited).await?;
-                    if let Some(ticket) = turn {
-                        if waited {
-                            inner.count(&inner.waited, telemetry::RATE_LIMIT_WAITS);
-                        }
-                        return Ok(ticket);
-                    }
-                }
-            }
-        }
-        if waited {
+        if let Some(sleep) = timer {
+            std::task::ready!(sleep.as_mut().poll(cx));
+            let inner = &*self.inner;
             inner.count(&inner.waited, telemetry::RATE_LIMIT_WAITS);
         }
-        Ok(Ticket::default())
+        *timer = None;
+        std::task::Poll::Ready(())
     }
 
-    /// A turn in the line of paced callers; `None` if the pace turned off
-    /// meanwhile (the caller then looks at the gate again). The wait in line
-    /// is bounded by the call's deadline alone: the callers before it are
-    /// not this call's wait to refuse. Its own turn, once first in line, is
-    /// bounded by `latest`.
-    async fn paced(
-        &self,
-        deadline: Option<Instant>,
-        latest: Instant,
-        refuse: &impl Fn(Option<Duration>) -> RateLimited,
-        waited: &mut bool,
-    ) -> Result<Option<Ticket>, RateLimited> {
-        let inner = &*self.inner;
-        inner.queued.fetch_add(1, Ordering::Relaxed);
-        let turn = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, inner.line.lock()).await,
-            None => Ok(inner.line.lock().await),
-        };
-        inner.queued.fetch_sub(1, Ordering::Relaxed);
-        let Ok(_turn) = turn else {
-            return Err(refuse(None));
-        };
-        loop {
-            let now = Instant::now();
-            let next = {
-                let mut state = lock(&inner.state);
-                if state.gate.is_some_and(|g| g <= now) {
-                    state.gate = None;
-                }
-                let Some(release) = state.pacer.next_release() else {
-                    return Ok(None);
-                };
-                let next = state.gate.map_or(release, |gate| gate.max(release));
-                if next <= now {
-                    // Nobody else in line, and no throttling for a while: the
-                    // pace is no longer needed.
-                    if inner.queued.load(Ordering::Relaxed) == 0 && state.pacer.settle(now) {
-                        tracing::debug!("no throttled answer for a while: pacing off");
-                        return Ok(None);
-                    }
-                    return Ok(Some(Ticket {
-                        released: state.pacer.release(now),
-                    }));
-                }
-                next
-            };
-            if next > latest {
-                return Err(refuse(Some(next - now)));
-            }
-            *waited = true;
-            tokio::time::sleep_until(next).await;
+    /// The refusal of a call that must start by `deadline`, if the gate
+    /// opens after it: for a caller that waits for readiness, which cannot
+    /// know the call's deadline, and should not wait in vain.
+    pub(crate) fn refuse_past(&self, deadline: Instant) -> Option<RateLimited> {
+        if !self.engaged() {
+            return None;
         }
+        let now = Instant::now();
+        let gate = lock(&self.inner.state).gate.filter(|g| *g > deadline)?;
+        let inner = &*self.inner;
+        inner.count(&inner.refused, telemetry::RATE_LIMIT_REFUSALS);
+        Some(RateLimited::new(
+            Some(gate - now),
+            deadline.saturating_duration_since(now),
+        ))
     }
 
     /// Learns from an answer to a call that had `ticket`.
@@ -501,7 +373,7 @@ impl RateLimiter {
 
 impl Inner {
     /// Adds one to `counter`, and to the metric `name` if the limiter is named.
-    fn count(&self, counter: &AtomicU64, name: &'static str) {
+    pub(super) fn count(&self, counter: &AtomicU64, name: &'static str) {
         counter.fetch_add(1, Ordering::Relaxed);
         if let Some(meter) = self.meter.get() {
             meter.count(name);
@@ -516,7 +388,7 @@ impl Inner {
                 gate: None,
                 pacer: Pacer::default(),
             }),
-            line: tokio::sync::Mutex::new(()),
+            line: Arc::new(tokio::sync::Semaphore::new(1)),
             queued: AtomicUsize::new(0),
             max_wait_ms: AtomicU64::new(millis(DEFAULT_MAX_WAIT)),
             limit,
@@ -530,12 +402,6 @@ impl Inner {
     }
 }
 
-enum Step {
-    Go,
-    Gate(Instant),
-    Pace,
-}
-
 impl State {
     /// Keeps every attempt back until `wait` from `now` (at most [`MAX_GATE`]).
     fn close(&mut self, now: Instant, wait: Duration) {
@@ -547,7 +413,7 @@ impl State {
 /// The instant a caller waiting since `now` for a gate that opens at `gate`
 /// goes: the gate, and a random part of a tenth of the wait (at most
 /// [`MAX_SPREAD`]), so that a crowd is spread rather than let go at once.
-fn spread(now: Instant, gate: Instant) -> Instant {
+pub(super) fn spread(now: Instant, gate: Instant) -> Instant {
     let window = (gate.saturating_duration_since(now) / 10).min(MAX_SPREAD);
     let extra = window.mul_f64(rand::random::<f64>());
     gate.checked_add(extra).unwrap_or(gate)
@@ -555,7 +421,7 @@ fn spread(now: Instant, gate: Instant) -> Instant {
 
 /// Locks the state, recovering it if a thread panicked while holding it: every
 /// change to it is complete before the lock is let go.
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+pub(super) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -588,6 +454,10 @@ pub struct Permit {
 }
 
 impl Permit {
+    pub(super) fn new(limiter: RateLimiter, ticket: Ticket) -> Permit {
+        Permit { limiter, ticket }
+    }
+
     /// Reports the answer of the call this permit let go.
     pub fn finish(self, status: StatusCode, headers: &HeaderMap) {
         self.limiter.report(self.ticket, status, headers);

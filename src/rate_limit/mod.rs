@@ -14,7 +14,13 @@
 //! * **The gate.** A 429, or a 503 that asks for a wait (`Retry-After`,
 //!   `retry-after-ms`), closes the gate until the wait is over: the other
 //!   callers of the same limiter wait there instead of sending attempts that
-//!   would be refused (and counted against the quota).
+//!   would be refused (and counted against the quota). The gate depends on
+//!   no request, so [`RateLimitService`] waits for it in `poll_ready`, as
+//!   tower's readiness contract asks: a `Buffer` or balancer above sees a
+//!   service that is not ready. What depends on the request (its token
+//!   cost, the pace's line, its deadline) is waited for in `call`.
+//!   [`HttpClient`](crate::HttpClient) refuses at once a call whose deadline
+//!   comes before the gate opens.
 //! * **The pace.** From then on attempts are released one at a time, first
 //!   come first served, at a spacing learned from the provider's answers:
 //!   the throttled answer's wait at first, halved on each acceptance until an
@@ -125,6 +131,7 @@ mod headers;
 mod layer;
 mod limiter;
 mod pacer;
+mod turn;
 
 pub use self::config::RateLimit;
 #[cfg(feature = "redis")]

@@ -190,3 +190,104 @@ fn a_bad_limit_is_refused_naming_its_field() {
         "rate_limit"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_dropped_while_in_the_line_leaves_no_trace_and_the_pace_still_turns_off() {
+    let limiter = RateLimiter::new();
+    limiter.observe(StatusCode::TOO_MANY_REQUESTS, &retry_after("1"));
+    // The first caller holds the line through its wait for the pace; the
+    // second waits to enter it, and is dropped there.
+    let mut first = Box::pin(limiter.acquire(0, None));
+    assert!(futures_poll(&mut first).is_none(), "first in line, waiting");
+    let mut second = Box::pin(limiter.acquire(0, None));
+    assert!(
+        futures_poll(&mut second).is_none(),
+        "queued behind the first"
+    );
+    assert_eq!(limiter.inner().queued.load(Ordering::Relaxed), 1);
+    drop(second);
+    assert_eq!(limiter.inner().queued.load(Ordering::Relaxed), 0);
+    first
+        .await
+        .unwrap()
+        .finish(StatusCode::OK, &HeaderMap::new());
+    tokio::time::advance(super::super::pacer::QUIET).await;
+    let permit = limiter.acquire(0, None).await.unwrap();
+    assert_eq!(permit.ticket, Ticket::default(), "the pace is off");
+    assert!(!limiter.engaged());
+}
+
+/// Polls `future` once: its output if it is ready.
+fn futures_poll<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match std::pin::Pin::new(future).poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_is_not_ready_while_the_gate_is_closed_and_asks_nothing_below() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use tower::{Service, ServiceExt};
+
+    /// Counts the readiness checks it answers.
+    #[derive(Clone)]
+    struct Below(Arc<AtomicUsize>);
+    impl Service<http::Request<()>> for Below {
+        type Response = http::Response<()>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(())))
+        }
+    }
+
+    let limiter = RateLimiter::new();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let mut service = super::super::RateLimitService::new(Below(asked.clone()), limiter.clone());
+    limiter.observe(StatusCode::TOO_MANY_REQUESTS, &retry_after("2"));
+    let started = Instant::now();
+    let mut ready = Box::pin(service.ready());
+    assert!(
+        futures_poll(&mut ready).is_none(),
+        "Pending while the gate is closed"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "nothing below was asked to hold a slot"
+    );
+    ready.await.unwrap();
+    let waited = started.elapsed();
+    // The gate, and at most a tenth of the wait to spread a crowd.
+    assert!(
+        waited >= Duration::from_secs(2) && waited <= Duration::from_millis(2200),
+        "{waited:?}"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert_eq!(limiter.stats().waited, 1);
+
+    // A gate past the longest wait does not hold readiness: the call is
+    // refused at once.
+    limiter.observe(StatusCode::TOO_MANY_REQUESTS, &retry_after("60"));
+    let started = Instant::now();
+    let err = service
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap_err();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert!(err.is::<RateLimited>(), "{err}");
+}
