@@ -460,3 +460,108 @@ async fn a_connection_that_died_while_idle_is_found_before_the_next_call() {
     assert_eq!(streams.load(Ordering::SeqCst), 2);
     assert_eq!(server.connections(), 2);
 }
+
+/// A frame-level h2c server that announces `settings` (id, value pairs) and
+/// never answers a request nor grants window: it counts the streams opened
+/// (a HEADERS frame) and the DATA bytes received.
+async fn silent_server(
+    settings: &'static [(u16, u32)],
+) -> (Loopback, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let streams = Arc::new(AtomicUsize::new(0));
+    let received = Arc::new(AtomicUsize::new(0));
+    let counters = (streams.clone(), received.clone());
+    let server = Loopback::serve(bind().await, move |mut tcp| {
+        let (streams, received) = counters.clone();
+        async move {
+            let payload: Vec<u8> = settings
+                .iter()
+                .flat_map(|(id, value)| id.to_be_bytes().into_iter().chain(value.to_be_bytes()))
+                .collect();
+            frame(&mut tcp, 0x4, 0, 0, &payload).await;
+            let mut reader = FrameReader::new();
+            while let Some(incoming) = reader.next(&mut tcp).await {
+                match incoming.kind {
+                    0x4 if incoming.flags & 0x1 == 0 => frame(&mut tcp, 0x4, 0x1, 0, &[]).await,
+                    0x1 => {
+                        streams.fetch_add(1, Ordering::SeqCst);
+                    }
+                    0x0 => {
+                        received.fetch_add(incoming.payload.len(), Ordering::SeqCst);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    (server, streams, received)
+}
+
+/// SETTINGS_INITIAL_WINDOW_SIZE and SETTINGS_MAX_CONCURRENT_STREAMS.
+const INITIAL_WINDOW_SIZE: u16 = 0x4;
+const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+
+#[tokio::test]
+async fn a_body_the_peer_grants_no_window_to_ends_at_write_timeout() {
+    let (server, streams, received) = silent_server(&[(INITIAL_WINDOW_SIZE, 1_000)]).await;
+    let mut c = config(&server.url(), HttpVersion::Http2PriorKnowledge);
+    c.write_timeout = Duration::from_millis(300);
+    c.default_timeout = Duration::from_secs(10);
+    c.max_retries = 0;
+    let client = HttpClient::new(c).unwrap();
+    let started = std::time::Instant::now();
+    let err = client
+        .post("/v1/embeddings", &json!({"input": "x".repeat(100_000)}))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(err.to_string().contains("write_timeout"), "{err}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "ended after {took:?}, not at the write timeout"
+    );
+    assert_eq!(streams.load(Ordering::SeqCst), 1);
+    // At most the window (the default one, until our SETTINGS were read).
+    let received = received.load(Ordering::SeqCst);
+    assert!(received <= 65_535, "{received} bytes of the body arrived");
+}
+
+#[tokio::test]
+async fn a_stream_queued_for_a_slot_on_the_connection_ends_at_pool_timeout() {
+    let (server, streams, _) = silent_server(&[(MAX_CONCURRENT_STREAMS, 1)]).await;
+    let mut c = config(&server.url(), HttpVersion::Http2PriorKnowledge);
+    c.pool_timeout = Duration::from_millis(300);
+    c.default_timeout = Duration::from_secs(10);
+    c.max_retries = 0;
+    let client = HttpClient::new(c).unwrap();
+    // The one stream the server allows, never answered.
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.post("/v1/slow", &json!({"n": 1})).await }
+    });
+    let opened = std::time::Instant::now();
+    while streams.load(Ordering::SeqCst) == 0 {
+        assert!(
+            opened.elapsed() < Duration::from_secs(5),
+            "the first stream never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    let err = client
+        .post("/v1/queued", &json!({"n": 2}))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::PoolTimeout, "{err:?}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "ended after {took:?}, not at the pool timeout"
+    );
+    assert_eq!(
+        streams.load(Ordering::SeqCst),
+        1,
+        "the queued stream never opened"
+    );
+    first.abort();
+}

@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 
 use super::call::Limits;
 use super::config::HttpClientConfig;
-use crate::error::{Elapsed, Error, ErrorKind, StreamStalled, chain};
+use crate::error::{Elapsed, Error, ErrorKind, StreamStalled, WriteStalled, chain};
 
 /// Gives a call's timeout error the sentence that names what fired: the call's
 /// deadline, its attempt timeout, the connect or the write timeout. Any other
@@ -32,6 +32,9 @@ pub(super) fn explain(error: Error, limits: &Limits, config: &HttpClientConfig) 
             }
             if let Some(stalled) = e.downcast_ref::<StreamStalled>() {
                 return Some(Cause::Stalled(stalled.idle()));
+            }
+            if e.is::<WriteStalled>() {
+                return Some(Cause::Socket);
             }
             e.downcast_ref::<std::io::Error>()
                 .filter(|io| io.kind() == std::io::ErrorKind::TimedOut)

@@ -114,11 +114,7 @@ impl HttpClient {
         let limiter = limiter(&config, &label)?
             .with_max_wait(config.retry_max_delay)
             .provider(label.clone());
-        let transport = Transport::new(
-            transport::build_client(&config)?,
-            config.max_response_bytes,
-            label.clone(),
-        );
+        let transport = Transport::new(&config, label.clone())?;
         // Just above the transport, so that an injected fault meets every
         // layer a real one would.
         let chaos = match &config.chaos {

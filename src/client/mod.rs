@@ -68,6 +68,7 @@ mod call;
 mod config;
 mod explain;
 mod future;
+mod h2_watch;
 mod headers;
 mod http_client;
 mod lines;
@@ -87,7 +88,7 @@ pub use self::response::Response;
 pub use self::sse::Event;
 pub use self::stats::ClientStats;
 pub use self::stream_response::{EventStream, StreamResponse};
-pub use crate::error::{BodyError, BodyTooLarge};
+pub use crate::error::{BodyError, BodyTooLarge, WriteStalled};
 
 #[allow(dead_code)]
 fn _assert_send_sync() {

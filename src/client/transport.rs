@@ -6,11 +6,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
-use http_body_util::Full;
 use hyper_timeout::TimeoutConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{self, Client};
@@ -20,6 +20,7 @@ use tower_service::Service;
 
 use super::body::{ReadBody, ResponseBody};
 use super::config::{HttpClientConfig, HttpVersion};
+use super::h2_watch::{LearnH2, SendBody, Watch};
 #[cfg(feature = "metrics")]
 use crate::classify::{classify_error, classify_response};
 use crate::error::{BoxError, ConfigError};
@@ -31,11 +32,11 @@ use crate::retry::ReplayBody;
 use crate::telemetry;
 
 #[cfg(feature = "rustls")]
-type Connector = TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
+type Connector = LearnH2<TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>>;
 #[cfg(not(feature = "rustls"))]
-type Connector = TimeoutConnector<HttpConnector>;
+type Connector = LearnH2<TimeoutConnector<HttpConnector>>;
 
-pub(crate) type HyperClient = Client<Connector, Full<Bytes>>;
+pub(crate) type HyperClient = Client<Connector, SendBody>;
 
 #[cfg(feature = "compression")]
 type SendFuture = tower_http::decompression::ResponseFuture<legacy::ResponseFuture>;
@@ -131,7 +132,10 @@ impl fmt::Debug for ClientBody {
     }
 }
 
-pub(crate) fn build_client(config: &HttpClientConfig) -> Result<HyperClient, ConfigError> {
+pub(crate) fn build_client(
+    config: &HttpClientConfig,
+    known_h2: Arc<AtomicBool>,
+) -> Result<HyperClient, ConfigError> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
@@ -158,6 +162,10 @@ pub(crate) fn build_client(config: &HttpClientConfig) -> Result<HyperClient, Con
     let mut connector = TimeoutConnector::new(inner);
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_write_timeout(Some(config.write_timeout));
+    let connector = LearnH2 {
+        inner: connector,
+        known: known_h2,
+    };
 
     let mut builder = Client::builder(TokioExecutor::new());
     builder
@@ -226,6 +234,7 @@ pub(crate) struct Transport {
 struct TransportInner {
     client: HyperClient,
     max_response_bytes: usize,
+    h2: H2,
     /// The provider label of the attempt metrics.
     #[cfg(feature = "metrics")]
     label: Arc<str>,
@@ -233,15 +242,64 @@ struct TransportInner {
 
 impl Transport {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn new(client: HyperClient, max_response_bytes: usize, label: Arc<str>) -> Self {
-        Transport {
+    pub(crate) fn new(config: &HttpClientConfig, label: Arc<str>) -> Result<Self, ConfigError> {
+        let prior_knowledge = config.http_version == HttpVersion::Http2PriorKnowledge;
+        let known = Arc::new(AtomicBool::new(prior_knowledge));
+        Ok(Transport {
             inner: Arc::new(TransportInner {
-                client,
-                max_response_bytes,
+                client: build_client(config, known.clone())?,
+                max_response_bytes: config.max_response_bytes,
+                h2: H2 {
+                    known,
+                    in_flight: AtomicUsize::new(0),
+                    write_timeout: config.write_timeout,
+                    pool_timeout: config.pool_timeout,
+                },
                 #[cfg(feature = "metrics")]
                 label,
             }),
+        })
+    }
+}
+
+/// What the transport knows of HTTP/2, to bound a stream's silent waits (see
+/// [`h2_watch`](super::h2_watch)).
+struct H2 {
+    /// Whether the server speaks HTTP/2: configured, or agreed on by a
+    /// connection ([`LearnH2`]).
+    known: Arc<AtomicBool>,
+    /// Attempts in flight once it is known: only while there are some can a
+    /// new stream be queued for a slot.
+    in_flight: AtomicUsize,
+    write_timeout: std::time::Duration,
+    pool_timeout: std::time::Duration,
+}
+
+/// An attempt counted in [`H2::in_flight`] until it is dropped.
+struct H2Attempt(Arc<TransportInner>);
+
+impl Drop for H2Attempt {
+    fn drop(&mut self) {
+        self.0.h2.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Transport {
+    /// The body of an attempt: whole, or over HTTP/2 watched (with the
+    /// attempt counted in flight until it ends).
+    fn body(&self, bytes: Bytes) -> (SendBody, Option<H2Attempt>, Option<Box<Watch>>) {
+        let h2 = &self.inner.h2;
+        if !h2.known.load(Ordering::Relaxed) {
+            return (SendBody::whole(bytes), None, None);
         }
+        let others = h2.in_flight.fetch_add(1, Ordering::Relaxed);
+        let attempt = H2Attempt(self.inner.clone());
+        if bytes.is_empty() {
+            return (SendBody::whole(bytes), Some(attempt), None);
+        }
+        let queued_bound = (others > 0).then_some(h2.pool_timeout);
+        let (body, watch) = Watch::body(bytes, queued_bound, h2.write_timeout);
+        (body, Some(attempt), Some(Box::new(watch)))
     }
 }
 
@@ -285,7 +343,8 @@ impl Service<http::Request<Outgoing>> for Transport {
         // The request's ID wins over any header of the same name.
         headers.insert(X_REQUEST_ID, outgoing.id);
         parts.headers = headers;
-        let req = http::Request::from_parts(parts, Full::new(outgoing.body));
+        let (body, h2, watch) = self.body(outgoing.body);
+        let req = http::Request::from_parts(parts, body);
         let streaming = req.extensions().get::<ExpectStream>().is_some();
         tracing::debug!(method = %req.method(), uri = %RedactedUri(req.uri()), "sending attempt");
         // With `compression`: `accept-encoding: gzip, br, zstd` unless the
@@ -299,6 +358,8 @@ impl Service<http::Request<Outgoing>> for Transport {
         let future = inner.client.request(req);
         TransportFuture {
             state: TransportState::Sending { future },
+            watch,
+            h2,
             streaming,
             limit: inner.max_response_bytes,
             #[cfg(feature = "metrics")]
@@ -313,6 +374,10 @@ pin_project! {
     pub(crate) struct TransportFuture {
         #[pin]
         state: TransportState,
+        // Over HTTP/2, the watch of the request body's waits, until it is
+        // sent whole; boxed, so that an HTTP/1 attempt carries no room for it.
+        watch: Option<Box<Watch>>,
+        h2: Option<H2Attempt>,
         streaming: bool,
         limit: usize,
         timer: AttemptTimer,
@@ -332,7 +397,24 @@ impl Future for TransportFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(poll_attempt(this.state, *this.streaming, *this.limit, cx));
+        let result = match poll_attempt(this.state, *this.streaming, *this.limit, cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let Some(watch) = this.watch else {
+                    return Poll::Pending;
+                };
+                // Checked only while the answer is awaited: a server may
+                // answer before it has read the whole body.
+                match watch.poll_stalled(cx) {
+                    Poll::Ready(stalled) => Err(stalled),
+                    Poll::Pending if watch.is_done() => {
+                        *this.watch = None;
+                        return Poll::Pending;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        };
         this.timer.finish(&result);
         Poll::Ready(result)
     }

@@ -9,7 +9,7 @@ use std::error::Error as StdError;
 
 use super::{
     BodyError, BodyTooLarge, CircuitOpen, Elapsed, Error, Injected, PoolTimeout, RateLimited,
-    StreamStalled, chain,
+    StreamStalled, WriteStalled, chain,
 };
 
 /// What went wrong, broadly; see [`Error::kind`].
@@ -83,7 +83,7 @@ impl ErrorKind {
             if e.is::<RateLimited>() {
                 return Some(ErrorKind::RateLimited);
             }
-            if e.is::<Elapsed>() || e.is::<StreamStalled>() {
+            if e.is::<Elapsed>() || e.is::<StreamStalled>() || e.is::<WriteStalled>() {
                 return Some(ErrorKind::Timeout);
             }
             if e.is::<BodyTooLarge>() || e.is::<BodyError>() {

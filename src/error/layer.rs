@@ -87,7 +87,9 @@ impl fmt::Display for Elapsed {
 
 impl std::error::Error for Elapsed {}
 
-/// The error returned when no slot came free within the pool timeout.
+/// The error returned when no slot came free within the pool timeout: a
+/// connection slot (all `max_connections` in use), or a stream slot on an
+/// HTTP/2 connection (all the streams its server allows in use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolTimeout {
     waited: Duration,
@@ -109,7 +111,7 @@ impl fmt::Display for PoolTimeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "no free connection slot after waiting {:?} (all max_connections in use)",
+            "no free connection or stream slot after waiting {:?} (pool_timeout)",
             self.waited
         )
     }
@@ -262,3 +264,38 @@ impl fmt::Display for StreamStalled {
 }
 
 impl std::error::Error for StreamStalled {}
+
+/// The error of an HTTP/2 attempt whose request body made no progress for the
+/// client's `write_timeout`: the peer granted no flow-control window (or the
+/// connection under the stream stopped). Like a write that stalls on an
+/// HTTP/1 socket, a [`Timeout`](crate::ErrorKind::Timeout); the request did
+/// not arrive whole, but the server may have begun to act on it, so the
+/// attempt is retried only when the request is safe to repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStalled {
+    idle: Duration,
+}
+
+impl WriteStalled {
+    /// Creates the error for a body that made no progress for `idle`.
+    pub const fn new(idle: Duration) -> Self {
+        WriteStalled { idle }
+    }
+
+    /// How long the body made no progress.
+    pub const fn idle(&self) -> Duration {
+        self.idle
+    }
+}
+
+impl fmt::Display for WriteStalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request body made no progress for {:?}: the peer granted no flow-control window",
+            self.idle
+        )
+    }
+}
+
+impl std::error::Error for WriteStalled {}

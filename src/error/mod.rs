@@ -10,7 +10,9 @@ mod provider;
 
 pub use self::body::{BodyError, BodyTooLarge};
 pub use self::kind::ErrorKind;
-pub use self::layer::{CircuitOpen, Elapsed, Injected, PoolTimeout, RateLimited, StreamStalled};
+pub use self::layer::{
+    CircuitOpen, Elapsed, Injected, PoolTimeout, RateLimited, StreamStalled, WriteStalled,
+};
 pub use self::provider::ProviderFailure;
 
 /// A type-erased error, as returned by layers that add a failure mode of their own.

@@ -26,8 +26,8 @@ use crate::retry::{Jitter, RetryConfig};
 /// | `default_timeout` | 60 s per attempt, reading the body included |
 /// | `total_timeout` | none: the whole call, retries, waits and a stream's lines included |
 /// | `connect_timeout` | 10 s (TCP connect and TLS handshake) |
-/// | `write_timeout` | 10 s (a write to the socket that makes no progress) |
-/// | `pool_timeout` | 5 s (waiting for a free connection slot) |
+/// | `write_timeout` | 10 s (a write to the socket that makes no progress; over HTTP/2, a request body the server grants no window) |
+/// | `pool_timeout` | 5 s (waiting for a free connection slot; over HTTP/2, a request with a body waiting for a stream slot) |
 /// | `max_connections` | 50 requests in flight at once |
 /// | `max_keepalive_connections` | 20 idle connections kept |
 /// | `keepalive_expiry` | 30 s before an idle connection is closed |
