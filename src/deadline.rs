@@ -16,7 +16,7 @@ use tokio::time::Instant;
 /// [`Elapsed`](crate::timeout::Elapsed) whose
 /// [`is_deadline`](crate::timeout::Elapsed::is_deadline) is true.
 /// [`HttpClient`](crate::HttpClient) sets it from
-/// [`total_timeout`](crate::HttpClientConfig::total_timeout) or a call's
+/// [`retry.total_timeout`](crate::retry::RetryOptions::total_timeout) or a call's
 /// [`deadline`](crate::client::RequestBuilder::deadline).
 ///
 /// It is a [`tokio::time::Instant`], so a test can pause and advance the clock.

@@ -106,7 +106,7 @@
 //! table above): a 4xx other than 408 and 429 is the caller's mistake and is
 //! returned at once, and so is a `Retry-After` longer than `retry_max_delay`.
 //! The retry budget (20% of calls plus 10 a second) also stops retries during
-//! a storm (`retry_budget = false` turns it off). With [`retry::with_retry`], check
+//! a storm (`retry.budget = false` turns it off). With [`retry::with_retry`], check
 //! that `retry_if` accepts the error you see: log its type.
 //!
 //! **Pool exhaustion** ([`Error::is_pool_timeout`]): every one of

@@ -36,8 +36,8 @@ fn settings_that_would_overflow_the_clock_are_refused_by_name() {
     c.max_retries = u32::MAX;
     assert_eq!(c.validate().unwrap_err().field(), "max_retries");
     let mut c = HttpClientConfig::new("http://127.0.0.1:1");
-    c.total_timeout = Some(Duration::ZERO);
-    assert_eq!(c.validate().unwrap_err().field(), "total_timeout");
+    c.retry.total_timeout = Some(Duration::ZERO);
+    assert_eq!(c.validate().unwrap_err().field(), "retry.total_timeout");
 }
 
 #[cfg(feature = "serde")]
@@ -168,7 +168,7 @@ enum Extreme {
 fn extreme() -> impl Strategy<Value = Extreme> {
     let durations = prop::sample::select(vec![
         "default_timeout",
-        "total_timeout",
+        "retry.total_timeout",
         "connect_timeout",
         "write_timeout",
         "pool_timeout",
@@ -210,7 +210,7 @@ fn apply(config: &mut HttpClientConfig, value: &Extreme) {
     match *value {
         Extreme::Duration(field, d) => match field {
             "default_timeout" => config.default_timeout = d,
-            "total_timeout" => config.total_timeout = Some(d),
+            "retry.total_timeout" => config.retry.total_timeout = Some(d),
             "connect_timeout" => config.connect_timeout = d,
             "write_timeout" => config.write_timeout = d,
             "pool_timeout" => config.pool_timeout = d,

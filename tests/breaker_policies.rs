@@ -44,7 +44,7 @@ async fn a_failure_rate_policy_opens_on_a_partial_outage_the_default_rides_throu
 
     let server = partial_outage().await;
     let mut rated = config(&server.url());
-    rated.circuit_breaker_policy = TripPolicy::FailureRate {
+    rated.breaker.policy = TripPolicy::FailureRate {
         threshold: 0.3,
         minimum_calls: 9,
         window: Duration::from_secs(30),
@@ -76,12 +76,12 @@ async fn answers_slower_than_the_threshold_open_the_circuit() {
     })
     .await;
     let mut slow = config(&server.url());
-    slow.circuit_breaker_policy = TripPolicy::FailureRate {
+    slow.breaker.policy = TripPolicy::FailureRate {
         threshold: 0.5,
         minimum_calls: 4,
         window: Duration::from_secs(60),
     };
-    slow.circuit_breaker_slow_calls = Some(SlowCalls {
+    slow.breaker.slow_calls = Some(SlowCalls {
         threshold: Duration::from_secs(2),
         rate: 0.5,
     });
@@ -112,7 +112,7 @@ async fn the_open_time_doubles_while_the_provider_stays_down() {
     down.circuit_breaker_threshold = 1;
     down.circuit_breaker_half_open_max_calls = 1;
     down.circuit_breaker_timeout = Duration::from_secs(1);
-    down.circuit_breaker_open_backoff = OpenBackoff::Exponential {
+    down.breaker.open_backoff = OpenBackoff::Exponential {
         max: Duration::from_secs(4),
         jitter: 0.0,
     };
@@ -137,32 +137,32 @@ fn bad_policy_settings_are_refused_naming_the_field() {
         config.validate().unwrap_err()
     };
     let err = check(|c| {
-        c.circuit_breaker_policy = TripPolicy::FailureRate {
+        c.breaker.policy = TripPolicy::FailureRate {
             threshold: 0.5,
             minimum_calls: 0,
             window: Duration::from_secs(30),
         }
     });
-    assert_eq!(err.field(), "circuit_breaker_policy");
+    assert_eq!(err.field(), "breaker.policy");
     assert!(err.rule().contains("minimum_calls"), "{err}");
     let err = check(|c| {
-        c.circuit_breaker_slow_calls = Some(SlowCalls {
+        c.breaker.slow_calls = Some(SlowCalls {
             threshold: Duration::from_secs(1),
             rate: f64::NAN,
         })
     });
-    assert_eq!(err.field(), "circuit_breaker_slow_calls");
+    assert_eq!(err.field(), "breaker.slow_calls");
     let err = check(|c| {
-        c.circuit_breaker_open_backoff = OpenBackoff::Exponential {
+        c.breaker.open_backoff = OpenBackoff::Exponential {
             max: Duration::from_secs(1),
             jitter: 0.1,
         }
     });
-    assert_eq!(err.field(), "circuit_breaker_open_backoff");
+    assert_eq!(err.field(), "breaker.open_backoff");
     assert!(err.rule().contains("timeout"), "{err}");
     // HttpClient::new reports the same.
     let mut config = HttpClientConfig::new("http://127.0.0.1:9");
-    config.circuit_breaker_policy = TripPolicy::either(
+    config.breaker.policy = TripPolicy::either(
         TripPolicy::Consecutive,
         TripPolicy::FailureRate {
             threshold: 2.0,
@@ -172,26 +172,20 @@ fn bad_policy_settings_are_refused_naming_the_field() {
     );
     let err = HttpClient::new(config).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    assert!(err.to_string().contains("circuit_breaker_policy"), "{err}");
+    assert!(err.to_string().contains("breaker.policy"), "{err}");
 }
 
 #[test]
 fn policies_show_in_debug() {
     let mut config = HttpClientConfig::new("http://127.0.0.1:9");
-    config.circuit_breaker_policy = TripPolicy::FailureRate {
+    config.breaker.policy = TripPolicy::FailureRate {
         threshold: 0.5,
         minimum_calls: 100,
         window: Duration::from_secs(30),
     };
     let debug = format!("{config:?}");
-    assert!(
-        debug.contains("circuit_breaker_policy: FailureRate"),
-        "{debug}"
-    );
-    assert!(
-        debug.contains("circuit_breaker_open_backoff: Fixed"),
-        "{debug}"
-    );
+    assert!(debug.contains("policy: FailureRate"), "{debug}");
+    assert!(debug.contains("open_backoff: Fixed"), "{debug}");
 }
 
 #[cfg(feature = "serde")]
@@ -199,24 +193,24 @@ mod settings {
     use super::*;
 
     fn parse(body: &str) -> Result<HttpClientConfig, String> {
-        toml::from_str::<HttpClientConfig>(&format!("base_url = \"http://h\"\n{body}"))
+        toml::from_str::<HttpClientConfig>(&format!("base_url = \"http://h\"\n[breaker]\n{body}"))
             .map_err(|e| e.to_string())
     }
 
     #[test]
     fn every_policy_reads_from_toml() {
-        let config = parse("circuit_breaker_policy = \"consecutive\"").unwrap();
-        assert_eq!(config.circuit_breaker_policy, TripPolicy::Consecutive);
+        let config = parse("policy = \"consecutive\"").unwrap();
+        assert_eq!(config.breaker.policy, TripPolicy::Consecutive);
         let config = parse(
             r#"
-            circuit_breaker_policy = { failure_rate = { threshold = 0.1, minimum_calls = 100, window = 30 } }
-            circuit_breaker_slow_calls = { threshold = 20.5, rate = 0.5 }
-            circuit_breaker_open_backoff = { exponential = { max = 600, jitter = 0.2 } }
+            policy = { failure_rate = { threshold = 0.1, minimum_calls = 100, window = 30 } }
+            slow_calls = { threshold = 20.5, rate = 0.5 }
+            open_backoff = { exponential = { max = 600, jitter = 0.2 } }
             "#,
         )
         .unwrap();
         assert_eq!(
-            config.circuit_breaker_policy,
+            config.breaker.policy,
             TripPolicy::FailureRate {
                 threshold: 0.1,
                 minimum_calls: 100,
@@ -224,14 +218,14 @@ mod settings {
             }
         );
         assert_eq!(
-            config.circuit_breaker_slow_calls,
+            config.breaker.slow_calls,
             Some(SlowCalls {
                 threshold: Duration::from_millis(20_500),
                 rate: 0.5
             })
         );
         assert_eq!(
-            config.circuit_breaker_open_backoff,
+            config.breaker.open_backoff,
             OpenBackoff::Exponential {
                 max: Duration::from_secs(600),
                 jitter: 0.2
@@ -239,11 +233,11 @@ mod settings {
         );
         config.validate().unwrap();
         let config = parse(
-            r#"circuit_breaker_policy = { either = ["consecutive", { failure_rate = { threshold = 0.5, minimum_calls = 20, window = 10 } }] }"#,
+            r#"policy = { either = ["consecutive", { failure_rate = { threshold = 0.5, minimum_calls = 20, window = 10 } }] }"#,
         )
         .unwrap();
         assert_eq!(
-            config.circuit_breaker_policy,
+            config.breaker.policy,
             TripPolicy::either(
                 TripPolicy::Consecutive,
                 TripPolicy::FailureRate {
@@ -255,11 +249,11 @@ mod settings {
         );
         // JSON too.
         let json: HttpClientConfig = serde_json::from_str(
-            r#"{"base_url":"http://h","circuit_breaker_open_backoff":{"exponential":{"max":60,"jitter":0}}}"#,
+            r#"{"base_url":"http://h","breaker":{"open_backoff":{"exponential":{"max":60,"jitter":0}}}}"#,
         )
         .unwrap();
         assert_eq!(
-            json.circuit_breaker_open_backoff,
+            json.breaker.open_backoff,
             OpenBackoff::Exponential {
                 max: Duration::from_secs(60),
                 jitter: 0.0
@@ -268,31 +262,50 @@ mod settings {
     }
 
     #[test]
+    fn retry_options_read_from_their_own_table() {
+        use stache_resilience::retry::Jitter;
+        let config = toml::from_str::<HttpClientConfig>(
+            "base_url = \"http://h\"\nmax_retries = 5\n[retry]\njitter = \"decorrelated\"\ntotal_timeout = 2.5\nbudget = false\n",
+        )
+        .unwrap();
+        assert_eq!(config.max_retries, 5);
+        assert_eq!(config.retry.jitter, Jitter::Decorrelated);
+        assert_eq!(
+            config.retry.total_timeout,
+            Some(Duration::from_millis(2_500))
+        );
+        assert!(!config.retry.budget);
+        let err =
+            toml::from_str::<HttpClientConfig>("base_url = \"h\"\n[retry]\njiter = \"full\"\n")
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("jiter"), "{err}");
+    }
+
+    #[test]
     fn bad_policy_settings_name_the_field() {
         for (body, needle) in [
-            ("circuit_breaker_policy = \"rate\"", "rate"),
+            ("policy = \"rate\"", "rate"),
             (
-                "circuit_breaker_policy = { failure_rate = { threshold = 0.5, minimum_calls = 10 } }",
+                "policy = { failure_rate = { threshold = 0.5, minimum_calls = 10 } }",
                 "window",
             ),
             (
-                "circuit_breaker_policy = { failure_rate = { threshold = 0.5, minimum_calls = 10, window = -1 } }",
+                "policy = { failure_rate = { threshold = 0.5, minimum_calls = 10, window = -1 } }",
                 "non-negative",
             ),
             (
-                "circuit_breaker_slow_calls = { threshold = 1, rate = 0.5, extra = 1 }",
+                "slow_calls = { threshold = 1, rate = 0.5, extra = 1 }",
+                "extra",
+            ),
+            ("open_backoff = \"exponential\"", "exponential"),
+            (
+                "policy = { failure_rate = { threshold = 0.5, minimum_calls = 10, window = 30, extra = 1 } }",
                 "extra",
             ),
             (
-                "circuit_breaker_open_backoff = \"exponential\"",
-                "exponential",
-            ),
-            (
-                "circuit_breaker_policy = { failure_rate = { threshold = 0.5, minimum_calls = 10, window = 30, extra = 1 } }",
-                "extra",
-            ),
-            (
-                "circuit_breaker_open_backoff = { exponential = { max = 60, jitter = 0.1, cap = 1 } }",
+                "open_backoff = { exponential = { max = 60, jitter = 0.1, cap = 1 } }",
                 "cap",
             ),
         ] {
@@ -301,13 +314,10 @@ mod settings {
         }
         // Parsed, then refused by validate with the field named.
         let config = parse(
-            "circuit_breaker_policy = { failure_rate = { threshold = 1.5, minimum_calls = 10, window = 30 } }",
+            "policy = { failure_rate = { threshold = 1.5, minimum_calls = 10, window = 30 } }",
         )
         .unwrap();
-        assert_eq!(
-            config.validate().unwrap_err().field(),
-            "circuit_breaker_policy"
-        );
+        assert_eq!(config.validate().unwrap_err().field(), "breaker.policy");
     }
 
     #[test]

@@ -70,7 +70,7 @@ async fn a_deadline_bounds_the_whole_call_not_each_attempt() {
 async fn total_timeout_is_the_default_deadline_and_an_attempt_timeout_is_not_a_deadline() {
     let server = Server::replies(vec![Reply::Hang]).await;
     let mut c = config(&server.url());
-    c.total_timeout = Some(Duration::from_millis(7_500));
+    c.retry.total_timeout = Some(Duration::from_millis(7_500));
     let client = HttpClient::new(c).unwrap();
     let started = Instant::now();
     let err = client.get("/").await.unwrap_err();
@@ -348,4 +348,24 @@ async fn a_429_neither_closes_a_half_open_circuit_nor_resets_the_failure_count()
     client.get("/").await.unwrap();
     assert_eq!(breaker.state(), CircuitState::Closed);
     assert_eq!(server.hits(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_takes_its_retries_jitter_from_its_retry_options() {
+    use stache_resilience::retry::Jitter;
+    // Without jitter the two backoffs are exactly 100 ms and 200 ms; with
+    // the default ±50% they would almost never be.
+    let server = Server::replies(vec![
+        Reply::Status(503),
+        Reply::Status(503),
+        Reply::json(200, "{}"),
+    ])
+    .await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.retry_base_delay = Duration::from_millis(100);
+    c.retry.jitter = Jitter::None;
+    let client = HttpClient::new(c).unwrap();
+    let started = Instant::now();
+    client.get("/v1/models").await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
 }

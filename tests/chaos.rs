@@ -130,7 +130,7 @@ async fn soak_twenty_thousand_calls_end_classified_and_leave_nothing_behind() {
     config.max_retries = 3;
     config.retry_base_delay = Duration::from_millis(1);
     config.retry_max_delay = Duration::from_millis(4);
-    config.retry_budget = false;
+    config.retry.budget = false;
     config.default_timeout = Duration::from_millis(100);
     config.circuit_breaker_threshold = 10;
     config.circuit_breaker_timeout = Duration::from_millis(20);

@@ -30,7 +30,7 @@ async fn sixty_four_callers_each_get_their_turn_within_the_deadline() {
     let mut c = config(&server.url());
     // 20 a second: 64 calls need 3.2 s, each may take 5 s.
     c.rate_limit = Some(RateLimit::per_minute(1_200));
-    c.total_timeout = Some(Duration::from_secs(5));
+    c.retry.total_timeout = Some(Duration::from_secs(5));
     let client = HttpClient::new(c).unwrap();
     let started = Instant::now();
     let calls: Vec<_> = (0..64)

@@ -208,7 +208,7 @@ async fn the_deadline_covers_every_line_until_the_last() {
     .await;
     let mut c = config(&server.url());
     c.stream_idle_timeout = Duration::from_secs(1);
-    c.total_timeout = Some(Duration::from_millis(550));
+    c.retry.total_timeout = Some(Duration::from_millis(550));
     let client = HttpClient::new(c).unwrap();
     let mut stream = client.stream_post("/x", &json!({})).await.unwrap();
     let mut lines = 0;

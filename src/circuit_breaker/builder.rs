@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::breaker::CircuitBreaker;
 use super::config::CircuitBreakerConfig;
-use super::policy::{OpenBackoff, SlowCalls, TripPolicy};
+use super::policy::{BreakerOptions, OpenBackoff, SlowCalls, TripPolicy};
 use super::rules::Rules;
 use crate::error::ConfigError;
 use crate::telemetry::Meter;
@@ -20,9 +20,7 @@ use crate::telemetry::Meter;
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct CircuitBreakerBuilder {
     config: CircuitBreakerConfig,
-    policy: TripPolicy,
-    slow_calls: Option<SlowCalls>,
-    open_backoff: OpenBackoff,
+    options: BreakerOptions,
     meter: Meter,
 }
 
@@ -58,9 +56,7 @@ impl CircuitBreaker {
     pub fn builder(config: CircuitBreakerConfig) -> CircuitBreakerBuilder {
         CircuitBreakerBuilder {
             config,
-            policy: TripPolicy::Consecutive,
-            slow_calls: None,
-            open_backoff: OpenBackoff::Fixed,
+            options: BreakerOptions::default(),
             meter: Meter::default(),
         }
     }
@@ -69,7 +65,7 @@ impl CircuitBreaker {
 impl CircuitBreakerBuilder {
     /// When the closed circuit opens (default [`TripPolicy::Consecutive`]).
     pub fn policy(mut self, policy: TripPolicy) -> Self {
-        self.policy = policy;
+        self.options.policy = policy;
         self
     }
 
@@ -92,25 +88,27 @@ impl CircuitBreakerBuilder {
     /// and for a connection. Choose the threshold above what a healthy call
     /// with its retries takes.
     pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
-        self.slow_calls = Some(SlowCalls { threshold, rate });
+        self.options.slow_calls = Some(SlowCalls { threshold, rate });
         self
     }
 
     /// How long an opened circuit stays open (default [`OpenBackoff::Fixed`]).
     pub fn open_backoff(mut self, backoff: OpenBackoff) -> Self {
-        self.open_backoff = backoff;
+        self.options.open_backoff = backoff;
+        self
+    }
+
+    /// Sets the policy, the slow-call rule and the open backoff at once, as
+    /// [`HttpClientConfig::breaker`](crate::HttpClientConfig::breaker) holds
+    /// them.
+    pub fn options(mut self, options: BreakerOptions) -> Self {
+        self.options = options;
         self
     }
 
     /// The config the breaker is built with.
     pub(super) fn config(&self) -> CircuitBreakerConfig {
         self.config
-    }
-
-    /// The same builder with the slow-call rule `slow_calls` (or none).
-    pub(crate) fn slow_calls_rule(mut self, slow_calls: Option<SlowCalls>) -> Self {
-        self.slow_calls = slow_calls;
-        self
     }
 
     /// Names the breaker: with the feature `metrics`, its state, transitions
@@ -132,9 +130,9 @@ impl CircuitBreakerBuilder {
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         self.config.validate()?;
         let rules = Rules::new(
-            &self.policy,
-            self.slow_calls,
-            self.open_backoff,
+            &self.options.policy,
+            self.options.slow_calls,
+            self.options.open_backoff,
             self.config.timeout,
         )?;
         Ok(CircuitBreaker::build(self.config, self.meter, rules))

@@ -166,7 +166,7 @@ pub use self::config::{CircuitBreakerConfig, CircuitStats};
 pub use self::keyed::{KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::permit::CallPermit;
-pub use self::policy::{OpenBackoff, SlowCalls, TripPolicy};
+pub use self::policy::{BreakerOptions, OpenBackoff, SlowCalls, TripPolicy};
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitState;
 pub use crate::error::CircuitOpen;

@@ -424,3 +424,45 @@ mod tests {
         assert_eq!(OpenBackoff::Fixed.spread(timeout, 7, 0.9), timeout);
     }
 }
+
+/// Everything a breaker can be told beyond the original design's three
+/// settings ([`CircuitBreakerConfig`](super::CircuitBreakerConfig)): when it
+/// opens, which calls count as slow, and how long it stays open. What
+/// [`CircuitBreakerBuilder`](super::CircuitBreakerBuilder) builds with, and
+/// what [`HttpClientConfig::breaker`](crate::HttpClientConfig::breaker) holds.
+///
+/// In a settings file (feature `serde`), every field optional:
+///
+/// ```toml
+/// [providers.openai.breaker]
+/// policy = { failure_rate = { threshold = 0.5, minimum_calls = 100, window = 30 } }
+/// slow_calls = { threshold = 20, rate = 0.5 }
+/// open_backoff = { exponential = { max = 600, jitter = 0.2 } }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct BreakerOptions {
+    /// When the closed circuit opens (default [`TripPolicy::Consecutive`]:
+    /// the threshold of failures in a row).
+    pub policy: TripPolicy,
+    /// Calls slower than this count as slow, and a share of them opens the
+    /// circuit (default none); see
+    /// [`CircuitBreakerBuilder::slow_calls`](super::CircuitBreakerBuilder::slow_calls).
+    pub slow_calls: Option<SlowCalls>,
+    /// How long the circuit stays open each time (default
+    /// [`OpenBackoff::Fixed`]: the config's `timeout`).
+    pub open_backoff: OpenBackoff,
+}
+
+impl BreakerOptions {
+    /// Checks each part, naming it as a field of
+    /// [`HttpClientConfig::breaker`](crate::HttpClientConfig::breaker).
+    pub(crate) fn check(&self, open_time: Duration) -> Result<(), ConfigError> {
+        self.policy.check("breaker.policy")?;
+        if let Some(slow) = &self.slow_calls {
+            slow.check("breaker.slow_calls")?;
+        }
+        self.open_backoff.check("breaker.open_backoff", open_time)
+    }
+}

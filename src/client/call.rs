@@ -179,7 +179,8 @@ impl Call {
     #[inline]
     pub(super) fn set_limits(&self, client: &HttpClient, limits: &mut Limits) -> Result<(), Error> {
         let config = &client.inner.config;
-        if self.timeout.is_none() && self.deadline.is_none() && config.total_timeout.is_none() {
+        if self.timeout.is_none() && self.deadline.is_none() && config.retry.total_timeout.is_none()
+        {
             return Ok(());
         }
         *limits = self.limits_slow(client)?;
@@ -192,7 +193,7 @@ impl Call {
         if let Some(timeout) = self.timeout {
             check_duration("timeout", timeout)?;
         }
-        let deadline = match self.deadline.or(config.total_timeout) {
+        let deadline = match self.deadline.or(config.retry.total_timeout) {
             None => None,
             Some(total) => {
                 check_duration("deadline", total)?;

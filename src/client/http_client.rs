@@ -100,7 +100,7 @@ impl HttpClient {
             .provider(label.clone())
             .classifier(HttpClassifier);
         // One budget for retries and hedged copies alike.
-        let budget = config.retry_budget.then(crate::retry::default_budget);
+        let budget = config.retry.budget.then(crate::retry::default_budget);
         retry = match &budget {
             Some(budget) => retry.budget(budget.clone()),
             None => retry.without_budget(),

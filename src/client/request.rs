@@ -118,7 +118,7 @@ impl RequestBuilder {
     }
 
     /// Bounds this call as a whole — every attempt, every wait between them —
-    /// overriding the provider's [`total_timeout`](crate::HttpClientConfig::total_timeout).
+    /// overriding the provider's [`retry.total_timeout`](crate::retry::RetryOptions::total_timeout).
     ///
     /// No retry starts whose wait would end past it; an attempt running when it
     /// passes is cut, and the call fails with an error for which

@@ -90,6 +90,49 @@ impl Default for RetryConfig {
     }
 }
 
+/// What an [`HttpClient`](crate::HttpClient) can be told about its retries
+/// beyond the original design's three settings (`max_retries`,
+/// `retry_base_delay`, `retry_max_delay`): the fields of [`RetryConfig`] of
+/// the same names, and whether the [`RetryLayer`](super::RetryLayer)'s budget
+/// is on. Held by [`HttpClientConfig::retry`](crate::HttpClientConfig::retry).
+/// (`RetryConfig::max_replay_bytes` has no use there: the client's request
+/// bodies are always kept whole.)
+///
+/// In a settings file (feature `serde`), every field optional:
+///
+/// ```toml
+/// [providers.openai.retry]
+/// jitter = "full"        # "symmetric" (the default), "full", "decorrelated" or "none"
+/// total_timeout = 120.0  # seconds; none by default
+/// budget = false         # on by default
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct RetryOptions {
+    /// How delays are randomised (default [`Jitter::Symmetric`], ±50%); see
+    /// [`RetryConfig::jitter`].
+    pub jitter: Jitter,
+    /// A bound on the whole call (default none); see
+    /// [`RetryConfig::total_timeout`]. A call's own deadline overrides it.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs::option"))]
+    pub total_timeout: Option<Duration>,
+    /// Whether retries are limited by a budget (default on: retries add at
+    /// most 20% to the calls, plus 10 a second); see
+    /// [`RetryLayer::without_budget`](super::RetryLayer::without_budget).
+    pub budget: bool,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        RetryOptions {
+            jitter: Jitter::Symmetric,
+            total_timeout: None,
+            budget: true,
+        }
+    }
+}
+
 /// [`RetryConfig::max_replay_bytes`]'s default: 64 KiB.
 pub(crate) const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
 

@@ -61,7 +61,7 @@ mod tee;
 mod with_retry;
 
 pub(crate) use self::backoff::DEFAULT_MAX_REPLAY_BYTES;
-pub use self::backoff::{Backoff, Jitter, RetryConfig};
+pub use self::backoff::{Backoff, Jitter, RetryConfig, RetryOptions};
 #[cfg(feature = "tonic")]
 pub(crate) use self::budget::watch_refused;
 pub use self::budget::{RetryBudget, SharedBudget, default_budget};

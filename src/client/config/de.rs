@@ -18,8 +18,6 @@ struct Raw {
     #[serde(default, with = "crate::serde_secs::option")]
     default_timeout: Option<Duration>,
     #[serde(default, with = "crate::serde_secs::option")]
-    total_timeout: Option<Duration>,
-    #[serde(default, with = "crate::serde_secs::option")]
     connect_timeout: Option<Duration>,
     #[serde(default, with = "crate::serde_secs::option")]
     write_timeout: Option<Duration>,
@@ -34,14 +32,12 @@ struct Raw {
     retry_base_delay: Option<Duration>,
     #[serde(default, with = "crate::serde_secs::option")]
     retry_max_delay: Option<Duration>,
-    retry_budget: Option<bool>,
     circuit_breaker_threshold: Option<u32>,
     #[serde(default, with = "crate::serde_secs::option")]
     circuit_breaker_timeout: Option<Duration>,
     circuit_breaker_half_open_max_calls: Option<u32>,
-    circuit_breaker_policy: Option<crate::circuit_breaker::TripPolicy>,
-    circuit_breaker_slow_calls: Option<crate::circuit_breaker::SlowCalls>,
-    circuit_breaker_open_backoff: Option<crate::circuit_breaker::OpenBackoff>,
+    retry: Option<crate::retry::RetryOptions>,
+    breaker: Option<crate::circuit_breaker::BreakerOptions>,
     max_response_bytes: Option<usize>,
     #[serde(default, with = "crate::serde_secs::option")]
     stream_idle_timeout: Option<Duration>,
@@ -71,10 +67,8 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
                 .map_err(|e| D::Error::custom(format_args!("headers: {name}: {e}")))?;
             config = config.header(name, value);
         }
-        config.total_timeout = raw.total_timeout;
         config.http2_keep_alive_interval = raw.http2_keep_alive_interval;
         config.rate_limit = raw.rate_limit;
-        config.circuit_breaker_slow_calls = raw.circuit_breaker_slow_calls;
         #[cfg(feature = "redis")]
         {
             config.fleet = raw.fleet;
@@ -102,12 +96,11 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
             max_retries,
             retry_base_delay,
             retry_max_delay,
-            retry_budget,
             circuit_breaker_threshold,
             circuit_breaker_timeout,
             circuit_breaker_half_open_max_calls,
-            circuit_breaker_policy,
-            circuit_breaker_open_backoff,
+            retry,
+            breaker,
             max_response_bytes,
             stream_idle_timeout,
             max_line_bytes,

@@ -6,12 +6,12 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerConfig, OpenBackoff, SlowCalls, TripPolicy,
+    BreakerOptions, CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerConfig,
 };
 use crate::error::ConfigError;
 use crate::rate_limit::RateLimit;
 use crate::redact::{Redacted, is_sensitive};
-use crate::retry::{Jitter, RetryConfig};
+use crate::retry::{RetryConfig, RetryOptions};
 
 /// The settings of one provider's [`HttpClient`](crate::HttpClient).
 ///
@@ -24,7 +24,6 @@ use crate::retry::{Jitter, RetryConfig};
 /// | `base_url` | required: absolute `http://` or `https://` URL with a host |
 /// | `headers` | empty (sent on every request, e.g. `Authorization`) |
 /// | `default_timeout` | 60 s per attempt, reading the body included |
-/// | `total_timeout` | none: the whole call, retries, waits and a stream's lines included |
 /// | `connect_timeout` | 10 s (TCP connect and TLS handshake) |
 /// | `write_timeout` | 10 s (a write to the socket that makes no progress; over HTTP/2, a request body the server grants no window) |
 /// | `pool_timeout` | 5 s (waiting for a free connection slot; over HTTP/2, a request with a body waiting for a stream slot) |
@@ -34,13 +33,11 @@ use crate::retry::{Jitter, RetryConfig};
 /// | `max_retries` | 3 |
 /// | `retry_base_delay` | 1 s |
 /// | `retry_max_delay` | 10 s |
-/// | `retry_budget` | on (retries add at most 20% + 10/s) |
 /// | `circuit_breaker_threshold` | 15 consecutive failed calls |
 /// | `circuit_breaker_timeout` | 60 s |
 /// | `circuit_breaker_half_open_max_calls` | 3 |
-/// | `circuit_breaker_policy` | [`TripPolicy::Consecutive`]: `circuit_breaker_threshold` failures in a row |
-/// | `circuit_breaker_slow_calls` | none: no call counts as slow |
-/// | `circuit_breaker_open_backoff` | [`OpenBackoff::Fixed`]: always `circuit_breaker_timeout` |
+/// | `retry` | [`RetryOptions`]: ±50% jitter, no `total_timeout` (a bound on the whole call, retries, waits and a stream's lines included), the retry budget on (retries add at most 20% + 10/s) |
+/// | `breaker` | [`BreakerOptions`]: open after `circuit_breaker_threshold` failures in a row, no slow calls, always open for `circuit_breaker_timeout` |
 /// | `max_response_bytes` | 32 MiB for a buffered body |
 /// | `stream_idle_timeout` | 60 s between chunks of a stream |
 /// | `max_line_bytes` | 8 MiB for one NDJSON line (blank lines before it included) |
@@ -75,12 +72,27 @@ use crate::retry::{Jitter, RetryConfig};
 ///
 /// [providers.openai]
 /// base_url = "https://api.openai.com/v1"
+///
+/// [providers.openai.retry]
+/// jitter = "full"
+/// total_timeout = 120.0
+///
+/// [providers.openai.breaker]
 /// # "consecutive" (the default), a failure_rate table, or
 /// # { either = ["consecutive", { failure_rate = { ... } }] }
-/// circuit_breaker_policy = { failure_rate = { threshold = 0.5, minimum_calls = 100, window = 30 } }
-/// circuit_breaker_slow_calls = { threshold = 20, rate = 0.5 }
-/// circuit_breaker_open_backoff = { exponential = { max = 600, jitter = 0.2 } }
+/// policy = { failure_rate = { threshold = 0.5, minimum_calls = 100, window = 30 } }
+/// slow_calls = { threshold = 20, rate = 0.5 }
+/// open_backoff = { exponential = { max = 600, jitter = 0.2 } }
 /// ```
+///
+/// # Fields
+///
+/// The original design's settings are fields of their own, under their
+/// names there (the contract with code ported from it). Every setting of a
+/// layer beyond them sits in one field holding that layer's own type:
+/// [`retry`](Self::retry) ([`RetryOptions`]) and [`breaker`](Self::breaker)
+/// ([`BreakerOptions`]), as well as `rate_limit`, `fleet`, `chaos` and
+/// `hedge`. The rest are the client's own (its transport and its streams).
 ///
 /// # Example
 ///
@@ -102,11 +114,6 @@ pub struct HttpClientConfig {
     pub headers: HeaderMap,
     /// Deadline of each attempt, reading a buffered body included.
     pub default_timeout: Duration,
-    /// Bound on a whole call: every attempt, every backoff and `Retry-After`
-    /// wait, and for a stream every line until the last. `None` (the default)
-    /// bounds only each attempt. A call's
-    /// [`deadline`](crate::client::RequestBuilder::deadline) overrides it.
-    pub total_timeout: Option<Duration>,
     /// Deadline for the TCP connect and the TLS handshake.
     pub connect_timeout: Duration,
     /// Deadline for a socket write that makes no progress (a peer that stops
@@ -126,23 +133,24 @@ pub struct HttpClientConfig {
     pub retry_base_delay: Duration,
     /// Cap on any backoff delay, and on the `Retry-After` the client will wait.
     pub retry_max_delay: Duration,
-    /// Whether retries are limited by a budget (20% of calls + 10/s).
-    pub retry_budget: bool,
     /// Consecutive failed calls that open the circuit.
     pub circuit_breaker_threshold: u32,
     /// Time the circuit stays open before test calls.
     pub circuit_breaker_timeout: Duration,
     /// Test calls in half-open state.
     pub circuit_breaker_half_open_max_calls: u32,
-    /// When the closed circuit opens: see
-    /// [the breaker's module](crate::circuit_breaker#choosing-a-trip-policy).
-    pub circuit_breaker_policy: TripPolicy,
-    /// Calls slower than this count as slow, and a share of them opens the
-    /// circuit: see [`CircuitBreakerBuilder::slow_calls`]. A call's time is the
-    /// whole call, retries and their waits included.
-    pub circuit_breaker_slow_calls: Option<SlowCalls>,
-    /// How long the circuit stays open each time.
-    pub circuit_breaker_open_backoff: OpenBackoff,
+    /// The retries' settings beyond the three above: jitter, a bound on the
+    /// whole call (`total_timeout`: every attempt, every backoff and
+    /// `Retry-After` wait, and for a stream every line until the last; a
+    /// call's [`deadline`](crate::client::RequestBuilder::deadline) overrides
+    /// it), and the retry budget.
+    pub retry: RetryOptions,
+    /// The breaker's settings beyond the three above: when the closed circuit
+    /// opens (see [the breaker's module](crate::circuit_breaker#choosing-a-trip-policy)),
+    /// which calls count as slow (a call's time is the whole call, retries
+    /// and their waits included: see [`CircuitBreakerBuilder::slow_calls`]),
+    /// and how long it stays open each time.
+    pub breaker: BreakerOptions,
     /// Largest buffered response body; larger bodies fail with a body error.
     pub max_response_bytes: usize,
     /// Longest wait for the next chunk of a streamed response.
@@ -232,7 +240,6 @@ impl HttpClientConfig {
             base_url: base_url.into(),
             headers: HeaderMap::new(),
             default_timeout: Duration::from_secs(60),
-            total_timeout: None,
             connect_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             pool_timeout: Duration::from_secs(5),
@@ -242,13 +249,11 @@ impl HttpClientConfig {
             max_retries: 3,
             retry_base_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(10),
-            retry_budget: true,
             circuit_breaker_threshold: 15,
             circuit_breaker_timeout: Duration::from_secs(60),
             circuit_breaker_half_open_max_calls: 3,
-            circuit_breaker_policy: TripPolicy::Consecutive,
-            circuit_breaker_slow_calls: None,
-            circuit_breaker_open_backoff: OpenBackoff::Fixed,
+            retry: RetryOptions::default(),
+            breaker: BreakerOptions::default(),
             max_response_bytes: 32 * 1024 * 1024,
             stream_idle_timeout: Duration::from_secs(60),
             max_line_bytes: 8 * 1024 * 1024,
@@ -323,7 +328,7 @@ impl HttpClientConfig {
         }
         let timeouts = [
             ("default_timeout", Some(self.default_timeout)),
-            ("total_timeout", self.total_timeout),
+            ("retry.total_timeout", self.retry.total_timeout),
             ("connect_timeout", Some(self.connect_timeout)),
             ("write_timeout", Some(self.write_timeout)),
             ("pool_timeout", Some(self.pool_timeout)),
@@ -395,13 +400,7 @@ impl HttpClientConfig {
                 "must be at least 1",
             ));
         }
-        self.circuit_breaker_policy
-            .check("circuit_breaker_policy")?;
-        if let Some(slow) = &self.circuit_breaker_slow_calls {
-            slow.check("circuit_breaker_slow_calls")?;
-        }
-        self.circuit_breaker_open_backoff
-            .check("circuit_breaker_open_backoff", self.circuit_breaker_timeout)?;
+        self.breaker.check(self.circuit_breaker_timeout)?;
         if self.max_response_bytes == 0 {
             return Err(ConfigError::new("max_response_bytes", "must be at least 1"));
         }
@@ -494,7 +493,7 @@ impl HttpClientConfig {
             max_retries: self.max_retries,
             base_delay: self.retry_base_delay,
             max_delay: self.retry_max_delay,
-            jitter: Jitter::Symmetric,
+            jitter: self.retry.jitter,
             // The client sets each call's deadline itself (see `Call::build`).
             total_timeout: None,
             // The client's own bodies are copied, never teed.
@@ -509,9 +508,7 @@ impl HttpClientConfig {
             timeout: self.circuit_breaker_timeout,
             half_open_max_calls: self.circuit_breaker_half_open_max_calls,
         })
-        .policy(self.circuit_breaker_policy.clone())
-        .slow_calls_rule(self.circuit_breaker_slow_calls)
-        .open_backoff(self.circuit_breaker_open_backoff)
+        .options(self.breaker.clone())
     }
 }
 
@@ -521,7 +518,6 @@ impl fmt::Debug for HttpClientConfig {
         f.field("base_url", &self.base_url)
             .field("headers", &Redacted(&self.headers))
             .field("default_timeout", &self.default_timeout)
-            .field("total_timeout", &self.total_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("write_timeout", &self.write_timeout)
             .field("pool_timeout", &self.pool_timeout)
@@ -531,22 +527,14 @@ impl fmt::Debug for HttpClientConfig {
             .field("max_retries", &self.max_retries)
             .field("retry_base_delay", &self.retry_base_delay)
             .field("retry_max_delay", &self.retry_max_delay)
-            .field("retry_budget", &self.retry_budget)
             .field("circuit_breaker_threshold", &self.circuit_breaker_threshold)
             .field("circuit_breaker_timeout", &self.circuit_breaker_timeout)
             .field(
                 "circuit_breaker_half_open_max_calls",
                 &self.circuit_breaker_half_open_max_calls,
             )
-            .field("circuit_breaker_policy", &self.circuit_breaker_policy)
-            .field(
-                "circuit_breaker_slow_calls",
-                &self.circuit_breaker_slow_calls,
-            )
-            .field(
-                "circuit_breaker_open_backoff",
-                &self.circuit_breaker_open_backoff,
-            )
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
             .field("max_line_bytes", &self.max_line_bytes)
