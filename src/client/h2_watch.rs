@@ -35,18 +35,24 @@ use crate::error::{BoxError, PoolTimeout, WriteStalled};
 const CHUNK: usize = 16 * 1024;
 
 /// A request body: whole, or (watched) in chunks whose progress is recorded.
+/// As small as `Full<Bytes>` (the watched part is boxed), so that hyper, which
+/// moves a request several times, moves no more than it did.
 #[derive(Debug)]
 pub(crate) enum SendBody {
-    Whole(Option<Bytes>),
-    Watched {
-        rest: Bytes,
-        progress: Arc<Progress>,
-    },
+    /// The bytes left to send: all of them, or none once sent.
+    Whole(Bytes),
+    Watched(Box<Watched>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Watched {
+    rest: Bytes,
+    progress: Arc<Progress>,
 }
 
 impl SendBody {
     pub(crate) fn whole(bytes: Bytes) -> SendBody {
-        SendBody::Whole((!bytes.is_empty()).then_some(bytes))
+        SendBody::Whole(bytes)
     }
 }
 
@@ -75,8 +81,10 @@ impl Body for SendBody {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
-            SendBody::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            SendBody::Watched { rest, progress } => {
+            SendBody::Whole(bytes) if bytes.is_empty() => Poll::Ready(None),
+            SendBody::Whole(bytes) => Poll::Ready(Some(Ok(Frame::data(std::mem::take(bytes))))),
+            SendBody::Watched(watched) => {
+                let Watched { rest, progress } = &mut **watched;
                 progress.polled();
                 if rest.is_empty() {
                     progress.done.store(true, Ordering::Release);
@@ -93,15 +101,15 @@ impl Body for SendBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            SendBody::Whole(bytes) => bytes.is_none(),
-            SendBody::Watched { rest, .. } => rest.is_empty(),
+            SendBody::Whole(bytes) => bytes.is_empty(),
+            SendBody::Watched(watched) => watched.rest.is_empty(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         let len = match self {
-            SendBody::Whole(bytes) => bytes.as_ref().map_or(0, Bytes::len),
-            SendBody::Watched { rest, .. } => rest.len(),
+            SendBody::Whole(bytes) => bytes.len(),
+            SendBody::Watched(watched) => watched.rest.len(),
         };
         SizeHint::with_exact(len as u64)
     }
@@ -139,10 +147,10 @@ impl Watch {
             queued_bound,
             write_timeout,
         };
-        let body = SendBody::Watched {
+        let body = SendBody::Watched(Box::new(Watched {
             rest: bytes,
             progress,
-        };
+        }));
         (body, watch)
     }
 
@@ -264,6 +272,14 @@ mod tests {
                 connected
             }
         }
+    }
+
+    #[test]
+    fn a_body_is_no_larger_than_a_full_one() {
+        assert_eq!(
+            std::mem::size_of::<SendBody>(),
+            std::mem::size_of::<http_body_util::Full<Bytes>>()
+        );
     }
 
     #[tokio::test]

@@ -275,31 +275,40 @@ struct H2 {
     pool_timeout: std::time::Duration,
 }
 
-/// An attempt counted in [`H2::in_flight`] until it is dropped.
-struct H2Attempt(Arc<TransportInner>);
+/// An HTTP/2 attempt: counted in [`H2::in_flight`] until it is dropped, and
+/// its body watched until it is sent whole.
+struct H2Attempt {
+    transport: Arc<TransportInner>,
+    watch: Option<Watch>,
+}
 
 impl Drop for H2Attempt {
     fn drop(&mut self) {
-        self.0.h2.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.transport.h2.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Transport {
-    /// The body of an attempt: whole, or over HTTP/2 watched (with the
-    /// attempt counted in flight until it ends).
-    fn body(&self, bytes: Bytes) -> (SendBody, Option<H2Attempt>, Option<Box<Watch>>) {
+    /// The body of an attempt: whole, or over HTTP/2 watched, the attempt
+    /// counted in flight until it ends. Boxed, so that an HTTP/1 attempt's
+    /// future carries one empty pointer for it.
+    fn body(&self, bytes: Bytes) -> (SendBody, Option<Box<H2Attempt>>) {
         let h2 = &self.inner.h2;
         if !h2.known.load(Ordering::Relaxed) {
-            return (SendBody::whole(bytes), None, None);
+            return (SendBody::whole(bytes), None);
         }
         let others = h2.in_flight.fetch_add(1, Ordering::Relaxed);
-        let attempt = H2Attempt(self.inner.clone());
+        let mut attempt = H2Attempt {
+            transport: self.inner.clone(),
+            watch: None,
+        };
         if bytes.is_empty() {
-            return (SendBody::whole(bytes), Some(attempt), None);
+            return (SendBody::whole(bytes), Some(Box::new(attempt)));
         }
         let queued_bound = (others > 0).then_some(h2.pool_timeout);
         let (body, watch) = Watch::body(bytes, queued_bound, h2.write_timeout);
-        (body, Some(attempt), Some(Box::new(watch)))
+        attempt.watch = Some(watch);
+        (body, Some(Box::new(attempt)))
     }
 }
 
@@ -343,7 +352,7 @@ impl Service<http::Request<Outgoing>> for Transport {
         // The request's ID wins over any header of the same name.
         headers.insert(X_REQUEST_ID, outgoing.id);
         parts.headers = headers;
-        let (body, h2, watch) = self.body(outgoing.body);
+        let (body, h2) = self.body(outgoing.body);
         let req = http::Request::from_parts(parts, body);
         let streaming = req.extensions().get::<ExpectStream>().is_some();
         tracing::debug!(method = %req.method(), uri = %RedactedUri(req.uri()), "sending attempt");
@@ -358,7 +367,6 @@ impl Service<http::Request<Outgoing>> for Transport {
         let future = inner.client.request(req);
         TransportFuture {
             state: TransportState::Sending { future },
-            watch,
             h2,
             streaming,
             limit: inner.max_response_bytes,
@@ -374,10 +382,8 @@ pin_project! {
     pub(crate) struct TransportFuture {
         #[pin]
         state: TransportState,
-        // Over HTTP/2, the watch of the request body's waits, until it is
-        // sent whole; boxed, so that an HTTP/1 attempt carries no room for it.
-        watch: Option<Box<Watch>>,
-        h2: Option<H2Attempt>,
+        // Over HTTP/2, the attempt's count and the watch of its body's waits.
+        h2: Option<Box<H2Attempt>>,
         streaming: bool,
         limit: usize,
         timer: AttemptTimer,
@@ -400,17 +406,13 @@ impl Future for TransportFuture {
         let result = match poll_attempt(this.state, *this.streaming, *this.limit, cx) {
             Poll::Ready(result) => result,
             Poll::Pending => {
-                let Some(watch) = this.watch else {
+                let Some(watch) = this.h2.as_mut().and_then(|h2| h2.watch.as_mut()) else {
                     return Poll::Pending;
                 };
                 // Checked only while the answer is awaited: a server may
                 // answer before it has read the whole body.
                 match watch.poll_stalled(cx) {
                     Poll::Ready(stalled) => Err(stalled),
-                    Poll::Pending if watch.is_done() => {
-                        *this.watch = None;
-                        return Poll::Pending;
-                    }
                     Poll::Pending => return Poll::Pending,
                 }
             }
