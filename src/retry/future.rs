@@ -14,13 +14,14 @@ use super::replay::{Replay, ReplayRequest};
 use super::stats::Shared;
 use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open, is_deadline};
 
-/// What a future needs to send its request again.
+/// What a future needs to send its request again. The service a retry goes
+/// to is cloned, when a retry is decided, from the one the layer wrapped
+/// ([`Shared::template`]): a call that is never retried clones none.
 pub(super) struct Again<S, Req> {
-    pub(super) service: S,
     /// The request as it came, only ever copied.
     pub(super) request: Req,
     pub(super) backoff: Backoff,
-    pub(super) shared: std::sync::Arc<Shared>,
+    pub(super) shared: std::sync::Arc<Shared<S>>,
     pub(super) policy: Replay,
     /// The request's [`SAFE_TO_REPEAT`](super::SAFE_TO_REPEAT) word, when the
     /// request type cannot keep it itself.
@@ -34,7 +35,7 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future, Req>,
+        state: State<S, S::Future, Req>,
         replay: Option<Again<S, Req>>,
         config: RetryConfig,
         classifier: C,
@@ -45,12 +46,13 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, Req> {
+    enum State<S, F, Req> {
         Called { #[pin] future: F },
         // `next` is the copy the retry sends, made when it was decided; boxed,
         // so that the future a call that is never retried moves stays small.
         Sleeping { #[pin] sleep: Sleep, next: Option<Box<Req>> },
-        Readying { next: Option<Box<Req>> },
+        // The service the retry goes to, being made ready.
+        Readying { service: S, next: Option<Box<Req>> },
     }
 }
 
@@ -73,7 +75,7 @@ impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
 
 impl<S, Req, C> Future for ResponseFuture<S, Req, C>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: fmt::Display + 'static,
     C: ClassifyOutcome<S::Response, S::Error>,
     Req: ReplayRequest,
@@ -123,19 +125,20 @@ where
                 StateProj::Sleeping { sleep, next } => {
                     ready!(sleep.poll(cx));
                     let next = next.take();
-                    this.state.set(State::Readying { next });
-                }
-                StateProj::Readying { next } => {
                     // `decide` schedules a retry only with a copy to send.
                     let replay = this
                         .replay
-                        .as_mut()
+                        .as_ref()
                         .expect("a retry is only scheduled with a replayable request");
-                    ready!(replay.service.poll_ready(cx))?;
+                    let service = replay.shared.template.clone();
+                    this.state.set(State::Readying { service, next });
+                }
+                StateProj::Readying { service, next } => {
+                    ready!(service.poll_ready(cx))?;
                     let request = next
                         .take()
                         .expect("a retry is only scheduled with a copy to send");
-                    let future = replay.service.call(*request);
+                    let future = service.call(*request);
                     this.state.set(State::Called { future });
                 }
             }

@@ -97,11 +97,12 @@ impl<C> RetryLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for RetryLayer<C> {
+impl<S: Clone, C: Clone> Layer<S> for RetryLayer<C> {
     type Service = RetryService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let shared = Arc::new(Shared {
+            template: inner.clone(),
             budget: self.budget.clone(),
             stats: self.stats.clone(),
             warned_unreplayable: Default::default(),

@@ -31,7 +31,7 @@ use crate::classify::{ClassifyOutcome, ErrorsAreFailures};
 pub struct RetryService<S, C = ErrorsAreFailures> {
     inner: S,
     config: RetryConfig,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<S>>,
     classifier: C,
     replay: Replay,
 }
@@ -40,7 +40,7 @@ impl<S, C> RetryService<S, C> {
     pub(super) fn new(
         inner: S,
         config: RetryConfig,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<S>>,
         classifier: C,
         replay: Replay,
     ) -> Self {
@@ -147,9 +147,6 @@ impl<S, C> RetryService<S, C> {
         if self.config.max_retries > 0 {
             if let Some(first) = req.try_clone() {
                 let again = Again {
-                    // The ready service takes this call; a clone, made ready
-                    // again later, takes the retries.
-                    service: self.inner.clone(),
                     request: req,
                     backoff: self.config.backoff(),
                     shared: self.shared.clone(),

@@ -65,7 +65,10 @@ impl RetryStats {
 /// The budget and counters of one service and its clones, behind one reference
 /// count: a clone of the service, and each call's handle for its retries, bump
 /// one count instead of two.
-pub(crate) struct Shared {
+pub(crate) struct Shared<S> {
+    /// The service the layer wrapped: each retry goes to a clone of it, made
+    /// when the retry is decided.
+    pub(crate) template: S,
     pub(crate) budget: Option<SharedBudget>,
     pub(crate) stats: Arc<RetryStats>,
     /// Whether this service has said that it met a request it cannot replay.
@@ -73,7 +76,7 @@ pub(crate) struct Shared {
     pub(crate) warned_outgrown: std::sync::atomic::AtomicBool,
 }
 
-impl Shared {
+impl<S> Shared<S> {
     /// Says, once per service, that a request is sent without retries because
     /// its body cannot be copied.
     #[cold]
