@@ -231,24 +231,54 @@ impl Turn {
         Ok(Ok(next))
     }
 
+    /// The fleet's reservation, in Redis: the step after it, or the refusal.
+    #[cfg(feature = "redis")]
+    fn poll_fleet(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RateLimited>> {
+        let Step::Reserve(reserving) = &mut self.step else {
+            return Poll::Ready(Ok(()));
+        };
+        let future = reserving.get_or_insert_with(|| {
+            let limiter = self.limiter.clone();
+            let (arrived, cost, latest) = (self.arrived, self.cost, self.latest);
+            Box::pin(async move {
+                match &limiter.inner().fleet {
+                    Some(store) => store.reserve(arrived, cost, latest).await,
+                    None => Ok(arrived),
+                }
+            })
+        });
+        Poll::Ready(match ready!(future.as_mut().poll(cx)) {
+            Ok(at) => {
+                self.step = Step::FleetStart(at);
+                Ok(())
+            }
+            Err(wait) => Err(self.refuse(Some(wait))),
+        })
+    }
+
+    /// The configured limits in the process: a start reserved (the step
+    /// after it), or the refusal.
+    fn reserve(&mut self) -> Result<(), RateLimited> {
+        let inner = self.limiter.inner();
+        let reserved = lock(&inner.state)
+            .buckets
+            .as_mut()
+            .map(|b| b.reserve(self.arrived, self.cost, self.latest));
+        self.step = match reserved {
+            None => Step::Gate,
+            Some(Ok(at)) => Step::Limits(Some(at)),
+            Some(Err(wait)) => return Err(self.refuse(Some(wait))),
+        };
+        Ok(())
+    }
+
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Ticket, RateLimited>> {
         loop {
             match &mut self.step {
                 #[cfg(feature = "redis")]
-                Step::Reserve(reserving) => {
-                    let future = reserving.get_or_insert_with(|| {
-                        let limiter = self.limiter.clone();
-                        let (arrived, cost, latest) = (self.arrived, self.cost, self.latest);
-                        Box::pin(async move {
-                            match &limiter.inner().fleet {
-                                Some(store) => store.reserve(arrived, cost, latest).await,
-                                None => Ok(arrived),
-                            }
-                        })
-                    });
-                    match ready!(future.as_mut().poll(cx)) {
-                        Ok(at) => self.step = Step::FleetStart(at),
-                        Err(wait) => return Poll::Ready(Err(self.refuse(Some(wait)))),
+                Step::Reserve(_) => {
+                    if let Err(refused) = ready!(self.poll_fleet(cx)) {
+                        return Poll::Ready(Err(refused));
                     }
                 }
                 #[cfg(feature = "redis")]
@@ -258,16 +288,9 @@ impl Turn {
                     self.step = Step::Limits(None);
                 }
                 Step::Limits(None) => {
-                    let inner = self.limiter.inner();
-                    let reserved = lock(&inner.state)
-                        .buckets
-                        .as_mut()
-                        .map(|b| b.reserve(self.arrived, self.cost, self.latest));
-                    self.step = match reserved {
-                        None => Step::Gate,
-                        Some(Ok(at)) => Step::Limits(Some(at)),
-                        Some(Err(wait)) => return Poll::Ready(Err(self.refuse(Some(wait)))),
-                    };
+                    if let Err(refused) = self.reserve() {
+                        return Poll::Ready(Err(refused));
+                    }
                 }
                 Step::Limits(Some(at)) => {
                     let at = *at;

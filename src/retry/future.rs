@@ -167,9 +167,10 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         }
     }
     let replay = replay?;
-    let request = &replay.request;
     if replay.policy == Replay::Idempotent
-        && !replay.marked.unwrap_or_else(|| request.is_idempotent())
+        && !replay
+            .marked
+            .unwrap_or_else(|| replay.request.is_idempotent())
         && !classifier.is_unprocessed(result.as_ref())
     {
         tracing::info!(
@@ -179,7 +180,42 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         );
         return None;
     }
-    let deadline = request.deadline();
+    let delay = wait_before_retry(outcome, replay, config, attempt, total, || {
+        Describe(result, classifier).to_string()
+    })?;
+    // The copy is made now, so that a body that can no longer be sent again
+    // ends the call with this attempt's result rather than after a wait.
+    let Some(copy) = replay.request.try_clone() else {
+        replay.shared.outgrown(attempt, total);
+        return None;
+    };
+    if let Some(budget) = &replay.shared.budget {
+        if !budget.withdraw() {
+            replay.shared.stats.count_budget_exhausted();
+            super::budget::tell_refused();
+            tracing::warn!(
+                attempt,
+                "attempt {attempt}/{total}: retry budget exhausted; not retrying"
+            );
+            return None;
+        }
+    }
+    Some((delay, copy))
+}
+
+/// The wait before the retry after `attempt`: the backoff, or the server's
+/// `Retry-After` spread a little; `None` if the server asks for more than
+/// `max_delay`, or the wait would end past the call's deadline (`describe`
+/// tells what failed, for that line).
+fn wait_before_retry<S, Req: ReplayRequest>(
+    outcome: &Outcome,
+    replay: &mut Again<S, Req>,
+    config: &RetryConfig,
+    attempt: u32,
+    total: u32,
+    describe: impl FnOnce() -> String,
+) -> Option<std::time::Duration> {
+    let deadline = replay.request.deadline();
     let backoff = replay.backoff.next_delay();
     let mut delay = backoff;
     if let Some(retry_after) = outcome.retry_after() {
@@ -209,30 +245,13 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
             tracing::info!(
                 attempt,
                 "attempt {attempt}/{total} failed: {}. Not retrying: a wait of {:.2}s would end past the call's deadline",
-                Describe(result, classifier),
+                describe(),
                 delay.as_secs_f64()
             );
             return None;
         }
     }
-    // The copy is made now, so that a body that can no longer be sent again
-    // ends the call with this attempt's result rather than after a wait.
-    let Some(copy) = request.try_clone() else {
-        replay.shared.outgrown(attempt, total);
-        return None;
-    };
-    if let Some(budget) = &replay.shared.budget {
-        if !budget.withdraw() {
-            replay.shared.stats.count_budget_exhausted();
-            super::budget::tell_refused();
-            tracing::warn!(
-                attempt,
-                "attempt {attempt}/{total}: retry budget exhausted; not retrying"
-            );
-            return None;
-        }
-    }
-    Some((delay, copy))
+    Some(delay)
 }
 
 /// A server-given wait, lengthened by a random 0–20%, so that the callers one

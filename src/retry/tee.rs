@@ -90,6 +90,24 @@ struct State<B> {
     copies: u64,
 }
 
+impl<B> State<B> {
+    /// Counts a chunk read from the body, and keeps it for copies unless the
+    /// body has outgrown `max_bytes` (then nothing more is kept).
+    fn keep(&mut self, chunk: &Bytes, max_bytes: usize) {
+        self.chunks_read += 1;
+        if self.capped {
+            return;
+        }
+        self.kept_bytes = self.kept_bytes.saturating_add(chunk.len());
+        if self.kept_bytes > max_bytes {
+            self.capped = true;
+            self.kept = Vec::new();
+        } else {
+            self.kept.push(chunk.clone());
+        }
+    }
+}
+
 impl<B: Body> TeeBody<B> {
     /// Wraps `body`, keeping at most `max_bytes` of it for copies.
     pub fn new(body: B, max_bytes: usize) -> Self {
@@ -228,18 +246,9 @@ where
             let frame = match frame.into_data() {
                 Ok(mut data) => {
                     let chunk = data.copy_to_bytes(data.remaining());
-                    state.chunks_read += 1;
                     this.position += 1;
                     this.sent += chunk.len() as u64;
-                    if !state.capped {
-                        state.kept_bytes = state.kept_bytes.saturating_add(chunk.len());
-                        if state.kept_bytes > shared.max_bytes {
-                            state.capped = true;
-                            state.kept = Vec::new();
-                        } else {
-                            state.kept.push(chunk.clone());
-                        }
-                    }
+                    state.keep(&chunk, shared.max_bytes);
                     Frame::data(chunk)
                 }
                 Err(frame) => match frame.into_trailers() {

@@ -326,6 +326,13 @@ impl HttpClientConfig {
                 "the API key cannot be sent as a header value",
             ));
         }
+        self.check_durations()?;
+        self.check_counts()?;
+        self.check_layers()
+    }
+
+    /// Every duration: none zero where zero means nothing, none over a year.
+    fn check_durations(&self) -> Result<(), ConfigError> {
         let timeouts = [
             ("default_timeout", Some(self.default_timeout)),
             ("retry.total_timeout", self.retry.total_timeout),
@@ -361,6 +368,11 @@ impl HttpClientConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The counts, limits and the breaker's rules.
+    fn check_counts(&self) -> Result<(), ConfigError> {
         if self.max_retries > MAX_RETRIES {
             return Err(ConfigError::new(
                 "max_retries",
@@ -416,6 +428,11 @@ impl HttpClientConfig {
                 "must be a valid header value",
             ));
         }
+        Ok(())
+    }
+
+    /// The settings of the optional layers.
+    fn check_layers(&self) -> Result<(), ConfigError> {
         if let Some(limit) = &self.rate_limit {
             limit.validate()?;
         }
