@@ -95,7 +95,7 @@ impl HttpClient {
         let label: Arc<str> = provider.clone().unwrap_or_else(|| Arc::from("default"));
         let counters = Arc::new(Counters::new(label.clone()));
         // Every layer is named: each reports its own metrics.
-        let breaker = config.breaker().provider(label.clone()).build()?;
+        let breaker = config.breaker_builder().provider(label.clone()).build()?;
         let mut retry = RetryLayer::new(config.retry_config())
             .provider(label.clone())
             .classifier(HttpClassifier);

@@ -519,7 +519,7 @@ impl HttpClientConfig {
     }
 
     /// The breaker's settings, policy and backoff, for `build()`.
-    pub(crate) fn breaker(&self) -> CircuitBreakerBuilder {
+    pub(crate) fn breaker_builder(&self) -> CircuitBreakerBuilder {
         CircuitBreaker::builder(CircuitBreakerConfig {
             failure_threshold: self.circuit_breaker_threshold,
             timeout: self.circuit_breaker_timeout,
