@@ -594,3 +594,26 @@ async fn the_request_span_names_the_path_the_request_went_to() {
         assert!(!span.contains('?'), "no query in the span: {span}");
     }
 }
+
+#[tokio::test]
+async fn every_value_of_a_config_header_is_sent_and_a_config_accept_replaces_the_default() {
+    use http::{HeaderName, HeaderValue};
+    let server = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let c = config(&server.url())
+        .header(
+            HeaderName::from_static("x-tag"),
+            HeaderValue::from_static("a"),
+        )
+        .header(
+            HeaderName::from_static("x-tag"),
+            HeaderValue::from_static("b"),
+        )
+        .header(http::header::ACCEPT, HeaderValue::from_static("text/plain"));
+    let client = HttpClient::new(c).unwrap();
+    client.get("/v1/models").await.unwrap();
+    let seen = server.seen();
+    let tags: Vec<_> = seen[0].headers.get_all("x-tag").iter().collect();
+    assert_eq!(tags, ["a", "b"]);
+    let accepts: Vec<_> = seen[0].headers.get_all("accept").iter().collect();
+    assert_eq!(accepts, ["text/plain"]);
+}

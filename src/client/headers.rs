@@ -28,12 +28,17 @@ impl Templates {
         let user_agent = HeaderValue::try_from(config.user_agent.as_str())
             .map_err(|_| ConfigError::new("user_agent", "must be a valid header value"))?;
         base.insert(USER_AGENT, user_agent);
+        // The config's headers replace the defaults of their names, and keep
+        // every value they were given (`HttpClientConfig::header` appends).
+        for name in config.headers.keys() {
+            base.remove(name);
+        }
         for (name, value) in &config.headers {
             let mut value = value.clone();
             if is_sensitive(name) {
                 value.set_sensitive(true);
             }
-            base.insert(name.clone(), value);
+            base.append(name.clone(), value);
         }
         base.insert(X_REQUEST_ID, HeaderValue::from_static("00000000"));
         let with = |base: &HeaderMap, name, value| {
