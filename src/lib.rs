@@ -175,6 +175,7 @@
 //
 // Tier 0: leaves.
 mod deadline;
+mod probe;
 mod redact;
 pub mod request_id;
 mod retry_after;

@@ -617,3 +617,33 @@ async fn every_value_of_a_config_header_is_sent_and_a_config_accept_replaces_the
     let accepts: Vec<_> = seen[0].headers.get_all("accept").iter().collect();
     assert_eq!(accepts, ["text/plain"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_probe_through_the_client_is_one_attempt() {
+    let server = Server::replies(vec![Reply::Status(503)]).await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.max_retries = 3;
+    c.retry_base_delay = Duration::from_secs(1);
+    c.circuit_breaker_threshold = 1;
+    c.circuit_breaker_timeout = Duration::from_secs(10);
+    c.circuit_breaker_half_open_max_calls = 1;
+    let client = HttpClient::new(c).unwrap();
+    let err = client.get("/v1/models").await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
+    assert_eq!(server.hits(), 4);
+    assert_eq!(client.circuit_breaker().state(), CircuitState::Open);
+
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let started = tokio::time::Instant::now();
+    let err = client.get("/v1/models").await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503), "{err:?}");
+    assert_eq!(server.hits(), 5, "the probe was one attempt");
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "no backoff for the probe's caller"
+    );
+    assert_eq!(client.circuit_breaker().state(), CircuitState::Open);
+    let stats = client.stats();
+    assert_eq!((stats.attempts, stats.retries), (5, 3));
+}

@@ -298,3 +298,30 @@ async fn a_streamed_body_below_a_retry_layer_is_sent_by_the_first_attempt() {
     assert_eq!(hedge.stats().sent, 0, "the first attempt answered: no copy");
     assert_eq!(server.seen()[0].body, "{\"doc\":1}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_probe_gets_no_copy() {
+    // The first call fails and opens the circuit; the probe is slow and
+    // answers: a copy would have been sent after 50 ms.
+    let server = Server::start(|n, _| match n {
+        0 => Reply::Status(503),
+        _ => Reply::Late {
+            after: Duration::from_millis(500),
+            reply: Box::new(Reply::json(200, "{}")),
+        },
+    })
+    .await;
+    let mut config = HttpClientConfig::new(server.url());
+    config.max_retries = 0;
+    config.max_keepalive_connections = 0;
+    config.circuit_breaker_threshold = 1;
+    config.circuit_breaker_timeout = Duration::from_secs(10);
+    config.circuit_breaker_half_open_max_calls = 1;
+    config.hedge = Some(Hedge::fixed(Duration::from_millis(50)).max_extra_load(1.0));
+    let client = HttpClient::new(config).unwrap();
+    client.get("/v1/models").await.unwrap_err();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    client.get("/v1/models").await.unwrap();
+    assert_eq!(server.hits(), 2, "the probe went alone");
+    assert_eq!(client.stats().hedge.sent, 0);
+}

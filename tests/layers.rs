@@ -229,3 +229,38 @@ async fn one_safe_to_repeat_header_marks_a_post_over_hyper_util_and_through_http
             .all(|seen| !seen.headers.contains_key(SAFE_TO_REPEAT))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_probe_is_one_attempt_and_its_caller_moves_on_at_once() {
+    let server = Server::replies(vec![Reply::Status(503)]).await;
+    let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 1,
+        timeout: Duration::from_secs(10),
+        half_open_max_calls: 1,
+    });
+    let retries = RetryConfig {
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(4),
+        ..fast_retries(3)
+    };
+    let mut svc = stack(&breaker, retries, Duration::from_secs(30));
+    // A closed circuit: the whole retry schedule, then it opens.
+    let res = call_ok(&mut svc, post(&server.url())).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(server.hits(), 4);
+    assert_eq!(breaker.state(), CircuitState::Open);
+
+    tokio::time::advance(Duration::from_secs(11)).await;
+    // The probe: sent once, no backoff, and the circuit open again.
+    let started = tokio::time::Instant::now();
+    let res = call_ok(&mut svc, post(&server.url())).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(server.hits(), 5, "the probe was one attempt");
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "its caller waited for no backoff"
+    );
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert!(!stache_resilience::circuit_breaker::is_probe());
+}

@@ -10,6 +10,7 @@ use super::breaker::Verdict;
 use super::permit::Permit;
 use crate::classify::{ClassifyOutcome, Outcome, Settle};
 use crate::error::{BoxError, CircuitOpen};
+use crate::probe::ProbeScope;
 
 /// What an outcome means to the breaker.
 const fn verdict(outcome: Outcome) -> Verdict {
@@ -78,7 +79,12 @@ where
         match this.kind.project() {
             KindProj::Rejected => Poll::Ready(Err(Box::new(CircuitOpen::new()))),
             KindProj::Called { future } => {
-                let mut result = ready!(future.poll(cx));
+                // A half-open probe is one attempt: the layers below ask.
+                let probe = this.permit.as_ref().filter(|p| p.is_probe());
+                let scope = probe.map(|_| ProbeScope::enter());
+                let polled = future.poll(cx);
+                drop(scope);
+                let mut result = ready!(polled);
                 if let Some(permit) = this.permit.take() {
                     match this.classifier.classify(result.as_ref()) {
                         Outcome::Deferred => {

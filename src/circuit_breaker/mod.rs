@@ -25,6 +25,15 @@
 //!   used through [`CircuitBreakerLayer`] or [`HttpClient`](crate::HttpClient),
 //!   when a probe's future is dropped before it finished, or its call ended saying
 //!   nothing about the service.
+//! * **A probe is one attempt.** While [`CircuitBreakerLayer`] polls a
+//!   half-open call's future, [`is_probe`] says so, and the layers below ask:
+//!   the [`RetryLayer`](crate::RetryLayer) sends a probe once, with no retry
+//!   and no backoff, and the [`HedgeLayer`](crate::hedge::HedgeLayer) sends
+//!   no copy of it. A provider that is still down costs one request, and the
+//!   probe's caller has its error at once (a
+//!   [`ProviderGroup`](crate::failover::ProviderGroup) moves on to the next
+//!   member). The same holds in a stack of your own with the breaker above the
+//!   retry layer, as in [`HttpClient`](crate::HttpClient).
 //!
 //! Time is read from [`tokio::time::Instant`], so tests can pause and advance the
 //! clock. Each transition emits one `tracing` event (`WARN` when the circuit opens,
@@ -170,3 +179,4 @@ pub use self::policy::{BreakerOptions, OpenBackoff, SlowCalls, TripPolicy};
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitState;
 pub use crate::error::CircuitOpen;
+pub use crate::probe::is_probe;

@@ -28,6 +28,12 @@ impl Permit {
         })
     }
 
+    /// Whether the call holds a half-open test slot: a probe.
+    #[inline]
+    pub(crate) fn is_probe(&self) -> bool {
+        self.ticket.half_open()
+    }
+
     /// Starts a timed call's clock again: the service is ready for it.
     #[inline]
     pub(crate) fn ready(&mut self) {

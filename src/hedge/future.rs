@@ -163,8 +163,12 @@ where
                     request,
                 } => {
                     ready!(sleep.poll(cx));
-                    // The copy is made now, from the request kept back.
-                    let copy = request.as_ref().and_then(ReplayRequest::try_clone);
+                    // The copy is made now, from the request kept back; none
+                    // for a circuit breaker's probe, which is one attempt.
+                    let copy = request
+                        .as_ref()
+                        .filter(|_| !crate::probe::is_probe())
+                        .and_then(ReplayRequest::try_clone);
                     match (copy.is_some() && shared.may_send(), service.take(), copy) {
                         (true, Some(service), request @ Some(_)) => {
                             tracing::debug!("no answer yet: sending a hedged copy");

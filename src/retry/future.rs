@@ -160,6 +160,14 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     if !outcome.is_retryable() || attempt >= total {
         return None;
     }
+    if crate::probe::is_probe() {
+        tracing::info!(
+            attempt,
+            "attempt {attempt}/{total} failed: {}. Not retrying: the call is the circuit breaker's half-open probe, and a probe is one attempt",
+            Describe(result, classifier)
+        );
+        return None;
+    }
     if let Err(error) = result {
         // The call's time is up, or the circuit refuses: another try cannot help.
         if is_circuit_open(error) || is_deadline(error) {
