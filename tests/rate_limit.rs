@@ -222,3 +222,84 @@ fn httpdate_rfc3339(at: SystemTime) -> String {
         rem % 60
     )
 }
+
+/// A provider that takes 2 requests a second (one every 500 ms, on tokio's
+/// clock) and answers the rest 429 with `Retry-After: 1`.
+async fn two_per_second() -> Server {
+    let next = std::sync::Mutex::new(tokio::time::Instant::now());
+    Server::start(move |_, _| {
+        let now = tokio::time::Instant::now();
+        let mut next = next.lock().unwrap();
+        if now >= *next {
+            *next = now + Duration::from_millis(500);
+            Reply::json(200, "{}")
+        } else {
+            Reply::Full {
+                status: 429,
+                headers: vec![("retry-after", "1".into())],
+                body: bytes::Bytes::new(),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn twenty_callers_against_two_a_second_are_all_served_when_retries_would_have_saved_them() {
+    let server = two_per_second().await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.retry_max_delay = Duration::from_secs(2);
+    c.max_retries = 10;
+    c.retry.budget = false;
+    let client = HttpClient::new(c).unwrap();
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get(format!("/v1/models/{i}")).await })
+        })
+        .collect();
+    let mut served = 0;
+    let mut errors = Vec::new();
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => served += 1,
+            Err(e) => errors.push(format!("{e}")),
+        }
+    }
+    assert_eq!(served, 20, "{errors:?} ({:?})", client.stats().rate_limit);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_retry_the_limiter_refuses_ends_with_its_last_real_answer() {
+    // A 429 asking for 1 s turns the pace on; the next call's first attempt
+    // meets a 503, and the pace would hold its retry past its 1.5 s deadline.
+    let server = Server::start(|n, _| match n {
+        0 => Reply::Full {
+            status: 429,
+            headers: vec![("retry-after", "1".into())],
+            body: bytes::Bytes::new(),
+        },
+        _ => Reply::Full {
+            status: 503,
+            headers: vec![],
+            body: bytes::Bytes::from_static(b"overloaded"),
+        },
+    })
+    .await;
+    let mut c = config(&server.url());
+    c.max_retries = 3;
+    c.retry_base_delay = Duration::from_millis(100);
+    let client = HttpClient::new(c).unwrap();
+    let first = client.get("/v1/models").idempotent(true);
+    let _ = first.timeout(Duration::from_secs(5)).send().await;
+    let hits = server.hits();
+    let err = client
+        .get("/v1/models")
+        .deadline(Duration::from_millis(1_500))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(server.hits() > hits, "something was sent");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503), "{err:?}");
+    assert!(!err.is_rate_limited(), "{err:?}");
+}

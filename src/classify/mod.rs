@@ -377,6 +377,11 @@ pub(crate) fn is_deadline<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(cut_by_deadline)
 }
 
+/// Whether an error of any type is (or wraps) a rate limiter's refusal.
+pub(crate) fn is_rate_limited<E: 'static>(error: &E) -> bool {
+    as_std_error(error).is_some_and(|e| chain(e).any(|e| e.is::<RateLimited>()))
+}
+
 /// A refusal made in the process (an open circuit, no free slot, a rate
 /// limit's "not now"): the service never saw the call.
 fn says_nothing_about_service(error: &(dyn StdError + 'static)) -> bool {

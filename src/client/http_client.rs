@@ -109,10 +109,11 @@ impl HttpClient {
         let retry_stats = retry.stats();
         let pool = PoolLimitLayer::new(config.max_connections, config.pool_timeout);
         // Below the retry layer, so that every attempt takes its turn; above
-        // the timeout, so that waiting does not eat an attempt's time. It
-        // waits no longer than the retry layer would for a `Retry-After`.
+        // the timeout, so that waiting does not eat an attempt's time. A call
+        // without a deadline waits as long as its retries would have lasted:
+        // the limiter never fails a call that plain retries would have saved.
         let limiter = limiter(&config, &label)?
-            .with_max_wait(config.retry_max_delay)
+            .with_max_wait(retry_schedule(&config))
             .provider(label.clone());
         let transport = Transport::new(&config, label.clone())?;
         // Just above the transport, so that an injected fault meets every
@@ -205,6 +206,16 @@ fn hedge_layer(
         Some(budget) => layer.budget(budget.clone()),
         None => layer,
     })
+}
+
+/// How long a call's retries would last without a deadline: the backoff
+/// delays of all its retries, before jitter, and at least `retry_max_delay`.
+fn retry_schedule(config: &HttpClientConfig) -> std::time::Duration {
+    let retry = config.retry_config();
+    let total = (0..config.max_retries)
+        .map(|attempt| retry.exponential(attempt))
+        .fold(std::time::Duration::ZERO, |sum, d| sum.saturating_add(d));
+    total.max(config.retry_max_delay)
 }
 
 /// The provider's rate limiter: in the process, or (feature `redis`) in Redis

@@ -21,8 +21,12 @@ use crate::error::{ConfigError, RateLimited};
 use crate::retry_after::headers_retry_after;
 use crate::telemetry::{self, Meter};
 
-/// The longest a gate stays closed, whatever a provider asks: a day.
+/// The longest any wait can be: a day.
 pub(super) const MAX_GATE: Duration = Duration::from_secs(86_400);
+/// The longest a gate stays closed by default, whatever a provider asks: five
+/// minutes. One `Retry-After: 86400` must not stop a client for a day; after
+/// this, the next call asks the provider again.
+const DEFAULT_MAX_GATE: Duration = Duration::from_secs(300);
 /// The longest wait of a limiter that was not given one.
 const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 /// The most a caller released by a gate (without a pace) waits after it, to
@@ -52,6 +56,8 @@ pub(super) struct Inner {
     /// Callers waiting to enter the line.
     pub(super) queued: AtomicUsize,
     pub(super) max_wait_ms: AtomicU64,
+    /// The longest the gate stays closed at a time.
+    max_gate_ms: AtomicU64,
     pub(super) limit: Option<RateLimit>,
     /// The configured limits kept in Redis (then `buckets` is `None`).
     #[cfg(feature = "redis")]
@@ -203,6 +209,17 @@ impl RateLimiter {
         self
     }
 
+    /// Sets the longest the gate stays closed at a time, whatever a provider
+    /// asks (5 minutes by default; at most a day): a longer `Retry-After`, or
+    /// a quota whose reset is further away, closes it this long, then the next
+    /// call asks the provider again. Applies to every clone.
+    pub fn with_max_gate(self, gate: Duration) -> Self {
+        self.inner
+            .max_gate_ms
+            .store(millis(gate.min(MAX_GATE)), Ordering::Relaxed);
+        self
+    }
+
     /// Names the limiter: with the feature `metrics`, its waits, refusals and
     /// the throttled answers it sees are reported labelled `provider = name`
     /// (see [`telemetry`](crate::telemetry)). Applies to every clone; the
@@ -337,7 +354,7 @@ impl RateLimiter {
         if throttled {
             inner.count(&inner.throttled, telemetry::RATE_LIMIT_THROTTLED);
             if let Some(wait) = wait.max(spent) {
-                state.close(now, wait);
+                state.close(now, inner.gate_for(wait));
             }
             if state.pacer.is_on() {
                 state.pacer.throttled(now, ticket.released);
@@ -356,7 +373,7 @@ impl RateLimiter {
                 state.pacer.accepted(released);
             }
             if let Some(spent) = spent {
-                state.close(now, spent);
+                state.close(now, inner.gate_for(spent));
                 inner.engaged.store(true, Ordering::Relaxed);
             }
         }
@@ -365,13 +382,30 @@ impl RateLimiter {
     #[cold]
     fn close_gate(&self, wait: Duration, why: &str) {
         let inner = &*self.inner;
-        lock(&inner.state).close(Instant::now(), wait);
+        lock(&inner.state).close(Instant::now(), inner.gate_for(wait));
         inner.engaged.store(true, Ordering::Relaxed);
         tracing::debug!(wait_secs = wait.as_secs_f64(), "gate closed: {why}");
     }
 }
 
 impl Inner {
+    /// How long a provider's `wait` closes the gate: at most the limiter's
+    /// longest gate, said at `WARN` when it cuts the wait short.
+    fn gate_for(&self, wait: Duration) -> Duration {
+        let cap = Duration::from_millis(self.max_gate_ms.load(Ordering::Relaxed));
+        if wait > cap {
+            tracing::warn!(
+                wait_secs = wait.as_secs_f64(),
+                max_gate_secs = cap.as_secs_f64(),
+                "the provider asked for a wait of {:.0}s; the gate closes for {:.0}s at most, then calls ask again",
+                wait.as_secs_f64(),
+                cap.as_secs_f64()
+            );
+            return cap;
+        }
+        wait
+    }
+
     /// Adds one to `counter`, and to the metric `name` if the limiter is named.
     pub(super) fn count(&self, counter: &AtomicU64, name: &'static str) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -391,6 +425,7 @@ impl Inner {
             line: Arc::new(tokio::sync::Semaphore::new(1)),
             queued: AtomicUsize::new(0),
             max_wait_ms: AtomicU64::new(millis(DEFAULT_MAX_WAIT)),
+            max_gate_ms: AtomicU64::new(millis(DEFAULT_MAX_GATE)),
             limit,
             #[cfg(feature = "redis")]
             fleet: None,

@@ -20,7 +20,9 @@
 //!   service that is not ready. What depends on the request (its token
 //!   cost, the pace's line, its deadline) is waited for in `call`.
 //!   [`HttpClient`](crate::HttpClient) refuses at once a call whose deadline
-//!   comes before the gate opens.
+//!   comes before the gate opens. The gate stays closed 5 minutes at most
+//!   ([`RateLimiter::with_max_gate`]), whatever the provider asks: one
+//!   `Retry-After: 86400` does not stop a client for a day.
 //! * **The pace.** From then on attempts are released one at a time, first
 //!   come first served, at a spacing learned from the provider's answers:
 //!   the throttled answer's wait at first, halved on each acceptance until an

@@ -197,7 +197,7 @@ impl Turn {
         };
         drop(state);
         if gate > self.latest {
-            return Err(self.refuse(Some(gate - now)));
+            return Err(self.refuse(Some(gate.saturating_duration_since(self.arrived))));
         }
         Ok(Ok(Step::GateOpens(spread(now, gate).min(self.latest))))
     }
@@ -226,7 +226,7 @@ impl Turn {
         }
         drop(state);
         if next > self.latest {
-            return Err(self.refuse(Some(next - now)));
+            return Err(self.refuse(Some(next.saturating_duration_since(self.arrived))));
         }
         Ok(Ok(next))
     }

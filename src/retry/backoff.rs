@@ -167,7 +167,7 @@ impl RetryConfig {
     }
 
     /// `min(base_delay × 2^attempt, max_delay)`.
-    fn exponential(&self, attempt: u32) -> Duration {
+    pub(crate) fn exponential(&self, attempt: u32) -> Duration {
         // Past 2^64 any non-zero base exceeds every representable cap.
         let exponent = attempt.min(64) as i32;
         let secs = self.base_delay.as_secs_f64() * 2f64.powi(exponent);

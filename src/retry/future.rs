@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::backoff::{Backoff, RetryConfig};
 use super::replay::{Replay, ReplayRequest};
 use super::stats::Shared;
-use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open, is_deadline};
+use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open, is_deadline, is_rate_limited};
 
 /// What a future needs to send its request again. The service a retry goes
 /// to is cloned, when a retry is decided, from the one the layer wrapped
@@ -41,6 +41,10 @@ pin_project! {
         classifier: C,
         // Retries sent so far.
         retries: u32,
+        // The last answer the service gave (or its last real error), kept
+        // while a retry is under way: a retry the rate limiter refuses sent
+        // nothing, and the call then ends with this instead.
+        answered: Option<Box<Result<S::Response, S::Error>>>,
     }
 }
 
@@ -69,6 +73,7 @@ impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
             config,
             classifier,
             retries: 0,
+            answered: None,
         }
     }
 }
@@ -103,6 +108,10 @@ where
                         Some(retry) => retry,
                         None => {
                             log_end(&outcome, &result, this.classifier, attempt, total);
+                            let result = match this.answered.take() {
+                                Some(answered) if refused_by_limiter(&result) => *answered,
+                                _ => result,
+                            };
                             return Poll::Ready(result);
                         }
                     };
@@ -116,6 +125,9 @@ where
                     *this.retries += 1;
                     if let Some(replay) = this.replay.as_ref() {
                         replay.shared.stats.count_retry();
+                    }
+                    if !refused_by_limiter(&result) {
+                        *this.answered = Some(Box::new(result));
                     }
                     this.state.set(State::Sleeping {
                         sleep: tokio::time::sleep(delay),
@@ -144,6 +156,11 @@ where
             }
         }
     }
+}
+
+/// Whether an attempt ended as a rate limiter's refusal: nothing was sent.
+fn refused_by_limiter<T, E: 'static>(result: &Result<T, E>) -> bool {
+    result.as_ref().err().is_some_and(is_rate_limited)
 }
 
 /// Decides whether to retry after `attempt` (1-based); `None` ends the call.

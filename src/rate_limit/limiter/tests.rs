@@ -291,3 +291,23 @@ async fn the_layer_is_not_ready_while_the_gate_is_closed_and_asks_nothing_below(
     assert_eq!(started.elapsed(), Duration::ZERO);
     assert!(err.is::<RateLimited>(), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_day_long_retry_after_closes_the_gate_for_five_minutes_at_most() {
+    let limiter = RateLimiter::new();
+    limiter.observe(StatusCode::TOO_MANY_REQUESTS, &retry_after("86400"));
+    assert_eq!(
+        limiter.stats().gate_closed_for,
+        Some(Duration::from_secs(300))
+    );
+    let limiter = RateLimiter::new().with_max_gate(Duration::from_secs(60));
+    limiter.observe(StatusCode::TOO_MANY_REQUESTS, &retry_after("86400"));
+    assert_eq!(
+        limiter.stats().gate_closed_for,
+        Some(Duration::from_secs(60))
+    );
+    // After it, a call asks the provider again.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let permit = limiter.acquire(0, None).await.unwrap();
+    permit.finish(StatusCode::OK, &HeaderMap::new());
+}
