@@ -39,6 +39,12 @@ impl Cell {
         }
     }
 
+    /// Gives back `units` charged to a call that never started.
+    fn refund(&mut self, units: u32) {
+        let cost = self.emission.saturating_mul(units).min(TEN_YEARS);
+        self.tat = self.tat.and_then(|tat| tat.checked_sub(cost));
+    }
+
     /// Charges `units` to a call starting at `start`.
     fn charge(&mut self, start: Instant, units: u32) {
         let from = self.tat.map_or(start, |tat| tat.max(start));
@@ -102,6 +108,19 @@ impl Buckets {
             cell.charge(start, cost);
         }
         Ok(start)
+    }
+
+    /// Gives back what [`reserve`](Self::reserve) charged a call of `cost`
+    /// tokens that never started (its caller gave up, or it was refused
+    /// later): the calls after it keep their starts, and the next to arrive
+    /// has the room.
+    pub(super) fn give_back(&mut self, cost: u32) {
+        if let Some(cell) = &mut self.requests {
+            cell.refund(1);
+        }
+        if let Some(cell) = &mut self.tokens {
+            cell.refund(cost);
+        }
     }
 
     /// Whether a call may start `now`, its reserved start reached: with

@@ -37,6 +37,9 @@ pub(crate) struct Turn {
     timer: Option<Pin<Box<Sleep>>>,
     /// The line of paced callers, while this call waits in it or holds it.
     line: Option<Line>,
+    /// Whether the configured limits in the process hold a start for this
+    /// call: given back if it never starts.
+    reserved: bool,
 }
 
 enum Step {
@@ -132,6 +135,7 @@ impl Turn {
             step,
             timer: None,
             line: None,
+            reserved: false,
         }
     }
 
@@ -140,6 +144,7 @@ impl Turn {
     fn refuse(&mut self, wait: Option<Duration>) -> RateLimited {
         self.step = Step::Done;
         self.line = None;
+        self.give_back();
         let inner = self.limiter.inner();
         inner.count(&inner.refused, telemetry::RATE_LIMIT_REFUSALS);
         let allowed = self.latest.saturating_duration_since(self.arrived);
@@ -155,6 +160,7 @@ impl Turn {
     fn go(&mut self, ticket: Ticket) -> Ticket {
         self.step = Step::Done;
         self.line = None;
+        self.reserved = false;
         if self.waited {
             let inner = self.limiter.inner();
             inner.count(&inner.waited, telemetry::RATE_LIMIT_WAITS);
@@ -266,10 +272,24 @@ impl Turn {
             .map(|b| b.reserve(self.arrived, self.cost, self.latest));
         self.step = match reserved {
             None => Step::Gate,
-            Some(Ok(at)) => Step::Limits(Some(at)),
+            Some(Ok(at)) => {
+                self.reserved = true;
+                Step::Limits(Some(at))
+            }
             Some(Err(wait)) => return Err(self.refuse(Some(wait))),
         };
         Ok(())
+    }
+
+    /// Gives back the start the configured limits hold for this call, if
+    /// they hold one: the call will not start.
+    fn give_back(&mut self) {
+        if std::mem::take(&mut self.reserved) {
+            let inner = self.limiter.inner();
+            if let Some(buckets) = lock(&inner.state).buckets.as_mut() {
+                buckets.give_back(self.cost);
+            }
+        }
     }
 
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Ticket, RateLimited>> {
@@ -380,6 +400,12 @@ impl Future for Turn {
         // Every field is `Unpin` (the timer and the fleet's round trip are
         // boxed), so the turn is too.
         self.get_mut().step(cx)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.give_back();
     }
 }
 

@@ -311,3 +311,25 @@ async fn a_day_long_retry_after_closes_the_gate_for_five_minutes_at_most() {
     let permit = limiter.acquire(0, None).await.unwrap();
     permit.finish(StatusCode::OK, &HeaderMap::new());
 }
+
+#[tokio::test(start_paused = true)]
+async fn callers_cancelled_before_their_start_give_it_back() {
+    let limiter = RateLimiter::with_limit(RateLimit::per_minute(60)).unwrap();
+    let first = limiter.acquire(0, None).await.unwrap();
+    first.finish(StatusCode::OK, &HeaderMap::new());
+    // Nine callers reserve starts 1 s to 9 s away, then give up.
+    let mut waiting: Vec<_> = (0..9).map(|_| Box::pin(limiter.acquire(0, None))).collect();
+    for caller in &mut waiting {
+        assert!(futures_poll(caller).is_none(), "it waits for its start");
+    }
+    drop(waiting);
+    tokio::time::advance(Duration::from_millis(1_100)).await;
+    // The next caller has the room they left: it goes at once.
+    let started = Instant::now();
+    let permit = limiter
+        .acquire(0, Some(started + Duration::from_secs(1)))
+        .await
+        .expect("the cancelled callers' starts were given back");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    permit.finish(StatusCode::OK, &HeaderMap::new());
+}
