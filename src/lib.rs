@@ -175,10 +175,10 @@
 //
 // Tier 0: leaves.
 mod deadline;
-mod probe;
 mod redact;
 pub mod request_id;
 mod retry_after;
+mod scope;
 #[cfg(feature = "serde")]
 mod serde_secs;
 mod sync;

@@ -67,7 +67,36 @@ async fn a_503_after_the_primarys_retries_moves_on() {
     ]);
     let answer = group.get("/v1/models").await.unwrap();
     assert_eq!(answer.provider(), Some("backup"));
-    assert_eq!(primary.hits(), 3, "1 + 2 retries at the primary first");
+    assert_eq!(
+        primary.hits(),
+        2,
+        "a failed answer is retried once at the primary, then the call moves on"
+    );
+
+    // The last provider keeps its whole retry schedule: nothing is left to
+    // move on to.
+    let alone = ProviderGroup::new(vec![client("primary", &primary.url())]);
+    alone.get("/v1/models").await.unwrap_err();
+    assert_eq!(primary.hits(), 2 + 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_provider_is_not_tried_again_when_another_can_take_the_call() {
+    let silent = Server::replies(vec![Reply::Hang]).await;
+    let backup = ok_server("{}").await;
+    let group = ProviderGroup::new(vec![
+        client("silent", &silent.url()),
+        client("backup", &backup.url()),
+    ]);
+    let started = tokio::time::Instant::now();
+    let answer = group.get("/v1/models").await.unwrap();
+    assert_eq!(answer.provider(), Some("backup"));
+    assert_eq!(silent.hits(), 1, "one attempt timeout, not three");
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]

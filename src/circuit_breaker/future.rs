@@ -10,7 +10,7 @@ use super::breaker::Verdict;
 use super::permit::Permit;
 use crate::classify::{ClassifyOutcome, Outcome, Settle};
 use crate::error::{BoxError, CircuitOpen};
-use crate::probe::ProbeScope;
+use crate::scope::ProbeScope;
 
 /// What an outcome means to the breaker.
 const fn verdict(outcome: Outcome) -> Verdict {

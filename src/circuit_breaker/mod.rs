@@ -179,4 +179,4 @@ pub use self::policy::{BreakerOptions, OpenBackoff, SlowCalls, TripPolicy};
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitState;
 pub use crate::error::CircuitOpen;
-pub use crate::probe::is_probe;
+pub use crate::scope::is_probe;

@@ -377,6 +377,11 @@ pub(crate) fn is_deadline<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(cut_by_deadline)
 }
 
+/// The kind of an error of any type the stack produces, if it has one.
+pub(crate) fn error_kind<E: 'static>(error: &E) -> Option<ErrorKind> {
+    as_std_error(error).and_then(ErrorKind::of)
+}
+
 /// Whether an error of any type is (or wraps) a rate limiter's refusal.
 pub(crate) fn is_rate_limited<E: 'static>(error: &E) -> bool {
     as_std_error(error).is_some_and(|e| chain(e).any(|e| e.is::<RateLimited>()))

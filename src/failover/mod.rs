@@ -6,8 +6,18 @@
 //!
 //! # When a call moves on
 //!
-//! Each provider first applies its own breaker, rate limit and retries. After
-//! them, a call moves on:
+//! Each provider first applies its own breaker, rate limit and retries, but
+//! while a next provider could take the call, it stays only as long as
+//! staying can help:
+//!
+//! | the provider's failure | while a next provider waits | the last provider |
+//! | --- | --- | --- |
+//! | no answer in time, the connection refused or broken | not tried again: moves on | its retries |
+//! | a failed answer (a 5xx) | retried once, then moves on | its retries |
+//! | a throttled answer (`429`, or a `503` asking for a wait) | waited out if it asks for 1 s or less, else moves on | its retries, within `retry_max_delay` |
+//! | a half-open probe (see [`circuit_breaker`](crate::circuit_breaker)) | one attempt | one attempt |
+//!
+//! After them, a call moves on:
 //!
 //! | the provider's failure | any call | only a call safe to repeat |
 //! | --- | :---: | :---: |

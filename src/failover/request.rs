@@ -14,6 +14,7 @@ use super::decide::move_on;
 use super::group::ProviderGroup;
 use super::logical::LogicalRequest;
 use super::member::{Member, Roster};
+use crate::scope::Elsewhere;
 
 use crate::client::{RequestBuilder, Response, StreamResponse};
 use crate::error::{Error, ErrorKind, ProviderFailure};
@@ -185,11 +186,13 @@ impl GroupRequest {
                 builder =
                     builder.deadline(ends.saturating_duration_since(tokio::time::Instant::now()));
             }
-            let error = match send(builder).await {
+            // While another provider could take the call, this one's retries
+            // stop where moving on is faster (see `move_on`).
+            let last = index + 1 == members.len();
+            let error = match Elsewhere::new(send(builder), !last).await {
                 Ok(answer) => return Ok(tag(answer, member.name.clone())),
                 Err(error) => error,
             };
-            let last = index + 1 == members.len();
             let time_left = ends.is_none_or(|ends| ends > tokio::time::Instant::now());
             if last || !time_left || !move_on(&error, idempotent, self.group.move_on_when.as_ref())
             {

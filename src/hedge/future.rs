@@ -167,7 +167,7 @@ where
                     // for a circuit breaker's probe, which is one attempt.
                     let copy = request
                         .as_ref()
-                        .filter(|_| !crate::probe::is_probe())
+                        .filter(|_| !crate::scope::is_probe())
                         .and_then(ReplayRequest::try_clone);
                     match (copy.is_some() && shared.may_send(), service.take(), copy) {
                         (true, Some(service), request @ Some(_)) => {

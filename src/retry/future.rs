@@ -158,6 +158,37 @@ where
     }
 }
 
+/// The longest a throttled answer's wait is waited out on the same provider
+/// when another provider could take the call.
+const WAIT_RATHER_THAN_MOVE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why another attempt on this provider is pointless when another provider
+/// could take the call, if it is: a provider that did not answer in time,
+/// refused the connection or broke it is not tried again; a failed answer is
+/// retried once; a throttled one is waited out only if its wait is short.
+fn staying_is_pointless<T, E: 'static>(
+    outcome: &Outcome,
+    result: &Result<T, E>,
+    attempt: u32,
+) -> Option<&'static str> {
+    use crate::error::ErrorKind;
+    if let Err(error) = result {
+        return match crate::classify::error_kind(error) {
+            Some(ErrorKind::Timeout) => Some("the provider did not answer in time"),
+            Some(ErrorKind::Connect) => Some("the provider refused the connection"),
+            Some(ErrorKind::Transport) => Some("the connection to the provider broke"),
+            _ => None,
+        };
+    }
+    if outcome
+        .retry_after()
+        .is_some_and(|wait| wait > WAIT_RATHER_THAN_MOVE)
+    {
+        return Some("the provider asks for a long wait");
+    }
+    (attempt >= 2).then_some("the provider failed twice")
+}
+
 /// Whether an attempt ended as a rate limiter's refusal: nothing was sent.
 fn refused_by_limiter<T, E: 'static>(result: &Result<T, E>) -> bool {
     result.as_ref().err().is_some_and(is_rate_limited)
@@ -177,7 +208,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     if !outcome.is_retryable() || attempt >= total {
         return None;
     }
-    if crate::probe::is_probe() {
+    if crate::scope::is_probe() {
         tracing::info!(
             attempt,
             "attempt {attempt}/{total} failed: {}. Not retrying: the call is the circuit breaker's half-open probe, and a probe is one attempt",
@@ -188,6 +219,16 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     if let Err(error) = result {
         // The call's time is up, or the circuit refuses: another try cannot help.
         if is_circuit_open(error) || is_deadline(error) {
+            return None;
+        }
+    }
+    if crate::scope::elsewhere() {
+        if let Some(why) = staying_is_pointless(outcome, result, attempt) {
+            tracing::info!(
+                attempt,
+                "attempt {attempt}/{total} failed: {}. Not retrying here: {why}, and another provider can take the call",
+                Describe(result, classifier)
+            );
             return None;
         }
     }

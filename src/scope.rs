@@ -1,0 +1,102 @@
+//! What the layers above a call tell the layers below it while they poll it:
+//! whether it is a circuit breaker's half-open probe (the breaker says so
+//! while it polls a probe's future), and whether another provider could take
+//! it (a [`ProviderGroup`](crate::failover::ProviderGroup) says so while it
+//! polls a member that has a next one). The retry and hedge layers ask.
+//!
+//! A scope on the thread rather than a mark on the request: the breaker
+//! wraps any request type, and the layers under it run inside its poll.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+thread_local! {
+    static PROBING: Cell<u32> = const { Cell::new(0) };
+    static ELSEWHERE: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether the future being polled runs inside a half-open probe of a
+/// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer) above it.
+///
+/// The crate's [`RetryLayer`](crate::RetryLayer) sends a probe once, with no
+/// retry, and its [`HedgeLayer`](crate::hedge::HedgeLayer) sends no copy of
+/// it: a probe asks whether the provider has recovered, and a caller whose
+/// probe failed moves on at once. A layer of your own below a breaker can
+/// ask the same. It answers for work polled inside the breaker's future, on
+/// the same task: not for a task spawned from it, nor for a service behind a
+/// `tower::buffer::Buffer` below the breaker.
+pub fn is_probe() -> bool {
+    PROBING.try_with(|p| p.get() > 0).unwrap_or(false)
+}
+
+/// Marks the thread as polling a probe until dropped.
+pub(crate) struct ProbeScope(());
+
+impl ProbeScope {
+    pub(crate) fn enter() -> ProbeScope {
+        let _ = PROBING.try_with(|p| p.set(p.get().saturating_add(1)));
+        ProbeScope(())
+    }
+}
+
+impl Drop for ProbeScope {
+    fn drop(&mut self) {
+        let _ = PROBING.try_with(|p| p.set(p.get().saturating_sub(1)));
+    }
+}
+
+/// Whether another provider of a group could take the call being polled: its
+/// retries on this provider then stop where moving on is faster (see
+/// [`ProviderGroup`](crate::failover::ProviderGroup)).
+pub(crate) fn elsewhere() -> bool {
+    ELSEWHERE.try_with(|p| p.get() > 0).unwrap_or(false)
+}
+
+pin_project! {
+    /// A future polled with [`elsewhere`] true (when `elsewhere` is set).
+    pub(crate) struct Elsewhere<F> {
+        #[pin]
+        future: F,
+        elsewhere: bool,
+    }
+}
+
+impl<F> Elsewhere<F> {
+    pub(crate) fn new(future: F, elsewhere: bool) -> Self {
+        Elsewhere { future, elsewhere }
+    }
+}
+
+impl<F: Future> Future for Elsewhere<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !*this.elsewhere {
+            return this.future.poll(cx);
+        }
+        let _scope = ElsewhereScope::enter();
+        this.future.poll(cx)
+    }
+}
+
+/// Marks the thread as polling a call another provider could take, until
+/// dropped (so a panic in the poll leaves nothing behind).
+struct ElsewhereScope(());
+
+impl ElsewhereScope {
+    fn enter() -> ElsewhereScope {
+        let _ = ELSEWHERE.try_with(|p| p.set(p.get().saturating_add(1)));
+        ElsewhereScope(())
+    }
+}
+
+impl Drop for ElsewhereScope {
+    fn drop(&mut self) {
+        let _ = ELSEWHERE.try_with(|p| p.set(p.get().saturating_sub(1)));
+    }
+}
