@@ -7,9 +7,10 @@
 //! A scope on the thread rather than a mark on the request: the breaker
 //! wraps any request type, and the layers under it run inside its poll.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -17,6 +18,7 @@ use pin_project_lite::pin_project;
 thread_local! {
     static PROBING: Cell<u32> = const { Cell::new(0) };
     static ELSEWHERE: Cell<u32> = const { Cell::new(0) };
+    static ATTEMPTS: RefCell<Option<Arc<dyn AttemptSink>>> = const { RefCell::new(None) };
 }
 
 /// Whether the future being polled runs inside a half-open probe of a
@@ -99,4 +101,35 @@ impl Drop for ElsewhereScope {
     fn drop(&mut self) {
         let _ = ELSEWHERE.try_with(|p| p.set(p.get().saturating_sub(1)));
     }
+}
+
+/// Where a breaker that counts attempts hears of a failed attempt its call
+/// will retry.
+pub(crate) trait AttemptSink: Send + Sync {
+    /// Counts a failed attempt; `false` once the circuit has opened (the call
+    /// should stop retrying).
+    fn failed_attempt(&self) -> bool;
+}
+
+/// Makes `sink` the one [`attempt_failed`] reports to, until dropped.
+pub(crate) struct AttemptScope(Option<Arc<dyn AttemptSink>>);
+
+impl AttemptScope {
+    pub(crate) fn enter(sink: Arc<dyn AttemptSink>) -> AttemptScope {
+        AttemptScope(ATTEMPTS.try_with(|a| a.replace(Some(sink))).ok().flatten())
+    }
+}
+
+impl Drop for AttemptScope {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        let _ = ATTEMPTS.try_with(|a| *a.borrow_mut() = previous);
+    }
+}
+
+/// Reports a failed attempt that its call is about to retry to the breaker
+/// above that counts attempts, if there is one: whether the call may go on.
+pub(crate) fn attempt_failed() -> bool {
+    let sink = ATTEMPTS.try_with(|a| a.borrow().clone()).ok().flatten();
+    sink.is_none_or(|sink| sink.failed_attempt())
 }

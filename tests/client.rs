@@ -647,3 +647,20 @@ async fn a_half_open_probe_through_the_client_is_one_attempt() {
     let stats = client.stats();
     assert_eq!((stats.attempts, stats.retries), (5, 3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_whose_breaker_counts_attempts_opens_during_the_first_calls_retries() {
+    let server = Server::replies(vec![Reply::Status(503)]).await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.max_retries = 5;
+    c.circuit_breaker_threshold = 3;
+    c.breaker.count_attempts = true;
+    let client = HttpClient::new(c).unwrap();
+    let err = client.get("/v1/models").await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
+    assert_eq!(server.hits(), 3);
+    assert_eq!(client.circuit_breaker().state(), CircuitState::Open);
+    let err = client.get("/v1/models").await.unwrap_err();
+    assert!(err.is_circuit_open(), "{err:?}");
+    assert_eq!(server.hits(), 3);
+}

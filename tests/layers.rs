@@ -264,3 +264,38 @@ async fn a_half_open_probe_is_one_attempt_and_its_caller_moves_on_at_once() {
     assert_eq!(breaker.state(), CircuitState::Open);
     assert!(!stache_resilience::circuit_breaker::is_probe());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_that_counts_attempts_opens_within_one_calls_retries() {
+    let server = Server::replies(vec![Reply::Status(503)]).await;
+    let config = CircuitBreakerConfig {
+        failure_threshold: 3,
+        timeout: Duration::from_secs(60),
+        half_open_max_calls: 1,
+    };
+    let retries = RetryConfig {
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(4),
+        ..fast_retries(5)
+    };
+    let counting = CircuitBreaker::builder(config)
+        .count_attempts(true)
+        .build()
+        .unwrap();
+    let mut svc = stack(&counting, retries, Duration::from_secs(30));
+    let res = call_ok(&mut svc, post(&server.url())).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        server.hits(),
+        3,
+        "the third failed attempt opened the circuit, and the call stopped there"
+    );
+    assert_eq!(counting.state(), CircuitState::Open);
+
+    // The original rule: one outcome per call, after its whole schedule.
+    let calls = CircuitBreaker::new(config);
+    let mut svc = stack(&calls, retries, Duration::from_secs(30));
+    call_ok(&mut svc, post(&server.url())).await;
+    assert_eq!(server.hits(), 3 + 6);
+    assert_eq!(calls.state(), CircuitState::Closed);
+}

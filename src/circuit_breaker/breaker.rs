@@ -63,6 +63,8 @@ struct Shared {
     transitions: AtomicU64,
     /// Refused calls, for the rate-limited refusal log (cache-line striped).
     refusals: Refusals,
+    /// Whether failed attempts a retry layer below retries count too.
+    count_attempts: bool,
 }
 
 #[derive(Debug, Default)]
@@ -145,7 +147,7 @@ impl CircuitBreaker {
     /// Zero counts in `config` are treated as 1 (see
     /// [`CircuitBreakerConfig::validate`]).
     pub fn new(config: CircuitBreakerConfig) -> Self {
-        Self::build(config, Meter::default(), None)
+        Self::build(config, Meter::default(), None, false)
     }
 
     /// The breaker with `rules`, reporting its state to `meter`.
@@ -153,6 +155,7 @@ impl CircuitBreaker {
         config: CircuitBreakerConfig,
         meter: Meter,
         rules: Option<Box<Rules>>,
+        count_attempts: bool,
     ) -> Self {
         let labelled = meter.is_named();
         let breaker = CircuitBreaker {
@@ -166,6 +169,7 @@ impl CircuitBreaker {
                 last_failure: AtomicU64::new(0),
                 epoch: Instant::now(),
                 refusals: Refusals::default(),
+                count_attempts,
                 probes: Mutex::new(Probes::default()),
                 watch: tokio::sync::watch::Sender::new(CircuitState::Closed),
                 meter,
@@ -322,6 +326,28 @@ impl CircuitBreaker {
             announce(t);
         }
         ticket
+    }
+
+    /// Whether failed attempts a retry layer below retries count too.
+    #[inline]
+    pub(crate) fn counts_attempts(&self) -> bool {
+        self.shared.count_attempts
+    }
+
+    /// Counts a failed attempt of the call admitted with `ticket`, which
+    /// that call will retry: whether the circuit is still in the period the
+    /// call was admitted in (if not, the call should stop retrying).
+    pub(crate) fn attempt_failed(&self, ticket: Ticket) -> bool {
+        self.on_failure(Some(ticket.generation()));
+        if let Some(rules) = &self.shared.rules {
+            self.observe(
+                rules,
+                Some(ticket.generation()),
+                ticket.start,
+                Verdict::Failure,
+            );
+        }
+        self.shared.word.load(Ordering::Acquire) & !STATE_MASK == ticket.generation()
     }
 
     /// Records the outcome of a call admitted with `ticket`.

@@ -98,6 +98,13 @@ impl CircuitBreakerBuilder {
         self
     }
 
+    /// Counts each failed attempt a retry layer below makes, not only each
+    /// call's outcome (see [`BreakerOptions::count_attempts`]).
+    pub fn count_attempts(mut self, count: bool) -> Self {
+        self.options.count_attempts = count;
+        self
+    }
+
     /// Sets the policy, the slow-call rule and the open backoff at once, as
     /// [`HttpClientConfig::breaker`](crate::HttpClientConfig::breaker) holds
     /// them.
@@ -135,6 +142,11 @@ impl CircuitBreakerBuilder {
             self.options.open_backoff,
             self.config.timeout,
         )?;
-        Ok(CircuitBreaker::build(self.config, self.meter, rules))
+        Ok(CircuitBreaker::build(
+            self.config,
+            self.meter,
+            rules,
+            self.options.count_attempts,
+        ))
     }
 }

@@ -10,7 +10,8 @@ use super::breaker::Verdict;
 use super::permit::Permit;
 use crate::classify::{ClassifyOutcome, Outcome, Settle};
 use crate::error::{BoxError, CircuitOpen};
-use crate::scope::ProbeScope;
+use crate::scope::{AttemptScope, AttemptSink, ProbeScope};
+use std::sync::Arc;
 
 /// What an outcome means to the breaker.
 const fn verdict(outcome: Outcome) -> Verdict {
@@ -37,6 +38,9 @@ pin_project! {
         kind: Kind<F>,
         permit: Option<Permit>,
         classifier: C,
+        // Where a retry layer below reports the failed attempts it retries,
+        // when the breaker counts attempts.
+        attempts: Option<Arc<dyn AttemptSink>>,
     }
 }
 
@@ -52,6 +56,7 @@ impl<F, C> ResponseFuture<F, C> {
     pub(super) fn called(future: F, permit: Permit, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
+            attempts: permit.attempt_sink(),
             permit: Some(permit),
             classifier,
         }
@@ -62,6 +67,7 @@ impl<F, C> ResponseFuture<F, C> {
             kind: Kind::Rejected,
             permit: None,
             classifier,
+            attempts: None,
         }
     }
 }
@@ -82,8 +88,9 @@ where
                 // A half-open probe is one attempt: the layers below ask.
                 let probe = this.permit.as_ref().filter(|p| p.is_probe());
                 let scope = probe.map(|_| ProbeScope::enter());
+                let counting = this.attempts.clone().map(AttemptScope::enter);
                 let polled = future.poll(cx);
-                drop(scope);
+                drop((scope, counting));
                 let mut result = ready!(polled);
                 if let Some(permit) = this.permit.take() {
                     match this.classifier.classify(result.as_ref()) {

@@ -34,6 +34,14 @@
 //!   [`ProviderGroup`](crate::failover::ProviderGroup) moves on to the next
 //!   member). The same holds in a stack of your own with the breaker above the
 //!   retry layer, as in [`HttpClient`](crate::HttpClient).
+//! * **Attempts or calls.** By default (the original design's rule) a call
+//!   counts once, after its last attempt. With
+//!   [`count_attempts`](CircuitBreakerBuilder::count_attempts) (or
+//!   [`BreakerOptions::count_attempts`]), the retry layer below reports each
+//!   failed attempt it retries, so an outage under load opens the circuit
+//!   after `failure_threshold` failed attempts instead of after that many
+//!   calls have run their whole retry schedules, and a call whose attempts
+//!   opened it stops retrying.
 //!
 //! Time is read from [`tokio::time::Instant`], so tests can pause and advance the
 //! clock. Each transition emits one `tracing` event (`WARN` when the circuit opens,

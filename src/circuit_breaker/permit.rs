@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::breaker::{CircuitBreaker, Ticket, Verdict};
+use crate::scope::AttemptSink;
 use crate::sync::Arc;
 
 /// An admitted call's claim on the breaker. Dropping it unsettled gives back a
@@ -25,6 +26,19 @@ impl Permit {
             breaker: breaker.clone(),
             ticket,
             settled: false,
+        })
+    }
+
+    /// Where a retry layer below reports the failed attempts it retries, if
+    /// the breaker counts attempts (never for a probe, which is one attempt).
+    pub(crate) fn attempt_sink(&self) -> Option<std::sync::Arc<dyn AttemptSink>> {
+        let breaker = &self.breaker.0;
+        (breaker.counts_attempts() && !self.ticket.half_open()).then(|| {
+            let sink: std::sync::Arc<dyn AttemptSink> = std::sync::Arc::new(CallAttempts {
+                breaker: breaker.clone(),
+                ticket: self.ticket,
+            });
+            sink
         })
     }
 
@@ -128,5 +142,17 @@ impl fmt::Debug for CallPermit {
         f.debug_struct("CallPermit")
             .field("half_open", &self.ticket.half_open())
             .finish()
+    }
+}
+
+/// A call's attempts, as a breaker that counts attempts hears of them.
+struct CallAttempts {
+    breaker: CircuitBreaker,
+    ticket: Ticket,
+}
+
+impl AttemptSink for CallAttempts {
+    fn failed_attempt(&self) -> bool {
+        self.breaker.attempt_failed(self.ticket)
     }
 }

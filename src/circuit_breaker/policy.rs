@@ -453,6 +453,15 @@ pub struct BreakerOptions {
     /// How long the circuit stays open each time (default
     /// [`OpenBackoff::Fixed`]: the config's `timeout`).
     pub open_backoff: OpenBackoff,
+    /// Whether each failed attempt counts, not only each call's outcome
+    /// (default `false`, the original design's rule: one outcome per call,
+    /// after its last attempt). With it, a [`RetryLayer`](crate::RetryLayer)
+    /// under the breaker's layer reports every attempt it retries as a
+    /// failure, so an outage under load opens the circuit after
+    /// `failure_threshold` failed attempts rather than after that many calls
+    /// have run their whole retry schedules; a call whose attempts opened the
+    /// circuit stops retrying.
+    pub count_attempts: bool,
 }
 
 impl BreakerOptions {

@@ -266,6 +266,17 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
             return None;
         }
     }
+    // A breaker above that counts attempts hears of this one (the last
+    // attempt is the call's outcome, which it hears of itself); once they
+    // have opened its circuit, the call stops here.
+    if !crate::scope::attempt_failed() {
+        tracing::info!(
+            attempt,
+            "attempt {attempt}/{total} failed: {}. Not retrying: the circuit breaker opened",
+            Describe(result, classifier)
+        );
+        return None;
+    }
     Some((delay, copy))
 }
 
