@@ -328,28 +328,6 @@ impl CircuitBreaker {
         ticket
     }
 
-    /// Whether failed attempts a retry layer below retries count too.
-    #[inline]
-    pub(crate) fn counts_attempts(&self) -> bool {
-        self.shared.count_attempts
-    }
-
-    /// Counts a failed attempt of the call admitted with `ticket`, which
-    /// that call will retry: whether the circuit is still in the period the
-    /// call was admitted in (if not, the call should stop retrying).
-    pub(crate) fn attempt_failed(&self, ticket: Ticket) -> bool {
-        self.on_failure(Some(ticket.generation()));
-        if let Some(rules) = &self.shared.rules {
-            self.observe(
-                rules,
-                Some(ticket.generation()),
-                ticket.start,
-                Verdict::Failure,
-            );
-        }
-        self.shared.word.load(Ordering::Acquire) & !STATE_MASK == ticket.generation()
-    }
-
     /// Records the outcome of a call admitted with `ticket`.
     ///
     /// Outcomes from an earlier period (the circuit changed state since the call

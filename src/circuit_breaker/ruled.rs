@@ -1,14 +1,38 @@
 //! The parts of [`CircuitBreaker`] that only a breaker built with rate rules,
-//! slow calls or a growing open time uses, and the snapshot that reports them.
+//! slow calls, a growing open time or attempt counting uses, and the snapshot
+//! that reports them.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{
-    CircuitBreaker, CircuitState, CircuitStats, Probes, Rules, STATE_MASK, Verdict, announce, lock,
+    CircuitBreaker, CircuitState, CircuitStats, Probes, Rules, STATE_MASK, Ticket, Verdict,
+    announce, lock,
 };
 use crate::sync::Ordering;
 
 impl CircuitBreaker {
+    /// Whether failed attempts a retry layer below retries count too.
+    #[inline]
+    pub(crate) fn counts_attempts(&self) -> bool {
+        self.shared.count_attempts
+    }
+
+    /// Counts a failed attempt of the call admitted with `ticket`, which
+    /// that call will retry: whether the circuit is still in the period the
+    /// call was admitted in (if not, the call should stop retrying).
+    pub(crate) fn attempt_failed(&self, ticket: Ticket) -> bool {
+        self.on_failure(Some(ticket.generation()));
+        if let Some(rules) = &self.shared.rules {
+            self.observe(
+                rules,
+                Some(ticket.generation()),
+                ticket.start,
+                Verdict::Failure,
+            );
+        }
+        self.shared.word.load(Ordering::Acquire) & !STATE_MASK == ticket.generation()
+    }
+
     /// A snapshot of the state, the counts, the time of the last failure and
     /// the open time.
     pub fn stats(&self) -> CircuitStats {

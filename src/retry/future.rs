@@ -158,6 +158,25 @@ where
     }
 }
 
+/// Why the layers above say not to retry this call here, if they do: it is a
+/// circuit breaker's half-open probe (one attempt), or another provider could
+/// take it and staying is pointless.
+fn stop_here<T, E: 'static>(
+    outcome: &Outcome,
+    result: &Result<T, E>,
+    attempt: u32,
+) -> Option<&'static str> {
+    if crate::scope::is_probe() {
+        return Some(
+            "the call is the circuit breaker's half-open probe, and a probe is one attempt",
+        );
+    }
+    if crate::scope::elsewhere() {
+        return staying_is_pointless(outcome, result, attempt);
+    }
+    None
+}
+
 /// The longest a throttled answer's wait is waited out on the same provider
 /// when another provider could take the call.
 const WAIT_RATHER_THAN_MOVE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -174,9 +193,15 @@ fn staying_is_pointless<T, E: 'static>(
     use crate::error::ErrorKind;
     if let Err(error) = result {
         return match crate::classify::error_kind(error) {
-            Some(ErrorKind::Timeout) => Some("the provider did not answer in time"),
-            Some(ErrorKind::Connect) => Some("the provider refused the connection"),
-            Some(ErrorKind::Transport) => Some("the connection to the provider broke"),
+            Some(ErrorKind::Timeout) => {
+                Some("the provider did not answer in time, and another provider can take the call")
+            }
+            Some(ErrorKind::Connect) => {
+                Some("the provider refused the connection, and another provider can take the call")
+            }
+            Some(ErrorKind::Transport) => {
+                Some("the connection to the provider broke, and another provider can take the call")
+            }
             _ => None,
         };
     }
@@ -184,9 +209,9 @@ fn staying_is_pointless<T, E: 'static>(
         .retry_after()
         .is_some_and(|wait| wait > WAIT_RATHER_THAN_MOVE)
     {
-        return Some("the provider asks for a long wait");
+        return Some("the provider asks for a long wait, and another provider can take the call");
     }
-    (attempt >= 2).then_some("the provider failed twice")
+    (attempt >= 2).then_some("the provider failed twice, and another provider can take the call")
 }
 
 /// Whether an attempt ended as a rate limiter's refusal: nothing was sent.
@@ -208,29 +233,19 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     if !outcome.is_retryable() || attempt >= total {
         return None;
     }
-    if crate::scope::is_probe() {
-        tracing::info!(
-            attempt,
-            "attempt {attempt}/{total} failed: {}. Not retrying: the call is the circuit breaker's half-open probe, and a probe is one attempt",
-            Describe(result, classifier)
-        );
-        return None;
-    }
     if let Err(error) = result {
         // The call's time is up, or the circuit refuses: another try cannot help.
         if is_circuit_open(error) || is_deadline(error) {
             return None;
         }
     }
-    if crate::scope::elsewhere() {
-        if let Some(why) = staying_is_pointless(outcome, result, attempt) {
-            tracing::info!(
-                attempt,
-                "attempt {attempt}/{total} failed: {}. Not retrying here: {why}, and another provider can take the call",
-                Describe(result, classifier)
-            );
-            return None;
-        }
+    if let Some(why) = stop_here(outcome, result, attempt) {
+        tracing::info!(
+            attempt,
+            "attempt {attempt}/{total} failed: {}. Not retrying: {why}",
+            Describe(result, classifier)
+        );
+        return None;
     }
     let replay = replay?;
     if replay.policy == Replay::Idempotent
@@ -269,15 +284,17 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     // A breaker above that counts attempts hears of this one (the last
     // attempt is the call's outcome, which it hears of itself); once they
     // have opened its circuit, the call stops here.
-    if !crate::scope::attempt_failed() {
-        tracing::info!(
-            attempt,
-            "attempt {attempt}/{total} failed: {}. Not retrying: the circuit breaker opened",
-            Describe(result, classifier)
-        );
-        return None;
-    }
-    Some((delay, copy))
+    crate::scope::attempt_failed()
+        .then_some((delay, copy))
+        .or_else(|| {
+            let why = "the circuit breaker opened";
+            tracing::info!(
+                attempt,
+                "attempt {attempt}/{total} failed: {}. Not retrying: {why}",
+                Describe(result, classifier)
+            );
+            None
+        })
 }
 
 /// The wait before the retry after `attempt`: the backoff, or the server's
