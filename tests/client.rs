@@ -664,3 +664,41 @@ async fn a_client_whose_breaker_counts_attempts_opens_during_the_first_calls_ret
     assert!(err.is_circuit_open(), "{err:?}");
     assert_eq!(server.hits(), 3);
 }
+
+#[test]
+fn the_openai_and_anthropic_presets_carry_todays_values_and_hide_their_keys() {
+    let o = HttpClientConfig::openai("sk-live-123");
+    assert_eq!(o.base_url, "https://api.openai.com/v1");
+    assert_eq!(o.headers["authorization"], "Bearer sk-live-123");
+    assert_eq!(o.max_retries, 3);
+    assert_eq!(o.retry_base_delay, Duration::from_millis(500));
+    assert_eq!(o.retry_max_delay, Duration::from_secs(8));
+    assert!(o.breaker.count_attempts);
+    assert_eq!(o.circuit_breaker_timeout, Duration::from_secs(5));
+    o.validate().unwrap();
+    assert!(!format!("{o:?}").contains("sk-live-123"));
+
+    let a = HttpClientConfig::anthropic("ak-live-456");
+    assert_eq!(a.base_url, "https://api.anthropic.com/v1");
+    assert_eq!(a.headers["x-api-key"], "ak-live-456");
+    assert_eq!(a.headers["anthropic-version"], "2023-06-01");
+    a.validate().unwrap();
+    assert!(!format!("{a:?}").contains("ak-live-456"));
+
+    let bad = HttpClientConfig::anthropic("bad\nkey");
+    assert_eq!(bad.validate().unwrap_err().field(), "headers");
+    // The original design's presets keep its values.
+    assert!(!HttpClientConfig::ollama("http://h").breaker.count_attempts);
+}
+
+#[tokio::test]
+async fn a_preset_pointed_at_a_compatible_server_sends_its_key_there() {
+    let server = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let mut c = HttpClientConfig::anthropic("ak-1");
+    c.base_url = server.url();
+    let client = HttpClient::new(c).unwrap();
+    client.get("/v1/models").await.unwrap();
+    let seen = &server.seen()[0].headers;
+    assert_eq!(seen["x-api-key"], "ak-1");
+    assert_eq!(seen["anthropic-version"], "2023-06-01");
+}

@@ -203,7 +203,7 @@ pub struct HttpClientConfig {
     pub hedge: Option<crate::hedge::Hedge>,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
-    invalid_api_key: bool,
+    pub(super) invalid_api_key: bool,
 }
 
 /// The longest duration any setting may have (a year): larger values are
@@ -272,38 +272,6 @@ impl HttpClientConfig {
             hedge: None,
             invalid_api_key: false,
         }
-    }
-
-    /// The preset for a local Ollama server: 90 s timeout (large embedding
-    /// batches), 3 retries from 1 s to 10 s, and a tolerant breaker (15 failures,
-    /// 60 s, 3 test calls).
-    pub fn ollama(base_url: impl Into<String>) -> Self {
-        HttpClientConfig {
-            default_timeout: Duration::from_secs(90),
-            ..HttpClientConfig::new(base_url)
-        }
-    }
-
-    /// The preset for the Mixedbread cloud API: base
-    /// `https://api.mixedbread.com/v1`, `Authorization: Bearer <api_key>`, 60 s
-    /// timeout, 3 retries from 1 s to 10 s, and a breaker that opens sooner
-    /// (10 failures, 60 s, 3 test calls).
-    ///
-    /// An API key that cannot be a header value (a newline, say) is left out of
-    /// the headers and reported by [`validate`](Self::validate).
-    pub fn mixedbread(api_key: &str) -> Self {
-        let mut config = HttpClientConfig {
-            circuit_breaker_threshold: 10,
-            ..HttpClientConfig::new("https://api.mixedbread.com/v1")
-        };
-        match HeaderValue::try_from(format!("Bearer {api_key}")) {
-            Ok(mut value) => {
-                value.set_sensitive(true);
-                config.headers.insert(http::header::AUTHORIZATION, value);
-            }
-            Err(_) => config.invalid_api_key = true,
-        }
-        config
     }
 
     /// Adds a header sent on every request; builder-style.
@@ -577,3 +545,4 @@ impl fmt::Debug for HttpClientConfig {
 
 #[cfg(feature = "serde")]
 mod de;
+mod presets;
