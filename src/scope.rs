@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 thread_local! {
     static PROBING: Cell<u32> = const { Cell::new(0) };
     static ELSEWHERE: Cell<u32> = const { Cell::new(0) };
-    static ATTEMPTS: RefCell<Option<Arc<dyn AttemptSink>>> = const { RefCell::new(None) };
+    static ATTEMPTS: RefCell<Option<(Arc<dyn AttemptSink>, Call)>> = const { RefCell::new(None) };
 }
 
 /// Whether the future being polled runs inside a half-open probe of a
@@ -103,20 +103,30 @@ impl Drop for ElsewhereScope {
     }
 }
 
+/// The call a failed attempt belongs to, as its breaker knows it: the period
+/// it was admitted in, and when.
+pub(crate) type Call = (u64, u64);
+
 /// Where a breaker that counts attempts hears of a failed attempt its call
 /// will retry.
 pub(crate) trait AttemptSink: Send + Sync {
-    /// Counts a failed attempt; `false` once the circuit has opened (the call
-    /// should stop retrying).
-    fn failed_attempt(&self) -> bool;
+    /// Counts a failed attempt of `call`; `false` once the circuit has opened
+    /// (the call should stop retrying).
+    fn failed_attempt(&self, call: Call) -> bool;
 }
 
-/// Makes `sink` the one [`attempt_failed`] reports to, until dropped.
-pub(crate) struct AttemptScope(Option<Arc<dyn AttemptSink>>);
+/// Makes `sink` the one [`attempt_failed`] reports `call`'s attempts to,
+/// until dropped.
+pub(crate) struct AttemptScope(Option<(Arc<dyn AttemptSink>, Call)>);
 
 impl AttemptScope {
-    pub(crate) fn enter(sink: Arc<dyn AttemptSink>) -> AttemptScope {
-        AttemptScope(ATTEMPTS.try_with(|a| a.replace(Some(sink))).ok().flatten())
+    pub(crate) fn enter(sink: Arc<dyn AttemptSink>, call: Call) -> AttemptScope {
+        AttemptScope(
+            ATTEMPTS
+                .try_with(|a| a.replace(Some((sink, call))))
+                .ok()
+                .flatten(),
+        )
     }
 }
 
@@ -131,5 +141,5 @@ impl Drop for AttemptScope {
 /// above that counts attempts, if there is one: whether the call may go on.
 pub(crate) fn attempt_failed() -> bool {
     let sink = ATTEMPTS.try_with(|a| a.borrow().clone()).ok().flatten();
-    sink.is_none_or(|sink| sink.failed_attempt())
+    sink.is_none_or(|(sink, call)| sink.failed_attempt(call))
 }

@@ -126,6 +126,12 @@ impl Ticket {
         self.tag.get() & !STATE_MASK
     }
 
+    /// When the call was admitted (see the field), for the rules.
+    #[inline]
+    pub(super) fn start(&self) -> u64 {
+        self.start
+    }
+
     /// Whether the call is timed, for the slow-call rule.
     #[inline]
     pub(super) fn timed(&self) -> bool {

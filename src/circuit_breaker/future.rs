@@ -10,8 +10,7 @@ use super::breaker::Verdict;
 use super::permit::Permit;
 use crate::classify::{ClassifyOutcome, Outcome, Settle};
 use crate::error::{BoxError, CircuitOpen};
-use crate::scope::{AttemptScope, AttemptSink, ProbeScope};
-use std::sync::Arc;
+use crate::scope::ProbeScope;
 
 /// What an outcome means to the breaker.
 const fn verdict(outcome: Outcome) -> Verdict {
@@ -38,9 +37,6 @@ pin_project! {
         kind: Kind<F>,
         permit: Option<Permit>,
         classifier: C,
-        // Where a retry layer below reports the failed attempts it retries,
-        // when the breaker counts attempts.
-        attempts: Option<Arc<dyn AttemptSink>>,
     }
 }
 
@@ -56,7 +52,6 @@ impl<F, C> ResponseFuture<F, C> {
     pub(super) fn called(future: F, permit: Permit, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
-            attempts: permit.attempt_sink(),
             permit: Some(permit),
             classifier,
         }
@@ -67,7 +62,6 @@ impl<F, C> ResponseFuture<F, C> {
             kind: Kind::Rejected,
             permit: None,
             classifier,
-            attempts: None,
         }
     }
 }
@@ -88,7 +82,7 @@ where
                 // A half-open probe is one attempt: the layers below ask.
                 let probe = this.permit.as_ref().filter(|p| p.is_probe());
                 let scope = probe.map(|_| ProbeScope::enter());
-                let counting = this.attempts.clone().map(AttemptScope::enter);
+                let counting = this.permit.as_ref().and_then(Permit::attempt_scope);
                 let polled = future.poll(cx);
                 drop((scope, counting));
                 let mut result = ready!(polled);

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::breaker::{CircuitBreaker, Ticket, Verdict};
-use crate::scope::AttemptSink;
+use crate::scope::{AttemptScope, AttemptSink, Call};
 use crate::sync::Arc;
 
 /// An admitted call's claim on the breaker. Dropping it unsettled gives back a
@@ -29,16 +29,15 @@ impl Permit {
         })
     }
 
-    /// Where a retry layer below reports the failed attempts it retries, if
-    /// the breaker counts attempts (never for a probe, which is one attempt).
-    pub(crate) fn attempt_sink(&self) -> Option<std::sync::Arc<dyn AttemptSink>> {
-        let breaker = &self.breaker.0;
-        (breaker.counts_attempts() && !self.ticket.half_open()).then(|| {
-            let sink: std::sync::Arc<dyn AttemptSink> = std::sync::Arc::new(CallAttempts {
-                breaker: breaker.clone(),
-                ticket: self.ticket,
-            });
-            sink
+    /// Makes this call the one a retry layer below reports its failed
+    /// attempts to while it is polled, if the breaker counts attempts (never
+    /// for a probe, which is one attempt).
+    #[inline]
+    pub(crate) fn attempt_scope(&self) -> Option<AttemptScope> {
+        let ticket = self.ticket;
+        (self.breaker.0.counts_attempts() && !ticket.half_open()).then(|| {
+            let sink: Arc<Handle> = self.breaker.clone();
+            AttemptScope::enter(sink, (ticket.generation(), ticket.start()))
         })
     }
 
@@ -145,14 +144,8 @@ impl fmt::Debug for CallPermit {
     }
 }
 
-/// A call's attempts, as a breaker that counts attempts hears of them.
-struct CallAttempts {
-    breaker: CircuitBreaker,
-    ticket: Ticket,
-}
-
-impl AttemptSink for CallAttempts {
-    fn failed_attempt(&self) -> bool {
-        self.breaker.attempt_failed(self.ticket)
+impl AttemptSink for Handle {
+    fn failed_attempt(&self, (generation, start): Call) -> bool {
+        self.0.attempt_failed(generation, start)
     }
 }

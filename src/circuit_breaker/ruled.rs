@@ -5,8 +5,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{
-    CircuitBreaker, CircuitState, CircuitStats, Probes, Rules, STATE_MASK, Ticket, Verdict,
-    announce, lock,
+    CircuitBreaker, CircuitState, CircuitStats, Probes, Rules, STATE_MASK, Verdict, announce, lock,
 };
 use crate::sync::Ordering;
 
@@ -17,20 +16,16 @@ impl CircuitBreaker {
         self.shared.count_attempts
     }
 
-    /// Counts a failed attempt of the call admitted with `ticket`, which
-    /// that call will retry: whether the circuit is still in the period the
-    /// call was admitted in (if not, the call should stop retrying).
-    pub(crate) fn attempt_failed(&self, ticket: Ticket) -> bool {
-        self.on_failure(Some(ticket.generation()));
+    /// Counts a failed attempt of the call admitted in `generation` at
+    /// `start`, which that call will retry: whether the
+    /// circuit is still in that period (if not, the call should stop
+    /// retrying).
+    pub(crate) fn attempt_failed(&self, generation: u64, start: u64) -> bool {
+        self.on_failure(Some(generation));
         if let Some(rules) = &self.shared.rules {
-            self.observe(
-                rules,
-                Some(ticket.generation()),
-                ticket.start,
-                Verdict::Failure,
-            );
+            self.observe(rules, Some(generation), start, Verdict::Failure);
         }
-        self.shared.word.load(Ordering::Acquire) & !STATE_MASK == ticket.generation()
+        self.shared.word.load(Ordering::Acquire) & !STATE_MASK == generation
     }
 
     /// A snapshot of the state, the counts, the time of the last failure and
