@@ -10,7 +10,6 @@ use super::breaker::Verdict;
 use super::permit::Permit;
 use crate::classify::{ClassifyOutcome, Outcome, Settle};
 use crate::error::{BoxError, CircuitOpen};
-use crate::scope::ProbeScope;
 
 /// What an outcome means to the breaker.
 const fn verdict(outcome: Outcome) -> Verdict {
@@ -79,12 +78,11 @@ where
         match this.kind.project() {
             KindProj::Rejected => Poll::Ready(Err(Box::new(CircuitOpen::new()))),
             KindProj::Called { future } => {
-                // A half-open probe is one attempt: the layers below ask.
-                let probe = this.permit.as_ref().filter(|p| p.is_probe());
-                let scope = probe.map(|_| ProbeScope::enter());
-                let counting = this.permit.as_ref().and_then(Permit::attempt_scope);
+                // The layers below ask whether this is a probe (one attempt),
+                // and where its failed attempts go.
+                let scope = this.permit.as_ref().and_then(Permit::scope);
                 let polled = future.poll(cx);
-                drop((scope, counting));
+                drop(scope);
                 let mut result = ready!(polled);
                 if let Some(permit) = this.permit.take() {
                     match this.classifier.classify(result.as_ref()) {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::breaker::{CircuitBreaker, Ticket, Verdict};
-use crate::scope::{AttemptScope, AttemptSink, Call};
+use crate::scope::{AttemptScope, AttemptSink, Call, ProbeScope};
 use crate::sync::Arc;
 
 /// An admitted call's claim on the breaker. Dropping it unsettled gives back a
@@ -17,34 +17,44 @@ pub(crate) struct Permit {
     breaker: Arc<Handle>,
     pub(super) ticket: Ticket,
     settled: bool,
+    /// Whether a retry layer below reports this call's failed attempts.
+    counts_attempts: bool,
+}
+
+/// What the layers below a call are told while it is polled (see
+/// [`scope`](crate::scope)): that it is a probe, or where its failed attempts
+/// go. Dropped, it tells them no more.
+pub(crate) enum CallScope {
+    Probe(#[allow(dead_code)] ProbeScope),
+    Attempts(#[allow(dead_code)] AttemptScope),
 }
 
 impl Permit {
     #[inline]
     pub(crate) fn acquire(breaker: &Arc<Handle>) -> Option<Permit> {
         breaker.0.admit().map(|ticket| Permit {
+            counts_attempts: !ticket.half_open() && breaker.0.counts_attempts(),
             breaker: breaker.clone(),
             ticket,
             settled: false,
         })
     }
 
-    /// Makes this call the one a retry layer below reports its failed
-    /// attempts to while it is polled, if the breaker counts attempts (never
-    /// for a probe, which is one attempt).
+    /// What the layers below are told while the call is polled, if anything:
+    /// that it is a probe (one attempt), or, when the breaker counts attempts,
+    /// where its failed attempts go. Nothing for a plain call: one bit and
+    /// one flag looked at.
     #[inline]
-    pub(crate) fn attempt_scope(&self) -> Option<AttemptScope> {
-        let ticket = self.ticket;
-        (self.breaker.0.counts_attempts() && !ticket.half_open()).then(|| {
+    pub(crate) fn scope(&self) -> Option<CallScope> {
+        if self.ticket.half_open() {
+            return Some(CallScope::Probe(ProbeScope::enter()));
+        }
+        if self.counts_attempts {
             let sink: Arc<Handle> = self.breaker.clone();
-            AttemptScope::enter(sink, (ticket.generation(), ticket.start()))
-        })
-    }
-
-    /// Whether the call holds a half-open test slot: a probe.
-    #[inline]
-    pub(crate) fn is_probe(&self) -> bool {
-        self.ticket.half_open()
+            let call = (self.ticket.generation(), self.ticket.start());
+            return Some(CallScope::Attempts(AttemptScope::enter(sink, call)));
+        }
+        None
     }
 
     /// Starts a timed call's clock again: the service is ready for it.
