@@ -120,6 +120,7 @@ pub(crate) trait AttemptSink: Send + Sync {
 pub(crate) struct AttemptScope(Option<(Arc<dyn AttemptSink>, Call)>);
 
 impl AttemptScope {
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn enter(sink: Arc<dyn AttemptSink>, call: Call) -> AttemptScope {
         AttemptScope(
             ATTEMPTS
