@@ -80,16 +80,23 @@ async fn write_timeout_bounds_a_peer_that_stops_reading() {
     drop(holder);
 }
 
-#[tokio::test]
-async fn max_connections_and_pool_timeout_bound_the_wait_for_a_slot() {
+/// A client with one connection slot, held by a call the server never
+/// answers (running in `busy`), once that call has reached the server.
+async fn one_slot_held(
+    pool_timeout: Duration,
+    default_timeout: Duration,
+) -> (
+    Server,
+    HttpClient,
+    tokio::task::JoinHandle<Result<stache_resilience::client::Response, stache_resilience::Error>>,
+) {
     let server = Server::replies(vec![Reply::Hang]).await;
     let mut c = config(&server.url());
     c.max_connections = 1;
     c.max_keepalive_connections = 1;
-    c.pool_timeout = Duration::from_millis(50);
-    c.default_timeout = Duration::from_secs(10);
+    c.pool_timeout = pool_timeout;
+    c.default_timeout = default_timeout;
     let client = HttpClient::new(c).unwrap();
-
     let busy = tokio::spawn({
         let client = client.clone();
         async move { client.get("/hang").await }
@@ -97,6 +104,13 @@ async fn max_connections_and_pool_timeout_bound_the_wait_for_a_slot() {
     while server.hits() == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    (server, client, busy)
+}
+
+#[tokio::test]
+async fn max_connections_and_pool_timeout_bound_the_wait_for_a_slot() {
+    let (server, client, busy) =
+        one_slot_held(Duration::from_millis(50), Duration::from_secs(10)).await;
     assert_eq!(client.stats().free_connection_slots, 0);
 
     let started = Instant::now();
@@ -277,20 +291,8 @@ async fn a_buffer_above_a_full_pool_sees_pending_and_works_on_once_a_slot_frees(
 
 #[tokio::test(start_paused = true)]
 async fn the_wait_for_a_slot_ends_at_the_call_s_deadline() {
-    let server = Server::replies(vec![Reply::Hang]).await;
-    let mut c = config(&server.url());
-    c.max_connections = 1;
-    c.max_keepalive_connections = 1;
-    c.pool_timeout = Duration::from_secs(5);
-    c.default_timeout = Duration::from_secs(30);
-    let client = HttpClient::new(c).unwrap();
-    let busy = tokio::spawn({
-        let client = client.clone();
-        async move { client.get("/hang").await }
-    });
-    while server.hits() == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let (server, client, busy) =
+        one_slot_held(Duration::from_secs(5), Duration::from_secs(30)).await;
 
     let started = tokio::time::Instant::now();
     let err = client
