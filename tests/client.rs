@@ -665,6 +665,22 @@ async fn a_client_whose_breaker_counts_attempts_opens_during_the_first_calls_ret
     assert_eq!(server.hits(), 3);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_breaker_that_counts_attempts_does_not_count_429s() {
+    let mut replies = vec![Reply::Status(429); 5];
+    replies.push(Reply::json(200, "{}"));
+    let server = Server::replies(replies).await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.max_retries = 5;
+    c.circuit_breaker_threshold = 3;
+    c.breaker.count_attempts = true;
+    let client = HttpClient::new(c).unwrap();
+    let res = client.get("/v1/models").await.unwrap();
+    assert_eq!(res.status(), 200, "a 429 says slow down, not down");
+    assert_eq!(server.hits(), 6);
+    assert_eq!(client.circuit_breaker().state(), CircuitState::Closed);
+}
+
 #[test]
 fn the_openai_and_anthropic_presets_carry_todays_values_and_hide_their_keys() {
     let o = HttpClientConfig::openai("sk-live-123");

@@ -281,10 +281,11 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
             return None;
         }
     }
-    // A breaker above that counts attempts hears of this one (the last
-    // attempt is the call's outcome, which it hears of itself); once they
-    // have opened its circuit, the call stops here.
-    crate::scope::attempt_failed()
+    // A breaker above that counts attempts hears of this one when it is a
+    // failure (a 429 is neutral; the last attempt is the call's outcome,
+    // which it hears of itself); once they have opened its circuit, the call
+    // stops here.
+    (!outcome.is_breaker_failure() || crate::scope::attempt_failed())
         .then_some((delay, copy))
         .or_else(|| {
             let why = "the circuit breaker opened";
