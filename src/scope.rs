@@ -12,6 +12,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use pin_project_lite::pin_project;
 
@@ -113,7 +116,15 @@ pub(crate) trait AttemptSink: Send + Sync {
     /// Counts a failed attempt of `call`; `false` once the circuit has opened
     /// (the call should stop retrying).
     fn failed_attempt(&self, call: Call) -> bool;
+
+    /// For a call whose attempts met the circuit opening: a wait of `delay`
+    /// and then for the circuit to close, no later than `deadline`, if the
+    /// breaker lets calls wait (`true` when it closed in time); `None` if not.
+    fn wait_closed(&self, delay: Duration, deadline: Option<Instant>) -> Option<WaitClosed>;
 }
+
+/// A wait for a circuit to close: `true` when it did in time.
+pub(crate) type WaitClosed = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// Makes `sink` the one [`attempt_failed`] reports `call`'s attempts to,
 /// until dropped.
@@ -143,4 +154,16 @@ impl Drop for AttemptScope {
 pub(crate) fn attempt_failed() -> bool {
     let sink = ATTEMPTS.try_with(|a| a.borrow().clone()).ok().flatten();
     sink.is_none_or(|(sink, call)| sink.failed_attempt(call))
+}
+
+/// For a call whose failed attempt [`attempt_failed`] found the circuit open:
+/// the wait its breaker lets it make for the circuit to close before its
+/// next attempt (after `delay`, its backoff), if any. None when another
+/// provider could take the call.
+pub(crate) fn wait_closed(delay: Duration, deadline: Option<Instant>) -> Option<WaitClosed> {
+    if elsewhere() {
+        return None;
+    }
+    let sink = ATTEMPTS.try_with(|a| a.borrow().clone()).ok().flatten()?;
+    sink.0.wait_closed(delay, deadline)
 }

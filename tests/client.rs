@@ -691,6 +691,8 @@ fn the_openai_and_anthropic_presets_carry_todays_values_and_hide_their_keys() {
     assert_eq!(o.retry_max_delay, Duration::from_secs(8));
     assert!(o.breaker.count_attempts);
     assert_eq!(o.circuit_breaker_timeout, Duration::from_secs(5));
+    assert_eq!(o.breaker.wait_while_open, Some(Duration::from_secs(30)));
+    assert_eq!(o.health_check.as_ref().unwrap().path, "/models");
     o.validate().unwrap();
     assert!(!format!("{o:?}").contains("sk-live-123"));
 
@@ -704,7 +706,10 @@ fn the_openai_and_anthropic_presets_carry_todays_values_and_hide_their_keys() {
     let bad = HttpClientConfig::anthropic("bad\nkey");
     assert_eq!(bad.validate().unwrap_err().field(), "headers");
     // The original design's presets keep its values.
-    assert!(!HttpClientConfig::ollama("http://h").breaker.count_attempts);
+    let ollama = HttpClientConfig::ollama("http://h");
+    assert!(!ollama.breaker.count_attempts);
+    assert_eq!(ollama.breaker.wait_while_open, None);
+    assert_eq!(ollama.health_check, None);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use super::config::{CircuitBreakerConfig, CircuitStats};
+use super::health::HealthProbe;
 use super::refusals::Refusals;
 use super::rules::Rules;
 use super::state::{CircuitState, GENERATION_ONE, STATE_MASK, Transition, announce, pack};
@@ -36,7 +37,7 @@ pub struct CircuitBreaker {
 // `repr(C)`, hot fields first: what every call reads (the word, the rules
 // pointer) shares one cache line with the failure count.
 #[repr(C)]
-struct Shared {
+pub(super) struct Shared {
     /// State and generation, see `pack`.
     word: AtomicU64,
     /// Failure-rate and slow-call rules and open-time backoff; `None` for the
@@ -65,6 +66,20 @@ struct Shared {
     refusals: Refusals,
     /// Whether failed attempts a retry layer below retries count too.
     count_attempts: bool,
+    /// The breaker's own check while open, and whether its task runs (1).
+    health: Option<HealthProbe>,
+    probing: AtomicU32,
+    /// How long a caller may wait for an open circuit to close.
+    patience: Option<Duration>,
+}
+
+/// What a breaker has beyond its config and rules; see [`BreakerOptions`](super::BreakerOptions)
+/// and [`CircuitBreakerBuilder`](super::CircuitBreakerBuilder).
+#[derive(Default)]
+pub(super) struct Extras {
+    pub(super) count_attempts: bool,
+    pub(super) health: Option<HealthProbe>,
+    pub(super) patience: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -153,7 +168,7 @@ impl CircuitBreaker {
     /// Zero counts in `config` are treated as 1 (see
     /// [`CircuitBreakerConfig::validate`]).
     pub fn new(config: CircuitBreakerConfig) -> Self {
-        Self::build(config, Meter::default(), None, false)
+        Self::build(config, Meter::default(), None, Extras::default())
     }
 
     /// The breaker with `rules`, reporting its state to `meter`.
@@ -161,7 +176,7 @@ impl CircuitBreaker {
         config: CircuitBreakerConfig,
         meter: Meter,
         rules: Option<Box<Rules>>,
-        count_attempts: bool,
+        extras: Extras,
     ) -> Self {
         let labelled = meter.is_named();
         let breaker = CircuitBreaker {
@@ -175,7 +190,10 @@ impl CircuitBreaker {
                 last_failure: AtomicU64::new(0),
                 epoch: Instant::now(),
                 refusals: Refusals::default(),
-                count_attempts,
+                count_attempts: extras.count_attempts,
+                health: extras.health,
+                probing: AtomicU32::new(0),
+                patience: extras.patience,
                 probes: Mutex::new(Probes::default()),
                 watch: tokio::sync::watch::Sender::new(CircuitState::Closed),
                 meter,
@@ -520,6 +538,9 @@ impl CircuitBreaker {
                 let open_for = u64::try_from(probes.open_for.as_nanos()).unwrap_or(u64::MAX);
                 let reopen_at = self.now_nanos().saturating_add(open_for);
                 shared.reopen_at.store(reopen_at, Ordering::Release);
+                if let Some(probe) = &shared.health {
+                    super::health::start(self, probe);
+                }
             }
             CircuitState::HalfOpen => {}
             CircuitState::Closed => shared.failure_count.store(0, Ordering::Release),
@@ -566,6 +587,10 @@ impl Default for CircuitBreaker {
 // The by-hand and operator API: `try_acquire`, `force_open`, `reset`.
 #[path = "operator.rs"]
 mod operator;
+
+// The health probe's task and callers waiting for the circuit to close.
+#[path = "recovery.rs"]
+mod recovery;
 
 // Timing calls and feeding their outcomes to the rate rules.
 #[path = "ruled.rs"]

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::breaker::CircuitBreaker;
+use super::breaker::{CircuitBreaker, Extras};
 use super::config::CircuitBreakerConfig;
+use super::health::HealthProbe;
 use super::policy::{BreakerOptions, OpenBackoff, SlowCalls, TripPolicy};
 use super::rules::Rules;
 use crate::error::ConfigError;
@@ -22,6 +23,7 @@ pub struct CircuitBreakerBuilder {
     config: CircuitBreakerConfig,
     options: BreakerOptions,
     meter: Meter,
+    health: Option<HealthProbe>,
 }
 
 impl CircuitBreaker {
@@ -58,6 +60,7 @@ impl CircuitBreaker {
             config,
             options: BreakerOptions::default(),
             meter: Meter::default(),
+            health: None,
         }
     }
 }
@@ -105,6 +108,27 @@ impl CircuitBreakerBuilder {
         self
     }
 
+    /// Lets a call that meets an open circuit wait up to `wait` for it to
+    /// close instead of failing at once (see
+    /// [`BreakerOptions::wait_while_open`]). Under a
+    /// [`CircuitBreakerLayer`](super::CircuitBreakerLayer), the service's
+    /// `poll_ready` stays pending while the call waits, as tower's own
+    /// limits do; if the circuit is still open when the wait ends, the call
+    /// fails with [`CircuitOpen`](super::CircuitOpen). Most useful with a
+    /// [`health_probe`](Self::health_probe), which closes the circuit as soon
+    /// as the provider is back.
+    pub fn wait_while_open(mut self, wait: Duration) -> Self {
+        self.options.wait_while_open = Some(wait);
+        self
+    }
+
+    /// Checks the service's health by itself while the circuit is open, and
+    /// closes it at the first healthy answer (see [`HealthProbe`]).
+    pub fn health_probe(mut self, probe: HealthProbe) -> Self {
+        self.health = Some(probe);
+        self
+    }
+
     /// Sets the policy, the slow-call rule and the open backoff at once, as
     /// [`HttpClientConfig::breaker`](crate::HttpClientConfig::breaker) holds
     /// them.
@@ -136,6 +160,10 @@ impl CircuitBreakerBuilder {
     /// (`failure_rate.threshold must be more than 0 and at most 1, got 1.5`).
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         self.config.validate()?;
+        super::policy::check_wait("wait_while_open", self.options.wait_while_open)?;
+        if let Some(probe) = &self.health {
+            probe.check(("health_probe.interval", "health_probe.timeout"))?;
+        }
         let rules = Rules::new(
             &self.options.policy,
             self.options.slow_calls,
@@ -146,7 +174,11 @@ impl CircuitBreakerBuilder {
             self.config,
             self.meter,
             rules,
-            self.options.count_attempts,
+            Extras {
+                count_attempts: self.options.count_attempts,
+                health: self.health,
+                patience: self.options.wait_while_open,
+            },
         ))
     }
 }

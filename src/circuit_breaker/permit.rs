@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::breaker::{CircuitBreaker, Ticket, Verdict};
-use crate::scope::{AttemptScope, AttemptSink, Call, ProbeScope};
+use crate::scope::{AttemptScope, AttemptSink, Call, ProbeScope, WaitClosed};
 use crate::sync::Arc;
 
 /// An admitted call's claim on the breaker. Dropping it unsettled gives back a
@@ -25,7 +25,12 @@ pub(crate) struct Permit {
 /// [`scope`](crate::scope)): that it is a probe, or where its failed attempts
 /// go. Dropped, it tells them no more.
 pub(crate) enum CallScope {
-    Probe(#[allow(dead_code)] ProbeScope),
+    /// A probe; with the breaker's own handle when callers may wait for the
+    /// circuit to close, so that a failed probe's caller can wait too.
+    Probe(
+        #[allow(dead_code)] ProbeScope,
+        #[allow(dead_code)] Option<AttemptScope>,
+    ),
     #[cfg_attr(loom, allow(dead_code))]
     Attempts(#[allow(dead_code)] AttemptScope),
 }
@@ -47,12 +52,16 @@ impl Permit {
     /// one flag looked at.
     #[inline]
     pub(crate) fn scope(&self) -> Option<CallScope> {
+        let call = || (self.ticket.generation(), self.ticket.start());
         if self.ticket.half_open() {
-            return Some(CallScope::Probe(ProbeScope::enter()));
+            let waits = self.breaker.0.patience().is_some();
+            let sink = waits
+                .then(|| attempt_scope(&self.breaker, call()))
+                .flatten();
+            return Some(CallScope::Probe(ProbeScope::enter(), sink));
         }
         if self.counts_attempts {
-            let call = (self.ticket.generation(), self.ticket.start());
-            return attempt_scope(&self.breaker, call);
+            return attempt_scope(&self.breaker, call()).map(CallScope::Attempts);
         }
         None
     }
@@ -158,18 +167,33 @@ impl AttemptSink for Handle {
     fn failed_attempt(&self, (generation, start): Call) -> bool {
         self.0.attempt_failed(generation, start)
     }
+
+    fn wait_closed(
+        &self,
+        delay: std::time::Duration,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Option<WaitClosed> {
+        let patience = self.0.patience()?;
+        let now = tokio::time::Instant::now();
+        let until = deadline.map_or(now + patience, |d| d.min(now + patience));
+        let breaker = self.0.clone();
+        Some(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            breaker.wait_closed(until).await
+        }))
+    }
 }
 
 /// The scope that sends `call`'s failed attempts to `breaker`.
 #[cfg(not(loom))]
-fn attempt_scope(breaker: &Arc<Handle>, call: Call) -> Option<CallScope> {
+fn attempt_scope(breaker: &Arc<Handle>, call: Call) -> Option<AttemptScope> {
     let sink: Arc<dyn AttemptSink> = breaker.clone();
-    Some(CallScope::Attempts(AttemptScope::enter(sink, call)))
+    Some(AttemptScope::enter(sink, call))
 }
 
 /// Under the model checker the breaker's `Arc` is loom's, which cannot be a
 /// trait object: attempts are not counted there (the models check calls).
 #[cfg(loom)]
-fn attempt_scope(_breaker: &Arc<Handle>, _call: Call) -> Option<CallScope> {
+fn attempt_scope(_breaker: &Arc<Handle>, _call: Call) -> Option<AttemptScope> {
     None
 }

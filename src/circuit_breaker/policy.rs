@@ -462,6 +462,18 @@ pub struct BreakerOptions {
     /// have run their whole retry schedules; a call whose attempts opened the
     /// circuit stops retrying.
     pub count_attempts: bool,
+    /// How long a call that meets an open circuit may wait for it to close
+    /// (default none, the original design's rule: refused at once). A call
+    /// waits no longer than this, nor past its own deadline in an
+    /// [`HttpClient`](crate::HttpClient), nor at all when another provider of
+    /// a [`ProviderGroup`](crate::failover::ProviderGroup) could take it. A
+    /// call whose retries met the circuit opening waits the same way before
+    /// its next attempt. Waiting callers are let go when the circuit closes
+    /// (a health probe, or a half-open probe, found the provider back),
+    /// spread over half a second; see
+    /// [`CircuitBreakerBuilder::wait_while_open`](super::CircuitBreakerBuilder::wait_while_open).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs::option"))]
+    pub wait_while_open: Option<Duration>,
 }
 
 impl BreakerOptions {
@@ -469,9 +481,23 @@ impl BreakerOptions {
     /// [`HttpClientConfig::breaker`](crate::HttpClientConfig::breaker).
     pub(crate) fn check(&self, open_time: Duration) -> Result<(), ConfigError> {
         self.policy.check("breaker.policy")?;
+        check_wait("breaker.wait_while_open", self.wait_while_open)?;
         if let Some(slow) = &self.slow_calls {
             slow.check("breaker.slow_calls")?;
         }
         self.open_backoff.check("breaker.open_backoff", open_time)
+    }
+}
+
+/// Checks a [`BreakerOptions::wait_while_open`], named `field`.
+pub(super) fn check_wait(field: &'static str, wait: Option<Duration>) -> Result<(), ConfigError> {
+    match wait {
+        Some(wait) if wait.is_zero() || wait > Duration::from_secs(86_400) => {
+            Err(ConfigError::new(
+                field,
+                format!("must be more than 0 and at most a day, got {wait:?}"),
+            ))
+        }
+        _ => Ok(()),
     }
 }

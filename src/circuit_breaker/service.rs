@@ -1,7 +1,11 @@
 //! The service a [`CircuitBreakerLayer`](super::CircuitBreakerLayer) makes.
 
 use std::fmt;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::time::Instant;
 
 use tower_service::Service;
 
@@ -42,6 +46,44 @@ enum Admission {
     Unchecked,
     Admitted(Permit),
     Rejected,
+    /// Waiting for an open circuit to close (the breaker's
+    /// [`wait_while_open`](super::CircuitBreakerBuilder::wait_while_open));
+    /// `true` when it may admit a call.
+    Waiting(Instant, Pin<Box<dyn Future<Output = bool> + Send + Sync>>),
+}
+
+/// Whether the circuit admits a call, or it should wait for it to close.
+fn admit(breaker: &Arc<Handle>) -> Admission {
+    match Permit::acquire(breaker) {
+        Some(permit) => Admission::Admitted(permit),
+        None => match breaker.0.patience() {
+            // Another provider can take the call: better to move on than wait.
+            Some(patience) if !crate::scope::elsewhere() => {
+                wait(breaker, Instant::now() + patience)
+            }
+            _ => Admission::Rejected,
+        },
+    }
+}
+
+/// Waits for the circuit to admit a call, until `until`.
+#[cold]
+fn wait(breaker: &Arc<Handle>, until: Instant) -> Admission {
+    let breaker = breaker.0.clone();
+    Admission::Waiting(
+        until,
+        Box::pin(async move { breaker.wait_admissible(until).await }),
+    )
+}
+
+/// After a wait: admitted, or (half-open, its slots taken) waiting again
+/// until the same moment.
+fn admit_after_wait(breaker: &Arc<Handle>, until: Instant) -> Admission {
+    match Permit::acquire(breaker) {
+        Some(permit) => Admission::Admitted(permit),
+        None if Instant::now() < until => wait(breaker, until),
+        None => Admission::Rejected,
+    }
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
@@ -62,6 +104,12 @@ impl<S, C> CircuitBreakerService<S, C> {
     /// [`HttpClient`](crate::HttpClient) does.
     pub fn is_refusing(&self) -> bool {
         matches!(self.admission, Admission::Rejected)
+    }
+
+    /// Whether `poll_ready` is waiting for the open circuit to close (see
+    /// [`wait_while_open`](super::CircuitBreakerBuilder::wait_while_open)).
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.admission, Admission::Waiting(..))
     }
 
     /// The breaker guarding this service.
@@ -97,10 +145,20 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Admission::Unchecked = self.admission {
-            self.admission = match Permit::acquire(&self.breaker) {
-                Some(permit) => Admission::Admitted(permit),
-                None => Admission::Rejected,
+            self.admission = admit(&self.breaker);
+        }
+        if let Admission::Waiting(until, wait) = &mut self.admission {
+            let until = *until;
+            let admissible = ready!(wait.as_mut().poll(cx));
+            self.admission = match admissible {
+                true => admit_after_wait(&self.breaker, until),
+                false => Admission::Rejected,
             };
+            if let Admission::Waiting(..) = self.admission {
+                // Half-open with every probe slot taken: wait on.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
         let Admission::Admitted(permit) = &mut self.admission else {
             // Rejected: `call` answers with the refusal.
@@ -128,7 +186,9 @@ where
         let permit = match admission {
             // A slow-call clock runs from the call, not from `poll_ready`.
             Admission::Admitted(permit) => permit,
-            Admission::Rejected => return ResponseFuture::rejected(self.classifier.clone()),
+            Admission::Rejected | Admission::Waiting(..) => {
+                return ResponseFuture::rejected(self.classifier.clone());
+            }
             // `call` without `poll_ready` breaks the Service contract; still
             // honour the circuit rather than panic.
             Admission::Unchecked => match Permit::acquire(&self.breaker) {

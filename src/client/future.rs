@@ -245,6 +245,10 @@ fn poll_admitted(
             let timer =
                 deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(limit.at)));
             ready!(timer.as_mut().poll(cx));
+            if stack.is_waiting() {
+                // The circuit stayed open for as long as the call could wait.
+                return Poll::Ready(Err(Error::circuit_open()));
+            }
             let elapsed: BoxError = Box::new(Elapsed::deadline(limit.total));
             Poll::Ready(Err(Error::from_stack(elapsed)))
         }

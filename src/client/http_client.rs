@@ -94,8 +94,13 @@ impl HttpClient {
         let templates = Templates::new(&config)?;
         let label: Arc<str> = provider.clone().unwrap_or_else(|| Arc::from("default"));
         let counters = Arc::new(Counters::new(label.clone()));
+        let transport = Transport::new(&config, label.clone())?;
         // Every layer is named: each reports its own metrics.
-        let breaker = config.breaker_builder().provider(label.clone()).build()?;
+        let mut breaker = config.breaker_builder().provider(label.clone());
+        if let Some(check) = &config.health_check {
+            breaker = breaker.health_probe(check.probe(&base, &templates, transport.clone())?);
+        }
+        let breaker = breaker.build()?;
         let mut retry = RetryLayer::new(config.retry_config())
             .provider(label.clone())
             .classifier(HttpClassifier);
@@ -115,7 +120,6 @@ impl HttpClient {
         let limiter = limiter(&config, &label)?
             .with_max_wait(retry_schedule(&config))
             .provider(label.clone());
-        let transport = Transport::new(&config, label.clone())?;
         // Just above the transport, so that an injected fault meets every
         // layer a real one would.
         let chaos = match &config.chaos {

@@ -70,6 +70,7 @@ mod explain;
 mod future;
 mod h2_watch;
 mod headers;
+mod health;
 mod http_client;
 mod lines;
 mod request;
@@ -82,6 +83,7 @@ mod transport;
 
 pub use self::config::{HttpClientConfig, HttpVersion};
 pub use self::future::Pending;
+pub use self::health::HealthCheck;
 pub use self::http_client::HttpClient;
 pub use self::request::{RequestBuilder, StreamRequestBuilder};
 pub use self::response::Response;

@@ -13,6 +13,7 @@ use super::backoff::{Backoff, RetryConfig};
 use super::replay::{Replay, ReplayRequest};
 use super::stats::Shared;
 use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open, is_deadline, is_rate_limited};
+use crate::scope::WaitClosed;
 
 /// What a future needs to send its request again. The service a retry goes
 /// to is cloned, when a retry is decided, from the one the layer wrapped
@@ -55,6 +56,9 @@ pin_project! {
         // `next` is the copy the retry sends, made when it was decided; boxed,
         // so that the future a call that is never retried moves stays small.
         Sleeping { #[pin] sleep: Sleep, next: Option<Box<Req>> },
+        // The backoff, then a wait for the circuit breaker above to close
+        // (its attempts met the circuit opening, and it lets calls wait).
+        Waiting { wait: WaitClosed, next: Option<Box<Req>> },
         // The service the retry goes to, being made ready.
         Readying { service: S, next: Option<Box<Req>> },
     }
@@ -96,7 +100,7 @@ where
                     let attempt = *this.retries + 1;
                     let total = this.config.max_retries.saturating_add(1);
                     let outcome = this.classifier.classify(result.as_ref());
-                    let (delay, next) = match decide(
+                    let (pause, next) = match decide(
                         &outcome,
                         &result,
                         this.replay.as_mut(),
@@ -115,24 +119,43 @@ where
                             return Poll::Ready(result);
                         }
                     };
-                    tracing::info!(
-                        attempt,
-                        max_attempts = total,
-                        "attempt {attempt}/{total} failed: {}. Retrying in {:.2}s",
-                        Describe(&result, this.classifier),
-                        delay.as_secs_f64()
-                    );
-                    *this.retries += 1;
-                    if let Some(replay) = this.replay.as_ref() {
-                        replay.shared.stats.count_retry();
-                    }
                     if !refused_by_limiter(&result) {
                         *this.answered = Some(Box::new(result));
                     }
-                    this.state.set(State::Sleeping {
-                        sleep: tokio::time::sleep(delay),
-                        next: Some(Box::new(next)),
-                    });
+                    let next = Some(Box::new(next));
+                    match pause {
+                        Pause::Sleep(delay) => {
+                            *this.retries += 1;
+                            if let Some(replay) = this.replay.as_ref() {
+                                replay.shared.stats.count_retry();
+                            }
+                            this.state.set(State::Sleeping {
+                                sleep: tokio::time::sleep(delay),
+                                next,
+                            });
+                        }
+                        Pause::Circuit(wait) => this.state.set(State::Waiting { wait, next }),
+                    }
+                }
+                StateProj::Waiting { wait, next } => {
+                    let closed = ready!(wait.as_mut().poll(cx));
+                    let next = next.take();
+                    let answered = this.answered.take();
+                    match answered {
+                        Some(answered) if !closed => {
+                            tracing::info!("the circuit breaker stayed open; not retrying");
+                            return Poll::Ready(*answered);
+                        }
+                        answered => *this.answered = answered,
+                    }
+                    *this.retries += 1;
+                    let replay = this
+                        .replay
+                        .as_ref()
+                        .expect("a retry is only scheduled with a replayable request");
+                    replay.shared.stats.count_retry();
+                    let service = replay.shared.template.clone();
+                    this.state.set(State::Readying { service, next });
                 }
                 StateProj::Sleeping { sleep, next } => {
                     ready!(sleep.poll(cx));
@@ -229,7 +252,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     classifier: &C,
     attempt: u32,
     total: u32,
-) -> Option<(std::time::Duration, Req)> {
+) -> Option<(Pause, Req)> {
     if !outcome.is_retryable() || attempt >= total {
         return None;
     }
@@ -240,6 +263,9 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         }
     }
     if let Some(why) = stop_here(outcome, result, attempt) {
+        if let Some(retry) = probe_waits(outcome, result, replay, classifier, attempt, total) {
+            return Some(retry);
+        }
         tracing::info!(
             attempt,
             "attempt {attempt}/{total} failed: {}. Not retrying: {why}",
@@ -248,12 +274,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         return None;
     }
     let replay = replay?;
-    if replay.policy == Replay::Idempotent
-        && !replay
-            .marked
-            .unwrap_or_else(|| replay.request.is_idempotent())
-        && !classifier.is_unprocessed(result.as_ref())
-    {
+    if !may_replay(replay, classifier, result) {
         tracing::info!(
             attempt,
             "attempt {attempt}/{total} failed: {}. Not retrying: the request is not idempotent and the server may have acted on it",
@@ -264,6 +285,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     let delay = wait_before_retry(outcome, replay, config, attempt, total, || {
         Describe(result, classifier).to_string()
     })?;
+    let deadline = replay.request.deadline();
     // The copy is made now, so that a body that can no longer be sent again
     // ends the call with this attempt's result rather than after a wait.
     let Some(copy) = replay.request.try_clone() else {
@@ -285,17 +307,83 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     // failure (a 429 is neutral; the last attempt is the call's outcome,
     // which it hears of itself); once they have opened its circuit, the call
     // stops here.
-    (!outcome.is_breaker_failure() || crate::scope::attempt_failed())
-        .then_some((delay, copy))
-        .or_else(|| {
-            let why = "the circuit breaker opened";
-            tracing::info!(
-                attempt,
-                "attempt {attempt}/{total} failed: {}. Not retrying: {why}",
-                Describe(result, classifier)
-            );
-            None
-        })
+    if !outcome.is_breaker_failure() || crate::scope::attempt_failed() {
+        tracing::info!(
+            attempt,
+            max_attempts = total,
+            "attempt {attempt}/{total} failed: {}. Retrying in {:.2}s",
+            Describe(result, classifier),
+            delay.as_secs_f64()
+        );
+        return Some((Pause::Sleep(delay), copy));
+    }
+    if let Some(wait) = crate::scope::wait_closed(delay, deadline) {
+        tracing::info!(
+            attempt,
+            "attempt {attempt}/{total} failed: {}. The circuit breaker opened: retrying once it closes",
+            Describe(result, classifier)
+        );
+        return Some((Pause::Circuit(wait), copy));
+    }
+    tracing::info!(
+        attempt,
+        "attempt {attempt}/{total} failed: {}. Not retrying: the circuit breaker opened",
+        Describe(result, classifier)
+    );
+    None
+}
+
+/// Whether the call may be sent again after `result` (see [`Replay`]).
+fn may_replay<T, E: 'static, S, Req: ReplayRequest, C: ClassifyOutcome<T, E>>(
+    replay: &Again<S, Req>,
+    classifier: &C,
+    result: &Result<T, E>,
+) -> bool {
+    replay.policy != Replay::Idempotent
+        || replay
+            .marked
+            .unwrap_or_else(|| replay.request.is_idempotent())
+        || classifier.is_unprocessed(result.as_ref())
+}
+
+/// For a half-open probe that failed, under a breaker that lets callers wait
+/// for the circuit to close: the failure is told to the breaker at once (it
+/// opens the circuit again), and the caller waits for the circuit to close,
+/// then tries again, rather than failing. `None` in every other case: a
+/// probe is one attempt.
+fn probe_waits<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcome<T, E>>(
+    outcome: &Outcome,
+    result: &Result<T, E>,
+    replay: Option<&mut Again<S, Req>>,
+    classifier: &C,
+    attempt: u32,
+    total: u32,
+) -> Option<(Pause, Req)> {
+    if !crate::scope::is_probe() || !outcome.is_breaker_failure() {
+        return None;
+    }
+    let replay = replay?;
+    if !may_replay(replay, classifier, result) {
+        return None;
+    }
+    let wait = crate::scope::wait_closed(std::time::Duration::ZERO, replay.request.deadline())?;
+    let copy = replay.request.try_clone()?;
+    // The probe's failure reopens the circuit now, not when the call ends.
+    crate::scope::attempt_failed();
+    tracing::info!(
+        attempt,
+        "attempt {attempt}/{total} failed: {}. It was the circuit breaker's probe: retrying once the circuit closes",
+        Describe(result, classifier)
+    );
+    Some((Pause::Circuit(wait), copy))
+}
+
+/// What comes before a retry.
+enum Pause {
+    /// The backoff (or the server's `Retry-After`).
+    Sleep(std::time::Duration),
+    /// The backoff, then the circuit breaker above closing.
+    Circuit(WaitClosed),
 }
 
 /// The wait before the retry after `attempt`: the backoff, or the server's

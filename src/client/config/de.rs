@@ -52,6 +52,7 @@ struct Raw {
     #[serde(default, with = "crate::serde_secs::option")]
     http2_keep_alive_timeout: Option<Duration>,
     rate_limit: Option<crate::rate_limit::RateLimit>,
+    health_check: Option<crate::client::HealthCheck>,
     #[cfg(feature = "redis")]
     fleet: Option<crate::rate_limit::Fleet>,
 }
@@ -69,6 +70,7 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
         }
         config.http2_keep_alive_interval = raw.http2_keep_alive_interval;
         config.rate_limit = raw.rate_limit;
+        config.health_check = raw.health_check;
         #[cfg(feature = "redis")]
         {
             config.fleet = raw.fleet;

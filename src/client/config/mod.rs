@@ -201,6 +201,12 @@ pub struct HttpClientConfig {
     /// answer ([`Hedge`](crate::hedge::Hedge)); never for streams. None by
     /// default.
     pub hedge: Option<crate::hedge::Hedge>,
+    /// While the circuit is open, checks the provider by itself and closes
+    /// the circuit at the first healthy answer
+    /// ([`HealthCheck`](crate::client::HealthCheck)). None by default (the
+    /// original design: recovery is noticed by a caller's half-open probe);
+    /// `GET /models` every second in the `openai` and `anthropic` presets.
+    pub health_check: Option<crate::client::HealthCheck>,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
     pub(super) invalid_api_key: bool,
@@ -270,6 +276,7 @@ impl HttpClientConfig {
             fleet: None,
             chaos: None,
             hedge: None,
+            health_check: None,
             invalid_api_key: false,
         }
     }
@@ -420,6 +427,9 @@ impl HttpClientConfig {
         if let Some(hedge) = &self.hedge {
             hedge.validate()?;
         }
+        if let Some(check) = &self.health_check {
+            check.validate()?;
+        }
         Ok(())
     }
 
@@ -539,6 +549,7 @@ impl fmt::Debug for HttpClientConfig {
         f.field("fleet", &self.fleet);
         f.field("chaos", &self.chaos);
         f.field("hedge", &self.hedge);
+        f.field("health_check", &self.health_check);
         f.finish()
     }
 }

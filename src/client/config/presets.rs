@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::HttpClientConfig;
 use crate::circuit_breaker::OpenBackoff;
+use crate::client::HealthCheck;
 
 impl HttpClientConfig {
     /// The preset for a local Ollama server: 90 s timeout (large embedding
@@ -49,6 +50,13 @@ impl HttpClientConfig {
     ///   ([`count_attempts`](crate::circuit_breaker::BreakerOptions::count_attempts)),
     ///   opens after 5 in a row, and stays open 5 s at first, doubling on each
     ///   failed recovery up to 2 minutes; its probe is one attempt;
+    /// * while the circuit is open, `GET /models` every second
+    ///   ([`health_check`](Self::health_check)): the first healthy answer
+    ///   closes it;
+    /// * a call that meets the open circuit, or whose retries met it
+    ///   opening, waits up to 30 s (never past its deadline) for it to close
+    ///   ([`wait_while_open`](crate::circuit_breaker::BreakerOptions::wait_while_open)),
+    ///   unless another provider of a group can take it;
     /// * the rate limiter reads the `x-ratelimit-*` headers (as every client does).
     ///
     /// An API key that cannot be a header value is left out of the headers
@@ -91,6 +99,8 @@ impl HttpClientConfig {
             max: Duration::from_secs(120),
             jitter: 0.2,
         };
+        config.breaker.wait_while_open = Some(Duration::from_secs(30));
+        config.health_check = Some(HealthCheck::get("/models"));
         config
     }
 
