@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use stache_resilience::rate_limit::RateLimit;
+use stache_resilience::rate_limit::{ColdStart, RateLimit};
 use stache_resilience::{ErrorKind, HttpClient, HttpClientConfig};
 use test_support::server::{Reply, Server};
 
@@ -302,4 +302,126 @@ async fn a_call_whose_retry_the_limiter_refuses_ends_with_its_last_real_answer()
     assert!(server.hits() > hits, "something was sent");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(503), "{err:?}");
     assert!(!err.is_rate_limited(), "{err:?}");
+}
+
+/// A provider that takes 2 requests a second with a burst of 2, as a token
+/// bucket (GCRA, on tokio's clock), and answers the rest 429 with OpenAI's
+/// `retry-after-ms` (the time until the next request fits); it counts the
+/// attempts.
+async fn bucket_of_two() -> Server {
+    let tat = std::sync::Mutex::new(tokio::time::Instant::now());
+    Server::start(move |_, _| {
+        let now = tokio::time::Instant::now();
+        let interval = Duration::from_millis(500);
+        let mut tat = tat.lock().unwrap();
+        let at = (*tat).max(now);
+        if at > now + interval {
+            let wait = at - interval - now;
+            Reply::Full {
+                status: 429,
+                headers: vec![("retry-after-ms", wait.as_millis().max(1).to_string())],
+                body: bytes::Bytes::new(),
+            }
+        } else {
+            *tat = at + interval;
+            Reply::json(200, "{}")
+        }
+    })
+    .await
+}
+
+async fn cold_burst(cold: Option<ColdStart>) -> (usize, usize) {
+    let server = bucket_of_two().await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.max_retries = 10;
+    c.retry_base_delay = Duration::from_millis(500);
+    c.retry_max_delay = Duration::from_secs(8);
+    c.retry.budget = false;
+    c.cold_start = cold;
+    let client = HttpClient::new(c).unwrap();
+    let calls: Vec<_> = (0..60)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .get(format!("/v1/models/{i}"))
+                    .deadline(Duration::from_secs(60))
+                    .await
+            })
+        })
+        .collect();
+    let mut served = 0;
+    for call in calls {
+        served += usize::from(call.await.unwrap().is_ok());
+    }
+    (served, server.hits())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cold_burst_against_an_unknown_limit_costs_about_one_attempt_per_call() {
+    let (served, attempts) = cold_burst(Some(ColdStart::new(2, 64))).await;
+    assert_eq!(served, 60);
+    assert!(attempts <= 72, "{attempts} attempts for 60 calls");
+    // Without a window, the whole burst goes out before the first answer.
+    let (served, attempts) = cold_burst(None).await;
+    assert_eq!(served, 60);
+    assert!(attempts > 100, "{attempts}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_dropped_while_they_wait_for_or_hold_a_place_give_it_back() {
+    let server = Server::replies(vec![Reply::Late {
+        after: Duration::from_secs(10),
+        reply: Box::new(Reply::json(200, "{}")),
+    }])
+    .await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.cold_start = Some(ColdStart::new(2, 64));
+    let client = HttpClient::new(c).unwrap();
+    let window = || client.rate_limiter().stats().window.unwrap();
+    // Two hold the places (their answers are late); two wait for one.
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get(format!("/v1/models/{i}")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(window(), (2, 2));
+    assert_eq!(server.hits(), 2, "the others wait for a place");
+    // Dropped while waiting for a place: nothing taken, nothing sent.
+    let mut calls = calls;
+    for call in calls.drain(2..).rev() {
+        call.abort();
+        let _ = call.await;
+    }
+    tokio::task::yield_now().await;
+    assert_eq!(window(), (2, 2));
+    // Dropped while holding one (the attempt in flight): given back, and
+    // no waiter left to take it.
+    for call in calls {
+        call.abort();
+        let _ = call.await;
+    }
+    assert_eq!(window(), (2, 0), "every place given back");
+    assert_eq!(server.hits(), 2);
+    // The places serve the next callers at once.
+    let started = tokio::time::Instant::now();
+    let _ = tokio::time::timeout(Duration::from_millis(100), client.get("/v1/models/9")).await;
+    assert_eq!(server.hits(), 3);
+    assert!(started.elapsed() <= Duration::from_millis(100));
+}
+
+#[test]
+fn a_cold_start_is_checked_and_read_from_settings() {
+    let mut c = HttpClientConfig::new("http://127.0.0.1:9");
+    c.cold_start = Some(ColdStart::new(0, 4));
+    assert_eq!(c.validate().unwrap_err().field(), "cold_start");
+    c.cold_start = Some(ColdStart::new(8, 4));
+    assert_eq!(c.validate().unwrap_err().field(), "cold_start");
+    assert_eq!(
+        HttpClientConfig::openai("k").cold_start,
+        Some(ColdStart::new(2, 64))
+    );
+    assert_eq!(HttpClientConfig::ollama("http://h").cold_start, None);
 }

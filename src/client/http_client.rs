@@ -117,9 +117,12 @@ impl HttpClient {
         // the timeout, so that waiting does not eat an attempt's time. A call
         // without a deadline waits as long as its retries would have lasted:
         // the limiter never fails a call that plain retries would have saved.
-        let limiter = limiter(&config, &label)?
+        let mut limiter = limiter(&config, &label)?
             .with_max_wait(retry_schedule(&config))
             .provider(label.clone());
+        if let Some(cold) = config.cold_start {
+            limiter = limiter.with_cold_start(cold);
+        }
         // Just above the transport, so that an injected fault meets every
         // layer a real one would.
         let chaos = match &config.chaos {

@@ -10,6 +10,7 @@ use tower_service::Service;
 
 use super::limiter::{RateLimiter, Ticket};
 use super::turn::Turn;
+use super::window::Place;
 use crate::error::BoxError;
 
 pin_project! {
@@ -22,6 +23,9 @@ pin_project! {
         #[pin]
         state: State<S, Req>,
         limiter: RateLimiter,
+        // The attempt's place in the cold-start window, given back when it
+        // ends or is dropped.
+        place: Option<Place>,
     }
 }
 
@@ -41,17 +45,24 @@ pin_project! {
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    pub(super) fn called(future: S::Future, limiter: RateLimiter) -> Self {
+    pub(super) fn called(future: S::Future, limiter: RateLimiter, place: Option<Place>) -> Self {
         ResponseFuture {
             state: State::Called {
                 future,
                 ticket: Ticket::default(),
             },
             limiter,
+            place,
         }
     }
 
-    pub(super) fn waiting(turn: Turn, service: S, request: Req, limiter: RateLimiter) -> Self {
+    pub(super) fn waiting(
+        turn: Turn,
+        service: S,
+        request: Req,
+        limiter: RateLimiter,
+        place: Option<Place>,
+    ) -> Self {
         ResponseFuture {
             state: State::Waiting {
                 turn: Box::new(turn),
@@ -59,6 +70,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
                 request: Some(request),
             },
             limiter,
+            place,
         }
     }
 }
@@ -106,9 +118,13 @@ where
                 StateProj::Called { future, ticket } => {
                     let result = ready!(future.poll(cx)).map_err(Into::into);
                     if let Ok(response) = &result {
+                        if let Some(place) = this.place.take() {
+                            place.answered(response.status());
+                        }
                         this.limiter
                             .report(*ticket, response.status(), response.headers());
                     }
+                    *this.place = None;
                     return Poll::Ready(result);
                 }
             }

@@ -12,8 +12,11 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::limiter::RateLimiter;
 use super::turn::Turn;
+use super::window::Place;
 use crate::deadline::RequestDeadline;
 use crate::error::BoxError;
+use std::future::Future;
+use tokio::sync::futures::OwnedNotified;
 
 /// The tokens a request will consume, for a limit with `tokens_per_minute`:
 /// put it in the request's extensions (what
@@ -93,6 +96,10 @@ pub struct RateLimitService<S> {
     limiter: RateLimiter,
     /// The wait for the gate, while readiness waits for it.
     gate: Option<Pin<Box<Sleep>>>,
+    /// The place in the cold-start window readiness took, for the next call.
+    place: Option<Place>,
+    /// The wait for a place to free, while readiness waits for one.
+    freed: Option<Pin<Box<OwnedNotified>>>,
 }
 
 impl<S: Clone> Clone for RateLimitService<S> {
@@ -108,12 +115,43 @@ impl<S> RateLimitService<S> {
             inner,
             limiter,
             gate: None,
+            place: None,
+            freed: None,
         }
     }
 
     /// The limiter this service waits on.
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
+    }
+
+    /// Readiness while the cold-start window is full: Pending until a place
+    /// frees (or the window grows); Ready at once without a window.
+    fn poll_place(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(window) = self.limiter.window() else {
+            return Poll::Ready(());
+        };
+        loop {
+            if window.try_take() {
+                self.freed = None;
+                self.place = Some(Place::new(self.limiter.clone()));
+                return Poll::Ready(());
+            }
+            let freed = self.freed.get_or_insert_with(|| Box::pin(window.freed()));
+            if freed.as_mut().poll(cx).is_ready() {
+                // Woken: try again, with a new wait if the place went to
+                // another caller first.
+                self.freed = None;
+                continue;
+            }
+            // Registered for a wake-up: a place freed meanwhile is taken now.
+            if window.try_take() {
+                self.freed = None;
+                self.place = Some(Place::new(self.limiter.clone()));
+                return Poll::Ready(());
+            }
+            return Poll::Pending;
+        }
     }
 }
 
@@ -129,13 +167,17 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.limiter.engaged() {
             ready!(self.limiter.poll_gate(&mut self.gate, cx));
+            if self.place.is_none() {
+                ready!(self.poll_place(cx));
+            }
         }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let place = self.place.take();
         if !self.limiter.engaged() {
-            return ResponseFuture::called(self.inner.call(req), self.limiter.clone());
+            return ResponseFuture::called(self.inner.call(req), self.limiter.clone(), place);
         }
         // A clone, made ready once the turn has come, takes the call, and the
         // service made ready here is swapped for another unready clone: what
@@ -146,6 +188,6 @@ where
         let cost = req.extensions().get::<Cost>().map_or(0, |c| c.0);
         let deadline = req.extensions().get::<RequestDeadline>().map(|d| d.0);
         let turn = Turn::new(self.limiter.clone(), cost, deadline);
-        ResponseFuture::waiting(turn, inner, req, self.limiter.clone())
+        ResponseFuture::waiting(turn, inner, req, self.limiter.clone(), place)
     }
 }

@@ -17,6 +17,7 @@ use super::fleet::{Fleet, FleetStats, FleetStore};
 use super::gcra::Buckets;
 use super::headers::spent_for;
 use super::pacer::{Pacer, Released};
+use super::window::{ColdStart, Window};
 use crate::error::{ConfigError, RateLimited};
 use crate::retry_after::headers_retry_after;
 use crate::telemetry::{self, Meter};
@@ -67,6 +68,8 @@ pub(super) struct Inner {
     throttled: AtomicU64,
     /// Where waits, refusals and throttled answers are reported, once named.
     meter: std::sync::OnceLock<Meter>,
+    /// The cold-start window, if the limiter has one.
+    pub(super) window: std::sync::OnceLock<Window>,
 }
 
 pub(super) struct State {
@@ -109,6 +112,9 @@ pub struct RateLimitStats {
     /// How long the gate stays closed from now, if it is.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_secs::option"))]
     pub gate_closed_for: Option<Duration>,
+    /// The cold-start window, if the limiter has one: attempts it lets out
+    /// at once now, and attempts holding a place in it.
+    pub window: Option<(u32, u32)>,
     /// How the shared budget of a [`Fleet`](super::Fleet) is doing, for a
     /// limiter in fleet mode.
     #[cfg(feature = "redis")]
@@ -220,6 +226,28 @@ impl RateLimiter {
         self
     }
 
+    /// Lets few attempts out at once while the provider's limit is unknown,
+    /// and more as answers succeed (see [`ColdStart`] and the [module
+    /// documentation](super#cold-start)): a cold burst of N callers against
+    /// a rate limit then costs close to N attempts. A value that breaks
+    /// [`ColdStart::validate`] is raised to the nearest that does not. The
+    /// first window set stays; applies to every clone. Without it (the
+    /// default), nothing is held back before the first throttled answer.
+    pub fn with_cold_start(self, cold: ColdStart) -> Self {
+        let initial = cold.initial.max(1);
+        let cold = ColdStart::new(initial, cold.max.clamp(initial, 1_000_000));
+        if self.inner.window.set(Window::new(cold)).is_ok() {
+            self.inner.engaged.store(true, Ordering::Relaxed);
+        }
+        self
+    }
+
+    /// The cold-start window, if there is one.
+    #[inline]
+    pub(super) fn window(&self) -> Option<&Window> {
+        self.inner.window.get()
+    }
+
     /// Names the limiter: with the feature `metrics`, its waits, refusals and
     /// the throttled answers it sees are reported labelled `provider = name`
     /// (see [`telemetry`](crate::telemetry)). Applies to every clone; the
@@ -272,6 +300,7 @@ impl RateLimiter {
             throttled: inner.throttled.load(Ordering::Relaxed),
             pace,
             gate_closed_for,
+            window: inner.window.get().map(Window::snapshot),
             #[cfg(feature = "redis")]
             fleet: inner.fleet.as_ref().map(FleetStore::stats),
         }
@@ -433,6 +462,7 @@ impl Inner {
             refused: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             meter: std::sync::OnceLock::new(),
+            window: std::sync::OnceLock::new(),
         }
     }
 }

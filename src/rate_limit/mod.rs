@@ -134,6 +134,7 @@ mod layer;
 mod limiter;
 mod pacer;
 mod turn;
+mod window;
 
 pub use self::config::RateLimit;
 #[cfg(feature = "redis")]
@@ -141,4 +142,5 @@ pub use self::fleet::{Fleet, FleetStats};
 pub use self::future::ResponseFuture;
 pub use self::layer::{Cost, RateLimitLayer, RateLimitService};
 pub use self::limiter::{Permit, RateLimitStats, RateLimiter};
+pub use self::window::ColdStart;
 pub use crate::error::RateLimited;

@@ -196,7 +196,7 @@ impl Turn {
             return Ok(Ok(Step::Queued));
         }
         let Some(gate) = state.gate else {
-            if inner.limit.is_none() {
+            if inner.limit.is_none() && inner.window.get().is_none() {
                 inner.engaged.store(false, Ordering::Relaxed);
             }
             return Ok(Err(Ticket::default()));

@@ -53,6 +53,7 @@ struct Raw {
     http2_keep_alive_timeout: Option<Duration>,
     rate_limit: Option<crate::rate_limit::RateLimit>,
     health_check: Option<crate::client::HealthCheck>,
+    cold_start: Option<crate::rate_limit::ColdStart>,
     #[cfg(feature = "redis")]
     fleet: Option<crate::rate_limit::Fleet>,
 }
@@ -71,6 +72,7 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
         config.http2_keep_alive_interval = raw.http2_keep_alive_interval;
         config.rate_limit = raw.rate_limit;
         config.health_check = raw.health_check;
+        config.cold_start = raw.cold_start;
         #[cfg(feature = "redis")]
         {
             config.fleet = raw.fleet;

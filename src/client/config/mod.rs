@@ -188,6 +188,13 @@ pub struct HttpClientConfig {
     /// the client still closes a gate after a throttled answer and learns a
     /// pace (see [`rate_limit`](crate::rate_limit)). None by default.
     pub rate_limit: Option<RateLimit>,
+    /// Lets few attempts out at once while the provider's limit is unknown,
+    /// and more as answers succeed ([`ColdStart`](crate::rate_limit::ColdStart)),
+    /// so that a cold burst against a rate limit costs close to one attempt
+    /// per call. None by default (the original design: nothing held back
+    /// before the first throttled answer); 2 growing to 64 in the `openai`
+    /// and `anthropic` presets.
+    pub cold_start: Option<crate::rate_limit::ColdStart>,
     /// Keeps `rate_limit` in Redis, shared by every process calling the same
     /// provider with the same key (feature `redis`; see
     /// [fleet mode](crate::rate_limit#fleet-mode-feature-redis)). Needs
@@ -272,6 +279,7 @@ impl HttpClientConfig {
             http2_keep_alive_interval: None,
             http2_keep_alive_timeout: Duration::from_secs(20),
             rate_limit: None,
+            cold_start: None,
             #[cfg(feature = "redis")]
             fleet: None,
             chaos: None,
@@ -430,6 +438,9 @@ impl HttpClientConfig {
         if let Some(check) = &self.health_check {
             check.validate()?;
         }
+        if let Some(cold) = &self.cold_start {
+            cold.validate()?;
+        }
         Ok(())
     }
 
@@ -544,7 +555,8 @@ impl fmt::Debug for HttpClientConfig {
             .field("http_version", &self.http_version)
             .field("http2_keep_alive_interval", &self.http2_keep_alive_interval)
             .field("http2_keep_alive_timeout", &self.http2_keep_alive_timeout)
-            .field("rate_limit", &self.rate_limit);
+            .field("rate_limit", &self.rate_limit)
+            .field("cold_start", &self.cold_start);
         #[cfg(feature = "redis")]
         f.field("fleet", &self.fleet);
         f.field("chaos", &self.chaos);

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use super::HttpClientConfig;
 use crate::circuit_breaker::OpenBackoff;
 use crate::client::HealthCheck;
+use crate::rate_limit::ColdStart;
 
 impl HttpClientConfig {
     /// The preset for a local Ollama server: 90 s timeout (large embedding
@@ -57,7 +58,10 @@ impl HttpClientConfig {
     ///   opening, waits up to 30 s (never past its deadline) for it to close
     ///   ([`wait_while_open`](crate::circuit_breaker::BreakerOptions::wait_while_open)),
     ///   unless another provider of a group can take it;
-    /// * the rate limiter reads the `x-ratelimit-*` headers (as every client does).
+    /// * the rate limiter reads the `x-ratelimit-*` headers (as every client
+    ///   does), and lets 2 attempts out at once while it knows nothing of the
+    ///   provider's limit, opening up as answers succeed
+    ///   ([`cold_start`](Self::cold_start));
     ///
     /// An API key that cannot be a header value is left out of the headers
     /// and reported by [`validate`](Self::validate).
@@ -101,6 +105,7 @@ impl HttpClientConfig {
         };
         config.breaker.wait_while_open = Some(Duration::from_secs(30));
         config.health_check = Some(HealthCheck::get("/models"));
+        config.cold_start = Some(ColdStart::new(2, 64));
         config
     }
 
