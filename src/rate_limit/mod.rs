@@ -47,6 +47,19 @@
 //! [`RequestBuilder::cost`](crate::client::RequestBuilder::cost) (or a
 //! [`Cost`] extension).
 //!
+//! # Cold start
+//!
+//! Before the first answer, a limiter knows nothing of a provider's limit,
+//! and a burst of callers all go at once: against a limit of 2 a second, 60
+//! callers cost 60 attempts before the first 429 comes back, and as many
+//! again. With [`RateLimiter::with_cold_start`] (on in the `openai` and
+//! `anthropic` presets), a window of attempts in flight starts at
+//! [`ColdStart::initial`] and grows by one with each successful answer, as
+//! TCP's slow start does, until the provider throttles; it then halves on
+//! each 429 and grows by one per window. While the window is full,
+//! [`RateLimitService`]'s readiness is Pending; a place is given back when
+//! its attempt's answer comes, or when the attempt is dropped.
+//!
 //! # What the provider's headers say
 //!
 //! Every answer's headers are scanned for a spent quota: a remaining count of
