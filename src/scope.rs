@@ -36,7 +36,18 @@ thread_local! {
 /// `tower::buffer::Buffer` below the breaker.
 pub fn is_probe() -> bool {
     PROBING.try_with(|p| p.get() > 0).unwrap_or(false)
+        || ATTEMPTS
+            .try_with(|a| {
+                a.borrow()
+                    .as_ref()
+                    .is_some_and(|(_, call)| call.0 & PROBE != 0)
+            })
+            .unwrap_or(false)
 }
+
+/// The bit of a [`Call`]'s period that marks a half-open probe whose
+/// breaker lets its caller wait (periods are multiples of 4).
+pub(crate) const PROBE: u64 = 1;
 
 /// Marks the thread as polling a probe until dropped.
 pub(crate) struct ProbeScope(());

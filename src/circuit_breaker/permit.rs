@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::breaker::{CircuitBreaker, Ticket, Verdict};
-use crate::scope::{AttemptScope, AttemptSink, Call, ProbeScope, WaitClosed};
+use crate::scope::{AttemptScope, AttemptSink, Call, PROBE, ProbeScope, WaitClosed};
 use crate::sync::Arc;
 
 /// An admitted call's claim on the breaker. Dropping it unsettled gives back a
@@ -25,12 +25,7 @@ pub(crate) struct Permit {
 /// [`scope`](crate::scope)): that it is a probe, or where its failed attempts
 /// go. Dropped, it tells them no more.
 pub(crate) enum CallScope {
-    /// A probe; with the breaker's own handle when callers may wait for the
-    /// circuit to close, so that a failed probe's caller can wait too.
-    Probe(
-        #[allow(dead_code)] ProbeScope,
-        #[allow(dead_code)] Option<AttemptScope>,
-    ),
+    Probe(#[allow(dead_code)] ProbeScope),
     #[cfg_attr(loom, allow(dead_code))]
     Attempts(#[allow(dead_code)] AttemptScope),
 }
@@ -52,16 +47,12 @@ impl Permit {
     /// one flag looked at.
     #[inline]
     pub(crate) fn scope(&self) -> Option<CallScope> {
-        let call = || (self.ticket.generation(), self.ticket.start());
         if self.ticket.half_open() {
-            let waits = self.breaker.0.patience().is_some();
-            let sink = waits
-                .then(|| attempt_scope(&self.breaker, call()))
-                .flatten();
-            return Some(CallScope::Probe(ProbeScope::enter(), sink));
+            return probe_scope(self);
         }
         if self.counts_attempts {
-            return attempt_scope(&self.breaker, call()).map(CallScope::Attempts);
+            let call = (self.ticket.generation(), self.ticket.start());
+            return attempt_scope(&self.breaker, call).map(CallScope::Attempts);
         }
         None
     }
@@ -165,7 +156,7 @@ impl fmt::Debug for CallPermit {
 
 impl AttemptSink for Handle {
     fn failed_attempt(&self, (generation, start): Call) -> bool {
-        self.0.attempt_failed(generation, start)
+        self.0.attempt_failed(generation & !PROBE, start)
     }
 
     fn wait_closed(
@@ -196,4 +187,19 @@ fn attempt_scope(breaker: &Arc<Handle>, call: Call) -> Option<AttemptScope> {
 #[cfg(loom)]
 fn attempt_scope(_breaker: &Arc<Handle>, _call: Call) -> Option<AttemptScope> {
     None
+}
+
+/// A probe's scope; with the breaker's own handle when callers may wait.
+#[cold]
+#[inline(never)]
+fn probe_scope(permit: &Permit) -> Option<CallScope> {
+    let call = (permit.ticket.generation(), permit.ticket.start());
+    // A probe under a breaker that lets callers wait for the circuit to
+    // close: with the breaker's handle too, so that its caller can wait.
+    if permit.breaker.0.patience().is_some() {
+        if let Some(scope) = attempt_scope(&permit.breaker, (call.0 | PROBE, call.1)) {
+            return Some(CallScope::Attempts(scope));
+        }
+    }
+    Some(CallScope::Probe(ProbeScope::enter()))
 }

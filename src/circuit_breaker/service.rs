@@ -40,50 +40,76 @@ pub struct CircuitBreakerService<S, C = ErrorsAreFailures> {
     breaker: Arc<Handle>,
     classifier: C,
     admission: Admission,
+    waiting: Option<Box<Wait>>,
 }
 
 enum Admission {
     Unchecked,
     Admitted(Permit),
     Rejected,
-    /// Waiting for an open circuit to close (the breaker's
-    /// [`wait_while_open`](super::CircuitBreakerBuilder::wait_while_open));
-    /// `true` when it may admit a call.
-    Waiting(Instant, Pin<Box<dyn Future<Output = bool> + Send + Sync>>),
 }
 
-/// Whether the circuit admits a call, or it should wait for it to close.
-fn admit(breaker: &Arc<Handle>) -> Admission {
-    match Permit::acquire(breaker) {
-        Some(permit) => Admission::Admitted(permit),
-        None => match breaker.0.patience() {
-            // Another provider can take the call: better to move on than wait.
-            Some(patience) if !crate::scope::elsewhere() => {
-                wait(breaker, Instant::now() + patience)
-            }
-            _ => Admission::Rejected,
-        },
+/// A wait for an open circuit to admit a call (the breaker's
+/// [`wait_while_open`](super::CircuitBreakerBuilder::wait_while_open)),
+/// until a moment; kept beside the admission, so that a breaker that never
+/// waits pays nothing for it on its closed path.
+struct Wait {
+    until: Instant,
+    admissible: Pin<Box<dyn Future<Output = bool> + Send + Sync>>,
+}
+
+impl Wait {
+    /// The wait a refused call makes, if the breaker lets it wait and no
+    /// other provider can take the call.
+    #[cold]
+    #[inline(never)]
+    fn after_refusal(breaker: &Arc<Handle>) -> Option<Box<Wait>> {
+        let patience = breaker.0.patience()?;
+        // Another provider can take the call: better to move on than wait.
+        if crate::scope::elsewhere() {
+            return None;
+        }
+        Some(Wait::until(breaker, Instant::now() + patience))
+    }
+
+    fn until(breaker: &Arc<Handle>, until: Instant) -> Box<Wait> {
+        let breaker = breaker.0.clone();
+        Box::new(Wait {
+            until,
+            admissible: Box::pin(async move { breaker.wait_admissible(until).await }),
+        })
     }
 }
 
-/// Waits for the circuit to admit a call, until `until`.
+/// Readiness while a call waits for the circuit: Pending until it is
+/// admitted (`admission` then holds its permit) or its wait is over (the
+/// call is then refused).
 #[cold]
-fn wait(breaker: &Arc<Handle>, until: Instant) -> Admission {
-    let breaker = breaker.0.clone();
-    Admission::Waiting(
-        until,
-        Box::pin(async move { breaker.wait_admissible(until).await }),
-    )
-}
-
-/// After a wait: admitted, or (half-open, its slots taken) waiting again
-/// until the same moment.
-fn admit_after_wait(breaker: &Arc<Handle>, until: Instant) -> Admission {
-    match Permit::acquire(breaker) {
-        Some(permit) => Admission::Admitted(permit),
-        None if Instant::now() < until => wait(breaker, until),
-        None => Admission::Rejected,
+#[inline(never)]
+fn poll_wait(
+    waiting: &mut Option<Box<Wait>>,
+    admission: &mut Admission,
+    breaker: &Arc<Handle>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let Some(wait) = waiting else {
+        return Poll::Ready(());
+    };
+    let until = wait.until;
+    if ready!(wait.admissible.as_mut().poll(cx)) {
+        match Permit::acquire(breaker) {
+            Some(permit) => *admission = Admission::Admitted(permit),
+            // Half-open with every probe slot taken: wait on.
+            None if Instant::now() < until => {
+                *wait = Wait::until(breaker, until);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            None => {}
+        }
     }
+    *waiting = None;
+    Poll::Ready(())
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
@@ -94,6 +120,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             breaker: Arc::new(Handle(breaker)),
             classifier,
             admission: Admission::Unchecked,
+            waiting: None,
         }
     }
 
@@ -103,13 +130,13 @@ impl<S, C> CircuitBreakerService<S, C> {
     /// skip building one that would be refused, as
     /// [`HttpClient`](crate::HttpClient) does.
     pub fn is_refusing(&self) -> bool {
-        matches!(self.admission, Admission::Rejected)
+        matches!(self.admission, Admission::Rejected) && self.waiting.is_none()
     }
 
     /// Whether `poll_ready` is waiting for the open circuit to close (see
     /// [`wait_while_open`](super::CircuitBreakerBuilder::wait_while_open)).
     pub fn is_waiting(&self) -> bool {
-        matches!(self.admission, Admission::Waiting(..))
+        self.waiting.is_some()
     }
 
     /// The breaker guarding this service.
@@ -145,24 +172,13 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Admission::Unchecked = self.admission {
-            self.admission = admit(&self.breaker);
-        }
-        if let Admission::Waiting(until, wait) = &mut self.admission {
-            let until = *until;
-            let admissible = ready!(wait.as_mut().poll(cx));
-            self.admission = match admissible {
-                true => admit_after_wait(&self.breaker, until),
-                false => Admission::Rejected,
+            self.admission = match Permit::acquire(&self.breaker) {
+                Some(permit) => Admission::Admitted(permit),
+                None => self.refused(),
             };
-            if let Admission::Waiting(..) = self.admission {
-                // Half-open with every probe slot taken: wait on.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
         }
         let Admission::Admitted(permit) = &mut self.admission else {
-            // Rejected: `call` answers with the refusal.
-            return Poll::Ready(Ok(()));
+            return self.poll_refused::<Req>(cx);
         };
         match self.inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
@@ -186,9 +202,7 @@ where
         let permit = match admission {
             // A slow-call clock runs from the call, not from `poll_ready`.
             Admission::Admitted(permit) => permit,
-            Admission::Rejected | Admission::Waiting(..) => {
-                return ResponseFuture::rejected(self.classifier.clone());
-            }
+            Admission::Rejected => return self.refuse(),
             // `call` without `poll_ready` breaks the Service contract; still
             // honour the circuit rather than panic.
             Admission::Unchecked => match Permit::acquire(&self.breaker) {
@@ -200,6 +214,49 @@ where
     }
 }
 
+impl<S, C: Clone> CircuitBreakerService<S, C> {
+    /// A refused call's admission: it waits, if the breaker lets it.
+    #[cold]
+    #[inline(never)]
+    fn refused(&mut self) -> Admission {
+        self.waiting = Wait::after_refusal(&self.breaker);
+        Admission::Rejected
+    }
+
+    /// The refusal of a call the circuit did not admit; a wait still under
+    /// way (`call` before readiness, against the contract) ends with it.
+    #[cold]
+    #[inline(never)]
+    fn refuse<F>(&mut self) -> ResponseFuture<F, C> {
+        self.waiting = None;
+        ResponseFuture::rejected(self.classifier.clone())
+    }
+}
+
+impl<S, C> CircuitBreakerService<S, C> {
+    /// Readiness of a call the circuit refused: Ready (`call` answers with
+    /// the refusal), unless it waits for the circuit to admit it.
+    #[cold]
+    #[inline(never)]
+    fn poll_refused<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
+    where
+        Self: Service<Req, Error = BoxError>,
+    {
+        if self.waiting.is_some() {
+            ready!(poll_wait(
+                &mut self.waiting,
+                &mut self.admission,
+                &self.breaker,
+                cx
+            ));
+            if let Admission::Admitted(_) = self.admission {
+                return self.poll_ready(cx);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
     fn clone(&self) -> Self {
         CircuitBreakerService {
@@ -207,6 +264,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
             breaker: self.breaker.clone(),
             classifier: self.classifier.clone(),
             admission: Admission::Unchecked,
+            waiting: None,
         }
     }
 }
