@@ -425,3 +425,26 @@ fn a_cold_start_is_checked_and_read_from_settings() {
     );
     assert_eq!(HttpClientConfig::ollama("http://h").cold_start, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_held_for_its_turn_logs_the_real_wait() {
+    let logs = test_support::capture::Capture::new();
+    let _guard = logs.install();
+    let server = Server::replies(vec![Reply::json(200, "{}")]).await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.rate_limit = Some(RateLimit::per_minute(30));
+    let client = HttpClient::new(c).unwrap();
+    client.get("/v1/models").await.unwrap();
+    client.get("/v1/models").await.unwrap();
+    let waits: Vec<f64> = logs
+        .events()
+        .iter()
+        .filter(|e| e.level == tracing::Level::INFO && e.message.contains("for its turn"))
+        .map(|e| e.field("wait_secs").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(waits.len(), 1, "one call waited");
+    assert!(
+        (1.9..2.2).contains(&waits[0]),
+        "one per 2 s: the second call waited about 2 s, not {waits:?}"
+    );
+}

@@ -162,6 +162,33 @@
 //! assert_eq!(breaker.stats().open_time, Duration::from_secs(5));
 //! # Ok::<(), stache_resilience::ConfigError>(())
 //! ```
+//!
+//! # Noticing recovery, and waiting for it
+//!
+//! By the original design's rule an open circuit stays open for its whole
+//! `timeout`, and the first caller after it is the half-open probe: a
+//! provider that came back after 3 s of a 60 s open time serves nobody for
+//! 57 s. Two settings change that, both off by default and on in the
+//! `openai` and `anthropic` presets:
+//!
+//! * [`CircuitBreakerBuilder::health_probe`] ([`HealthProbe`]): while open,
+//!   the breaker checks the service itself every interval and closes the
+//!   circuit at the first healthy answer, so calls flow again within about
+//!   one interval of the recovery;
+//! * [`CircuitBreakerBuilder::wait_while_open`]
+//!   ([`BreakerOptions::wait_while_open`]): a call that meets the open
+//!   circuit waits for it to close (in `poll_ready`, bounded by the wait and,
+//!   in an [`HttpClient`](crate::HttpClient), by the call's deadline) instead
+//!   of failing, unless another provider of a
+//!   [`ProviderGroup`](crate::failover::ProviderGroup) can take it; a call
+//!   whose retries met the circuit opening, and a half-open probe that
+//!   failed, wait the same way before their next attempt. The waiters are
+//!   let go spread over half a second.
+//!
+//! Against a simulated outage of 7 s in a steady 20 calls a second, each
+//! with 10 s, the `openai` preset serves all 400 calls with 417 attempts,
+//! where the original design's values serve about 150 and none of those
+//! started after the recovery (benches/README.md).
 
 mod breaker;
 mod builder;

@@ -164,6 +164,16 @@ impl Turn {
         if self.waited {
             let inner = self.limiter.inner();
             inner.count(&inner.waited, telemetry::RATE_LIMIT_WAITS);
+            // The real wait, which a retry's "Retrying in" line cannot know.
+            let waited = self.arrived.elapsed().as_secs_f64();
+            if waited >= 1.0 {
+                tracing::info!(
+                    wait_secs = waited,
+                    "waited {waited:.2}s for its turn at the provider's rate limit"
+                );
+            } else {
+                tracing::debug!(wait_secs = waited, "waited for its turn");
+            }
         }
         ticket
     }

@@ -25,6 +25,10 @@ pub enum Jitter {
     Decorrelated,
     /// No randomness: exactly `d`. For tests and single clients.
     None,
+    /// Up to a quarter less: uniform in `[3d/4, d]`, as OpenAI's and
+    /// Anthropic's own SDKs spread their retries. The `openai` and
+    /// `anthropic` presets use it.
+    Quarter,
 }
 
 /// Retry settings shared by [`RetryLayer`](super::RetryLayer),
@@ -102,7 +106,7 @@ impl Default for RetryConfig {
 ///
 /// ```toml
 /// [providers.openai.retry]
-/// jitter = "full"        # "symmetric" (the default), "full", "decorrelated" or "none"
+/// jitter = "full"        # "symmetric" (the default), "full", "decorrelated", "quarter" or "none"
 /// total_timeout = 120.0  # seconds; none by default
 /// budget = false         # on by default
 /// ```
@@ -186,6 +190,10 @@ impl RetryConfig {
                 self.uniform(d * 0.5, (d * 1.5).min(cap))
             }
             Jitter::Full => self.uniform(0.0, d),
+            Jitter::Quarter => {
+                let d = d.min(self.max_delay.as_secs_f64());
+                self.uniform(d * 0.75, d)
+            }
             Jitter::None | Jitter::Decorrelated => self.cap(d),
         }
     }
@@ -280,6 +288,25 @@ mod tests {
             // The jitter really spreads: 400 samples cover most of the range.
             let range = (d * 1.5).min(10.0) - d * 0.5;
             assert!(hi - lo > range * 0.8, "attempt {attempt}: {lo}..{hi}");
+        }
+    }
+
+    #[test]
+    fn quarter_jitter_is_up_to_a_quarter_shorter_and_never_past_the_cap() {
+        let c = config(Jitter::Quarter);
+        for attempt in 0..=64u32 {
+            let d = (2f64.powi(attempt as i32)).min(10.0);
+            let (mut lo, mut hi) = (f64::MAX, 0f64);
+            for _ in 0..400 {
+                let got = c.delay_for_attempt(attempt).as_secs_f64();
+                assert!(
+                    got >= d * 0.75 - 1e-9 && got <= d + 1e-9,
+                    "{attempt}: {got}"
+                );
+                lo = lo.min(got);
+                hi = hi.max(got);
+            }
+            assert!(hi - lo > d * 0.25 * 0.8, "attempt {attempt}: {lo}..{hi}");
         }
     }
 

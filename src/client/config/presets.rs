@@ -10,6 +10,7 @@ use super::HttpClientConfig;
 use crate::circuit_breaker::OpenBackoff;
 use crate::client::HealthCheck;
 use crate::rate_limit::ColdStart;
+use crate::retry::Jitter;
 
 impl HttpClientConfig {
     /// The preset for a local Ollama server: 90 s timeout (large embedding
@@ -45,7 +46,8 @@ impl HttpClientConfig {
     /// today's behaviour rather than the original design's:
     ///
     /// * retries as the vendor's own SDK makes them: 3, from 0.5 s growing to
-    ///   8 s, a `Retry-After` honoured up to the call's deadline;
+    ///   8 s, each up to a quarter shorter ([`Jitter::Quarter`]), a
+    ///   `Retry-After` honoured up to the call's deadline;
     /// * 600 s per attempt (a long generation), 5 s to connect;
     /// * a breaker that hears of every failed attempt
     ///   ([`count_attempts`](crate::circuit_breaker::BreakerOptions::count_attempts)),
@@ -95,6 +97,7 @@ impl HttpClientConfig {
         config.max_retries = 3;
         config.retry_base_delay = Duration::from_millis(500);
         config.retry_max_delay = Duration::from_secs(8);
+        config.retry.jitter = Jitter::Quarter;
         config.circuit_breaker_threshold = 5;
         config.circuit_breaker_timeout = Duration::from_secs(5);
         config.circuit_breaker_half_open_max_calls = 1;
