@@ -46,7 +46,10 @@ pub struct CircuitBreakerService<S, C = ErrorsAreFailures> {
 enum Admission {
     Unchecked,
     Admitted(Permit),
+    /// Refused by the circuit; the call may yet wait for it.
     Rejected,
+    /// Refused for good: `call` answers with the refusal.
+    Refused,
 }
 
 /// A wait for an open circuit to admit a call (the breaker's
@@ -130,7 +133,7 @@ impl<S, C> CircuitBreakerService<S, C> {
     /// skip building one that would be refused, as
     /// [`HttpClient`](crate::HttpClient) does.
     pub fn is_refusing(&self) -> bool {
-        matches!(self.admission, Admission::Rejected) && self.waiting.is_none()
+        matches!(self.admission, Admission::Refused)
     }
 
     /// Whether `poll_ready` is waiting for the open circuit to close (see
@@ -174,7 +177,7 @@ where
         if let Admission::Unchecked = self.admission {
             self.admission = match Permit::acquire(&self.breaker) {
                 Some(permit) => Admission::Admitted(permit),
-                None => self.refused(),
+                None => Admission::Rejected,
             };
         }
         let Admission::Admitted(permit) = &mut self.admission else {
@@ -202,7 +205,9 @@ where
         let permit = match admission {
             // A slow-call clock runs from the call, not from `poll_ready`.
             Admission::Admitted(permit) => permit,
-            Admission::Rejected => return self.refuse(),
+            Admission::Rejected | Admission::Refused => {
+                return ResponseFuture::rejected(self.classifier.clone());
+            }
             // `call` without `poll_ready` breaks the Service contract; still
             // honour the circuit rather than panic.
             Admission::Unchecked => match Permit::acquire(&self.breaker) {
@@ -214,44 +219,33 @@ where
     }
 }
 
-impl<S, C: Clone> CircuitBreakerService<S, C> {
-    /// A refused call's admission: it waits, if the breaker lets it.
-    #[cold]
-    #[inline(never)]
-    fn refused(&mut self) -> Admission {
-        self.waiting = Wait::after_refusal(&self.breaker);
-        Admission::Rejected
-    }
-
-    /// The refusal of a call the circuit did not admit; a wait still under
-    /// way (`call` before readiness, against the contract) ends with it.
-    #[cold]
-    #[inline(never)]
-    fn refuse<F>(&mut self) -> ResponseFuture<F, C> {
-        self.waiting = None;
-        ResponseFuture::rejected(self.classifier.clone())
-    }
-}
-
 impl<S, C> CircuitBreakerService<S, C> {
     /// Readiness of a call the circuit refused: Ready (`call` answers with
-    /// the refusal), unless it waits for the circuit to admit it.
+    /// the refusal), unless the breaker lets it wait for the circuit and no
+    /// other provider can take it; then Pending until it is admitted or its
+    /// wait is over.
     #[cold]
     #[inline(never)]
     fn poll_refused<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
     where
         Self: Service<Req, Error = BoxError>,
     {
-        if self.waiting.is_some() {
-            ready!(poll_wait(
-                &mut self.waiting,
-                &mut self.admission,
-                &self.breaker,
-                cx
-            ));
-            if let Admission::Admitted(_) = self.admission {
-                return self.poll_ready(cx);
+        if let Admission::Rejected = self.admission {
+            if self.waiting.is_none() {
+                self.waiting = Wait::after_refusal(&self.breaker);
             }
+            if self.waiting.is_some() {
+                ready!(poll_wait(
+                    &mut self.waiting,
+                    &mut self.admission,
+                    &self.breaker,
+                    cx
+                ));
+                if let Admission::Admitted(_) = self.admission {
+                    return self.poll_ready(cx);
+                }
+            }
+            self.admission = Admission::Refused;
         }
         Poll::Ready(Ok(()))
     }
