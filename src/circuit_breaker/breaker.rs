@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use super::config::{CircuitBreakerConfig, CircuitStats};
-use super::health::HealthProbe;
+use super::health::{Extras, HealthProbe};
 use super::refusals::Refusals;
 use super::rules::Rules;
 use super::state::{CircuitState, GENERATION_ONE, STATE_MASK, Transition, announce, pack};
@@ -66,20 +66,11 @@ pub(super) struct Shared {
     refusals: Refusals,
     /// Whether failed attempts a retry layer below retries count too.
     count_attempts: bool,
-    /// The breaker's own check while open, and whether its task runs (1).
+    /// The check while open, whether its task runs (1), and how long a
+    /// caller may wait for an open circuit to close.
     health: Option<HealthProbe>,
     probing: AtomicU32,
-    /// How long a caller may wait for an open circuit to close.
     patience: Option<Duration>,
-}
-
-/// What a breaker has beyond its config and rules; see [`BreakerOptions`](super::BreakerOptions)
-/// and [`CircuitBreakerBuilder`](super::CircuitBreakerBuilder).
-#[derive(Default)]
-pub(super) struct Extras {
-    pub(super) count_attempts: bool,
-    pub(super) health: Option<HealthProbe>,
-    pub(super) patience: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -539,7 +530,7 @@ impl CircuitBreaker {
                 let reopen_at = self.now_nanos().saturating_add(open_for);
                 shared.reopen_at.store(reopen_at, Ordering::Release);
                 if let Some(probe) = &shared.health {
-                    super::health::start(self, probe);
+                    recovery::start(self, probe);
                 }
             }
             CircuitState::HalfOpen => {}
@@ -584,30 +575,26 @@ impl Default for CircuitBreaker {
     }
 }
 
-// The by-hand and operator API: `try_acquire`, `force_open`, `reset`.
+// The by-hand and operator API (`try_acquire`, `force_open`, `reset`); the
+// health probe's task and callers waiting for the circuit to close; timing
+// calls and feeding their outcomes to the rate rules.
 #[path = "operator.rs"]
 mod operator;
-
-// The health probe's task and callers waiting for the circuit to close.
 #[path = "recovery.rs"]
 mod recovery;
-
-// Timing calls and feeding their outcomes to the rate rules.
 #[path = "ruled.rs"]
 mod ruled;
 
-#[cfg(all(test, not(loom)))]
-#[path = "tests.rs"]
-mod tests;
-
-#[cfg(all(test, not(loom)))]
-#[path = "prop_tests.rs"]
-mod prop_tests;
-
+// The tests: by example, by property, of the builder; and the model checks.
 #[cfg(all(test, not(loom)))]
 #[path = "builder_tests.rs"]
 mod builder_tests;
-
 #[cfg(all(test, loom))]
 #[path = "loom_tests.rs"]
 mod loom_tests;
+#[cfg(all(test, not(loom)))]
+#[path = "prop_tests.rs"]
+mod prop_tests;
+#[cfg(all(test, not(loom)))]
+#[path = "tests.rs"]
+mod tests;

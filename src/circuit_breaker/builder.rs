@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::breaker::{CircuitBreaker, Extras};
+use super::breaker::CircuitBreaker;
 use super::config::CircuitBreakerConfig;
-use super::health::HealthProbe;
+use super::health::{Extras, HealthProbe};
 use super::policy::{BreakerOptions, OpenBackoff, SlowCalls, TripPolicy};
 use super::rules::Rules;
 use crate::error::ConfigError;

@@ -7,8 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::breaker::CircuitBreaker;
-
 /// The future a [`HealthProbe`]'s check returns: `true` when the service
 /// answered as a healthy one would.
 pub type CheckFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
@@ -25,7 +23,7 @@ pub type CheckFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
 /// circuit opened on (none without one), end when the circuit closes, and stop
 /// for good when the last handle to the breaker is dropped. A check that takes
 /// longer than its [`timeout`](Self::timeout) counts as failed. A circuit
-/// forced open ([`CircuitBreaker::force_open`]) stays open.
+/// forced open ([`CircuitBreaker::force_open`](super::CircuitBreaker::force_open)) stays open.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -112,39 +110,25 @@ impl fmt::Debug for HealthProbe {
     }
 }
 
-/// Starts the probe's task for `breaker`, whose circuit just opened, unless
-/// one runs already or there is no runtime to run it on.
-#[cfg(not(loom))]
-pub(super) fn start(breaker: &CircuitBreaker, probe: &HealthProbe) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    if !breaker.claim_probing() {
-        return;
-    }
-    let weak = breaker.downgrade();
-    let probe = probe.clone();
-    runtime.spawn(async move {
-        loop {
-            tokio::time::sleep(probe.interval).await;
-            let Some(breaker) = CircuitBreaker::upgrade(&weak) else {
-                return;
-            };
-            if breaker.settled_closed() {
-                return;
-            }
-            let healthy = tokio::time::timeout(probe.timeout, (probe.check)())
-                .await
-                .unwrap_or(false);
-            if healthy {
-                breaker.close_after_probe();
-            }
-            if breaker.settled_closed() {
-                return;
-            }
-        }
-    });
+/// What a breaker has beyond its config and rules; see
+/// [`BreakerOptions`](super::BreakerOptions) and
+/// [`CircuitBreakerBuilder`](super::CircuitBreakerBuilder).
+#[derive(Default)]
+pub(super) struct Extras {
+    pub(super) count_attempts: bool,
+    pub(super) health: Option<HealthProbe>,
+    pub(super) patience: Option<Duration>,
 }
 
-#[cfg(loom)]
-pub(super) fn start(_breaker: &CircuitBreaker, _probe: &HealthProbe) {}
+impl HealthProbe {
+    /// The check's interval and timeout, and the check itself.
+    pub(super) fn parts(
+        &self,
+    ) -> (
+        Duration,
+        Duration,
+        &Arc<dyn Fn() -> CheckFuture + Send + Sync>,
+    ) {
+        (self.interval, self.timeout, &self.check)
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{CircuitBreaker, CircuitState, lock};
+use super::{CircuitBreaker, CircuitState, HealthProbe, lock};
 use crate::sync::Ordering;
 
 /// Waiters released by a closing circuit go within this much of each other,
@@ -159,3 +159,41 @@ impl CircuitBreaker {
         }
     }
 }
+
+/// Starts the probe's task for `breaker`, whose circuit just opened, unless
+/// one runs already or there is no runtime to run it on.
+#[cfg(not(loom))]
+pub(super) fn start(breaker: &CircuitBreaker, probe: &HealthProbe) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if !breaker.claim_probing() {
+        return;
+    }
+    let weak = breaker.downgrade();
+    let (interval, timeout, check) = probe.parts();
+    let check = check.clone();
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(breaker) = CircuitBreaker::upgrade(&weak) else {
+                return;
+            };
+            if breaker.settled_closed() {
+                return;
+            }
+            let healthy = tokio::time::timeout(timeout, check())
+                .await
+                .unwrap_or(false);
+            if healthy {
+                breaker.close_after_probe();
+            }
+            if breaker.settled_closed() {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(loom)]
+pub(super) fn start(_breaker: &CircuitBreaker, _probe: &HealthProbe) {}

@@ -98,7 +98,8 @@ impl HttpClient {
         // Every layer is named: each reports its own metrics.
         let mut breaker = config.breaker_builder().provider(label.clone());
         if let Some(check) = &config.health_check {
-            breaker = breaker.health_probe(check.probe(&base, &templates, transport.clone())?);
+            let probe = super::health::probe(check, &base, &templates, transport.clone())?;
+            breaker = breaker.health_probe(probe);
         }
         let breaker = breaker.build()?;
         let mut retry = RetryLayer::new(config.retry_config())

@@ -81,9 +81,8 @@ mod stream;
 mod stream_response;
 mod transport;
 
-pub use self::config::{HttpClientConfig, HttpVersion};
+pub use self::config::{HealthCheck, HttpClientConfig, HttpVersion};
 pub use self::future::Pending;
-pub use self::health::HealthCheck;
 pub use self::http_client::HttpClient;
 pub use self::request::{RequestBuilder, StreamRequestBuilder};
 pub use self::response::Response;

@@ -132,9 +132,9 @@ impl<S> RateLimitService<S> {
             return Poll::Ready(());
         };
         loop {
-            if window.try_take() {
+            if let Some(place) = Place::take(window) {
                 self.freed = None;
-                self.place = Some(Place::new(self.limiter.clone()));
+                self.place = Some(place);
                 return Poll::Ready(());
             }
             let freed = self.freed.get_or_insert_with(|| Box::pin(window.freed()));
@@ -145,9 +145,9 @@ impl<S> RateLimitService<S> {
                 continue;
             }
             // Registered for a wake-up: a place freed meanwhile is taken now.
-            if window.try_take() {
+            if let Some(place) = Place::take(window) {
                 self.freed = None;
-                self.place = Some(Place::new(self.limiter.clone()));
+                self.place = Some(place);
                 return Poll::Ready(());
             }
             return Poll::Pending;

@@ -69,7 +69,7 @@ pub(super) struct Inner {
     /// Where waits, refusals and throttled answers are reported, once named.
     meter: std::sync::OnceLock<Meter>,
     /// The cold-start window, if the limiter has one.
-    pub(super) window: std::sync::OnceLock<Window>,
+    pub(super) window: std::sync::OnceLock<Arc<Window>>,
 }
 
 pub(super) struct State {
@@ -236,7 +236,7 @@ impl RateLimiter {
     pub fn with_cold_start(self, cold: ColdStart) -> Self {
         let initial = cold.initial.max(1);
         let cold = ColdStart::new(initial, cold.max.clamp(initial, 1_000_000));
-        if self.inner.window.set(Window::new(cold)).is_ok() {
+        if self.inner.window.set(Arc::new(Window::new(cold))).is_ok() {
             self.inner.engaged.store(true, Ordering::Relaxed);
         }
         self
@@ -244,7 +244,7 @@ impl RateLimiter {
 
     /// The cold-start window, if there is one.
     #[inline]
-    pub(super) fn window(&self) -> Option<&Window> {
+    pub(super) fn window(&self) -> Option<&Arc<Window>> {
         self.inner.window.get()
     }
 
@@ -300,7 +300,7 @@ impl RateLimiter {
             throttled: inner.throttled.load(Ordering::Relaxed),
             pace,
             gate_closed_for,
-            window: inner.window.get().map(Window::snapshot),
+            window: inner.window.get().map(|w| w.snapshot()),
             #[cfg(feature = "redis")]
             fleet: inner.fleet.as_ref().map(FleetStore::stats),
         }

@@ -94,7 +94,7 @@ impl Window {
     }
 
     /// Takes a place if one is free.
-    pub(super) fn try_take(&self) -> bool {
+    fn try_take(&self) -> bool {
         let size = self.size();
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -156,28 +156,27 @@ impl Window {
 /// A place in the window, held by an attempt until its answer (or its end);
 /// given back when dropped.
 pub(crate) struct Place {
-    limiter: super::RateLimiter,
+    window: Arc<Window>,
 }
 
 impl Place {
-    pub(super) fn new(limiter: super::RateLimiter) -> Place {
-        Place { limiter }
+    /// Takes a place in `window` if one is free.
+    pub(super) fn take(window: &Arc<Window>) -> Option<Place> {
+        window.try_take().then(|| Place {
+            window: window.clone(),
+        })
     }
 
     /// Learns from the attempt's answer; the place is given back on drop.
     pub(crate) fn answered(&self, status: http::StatusCode) {
-        if let Some(window) = self.limiter.window() {
-            let throttled = status == http::StatusCode::TOO_MANY_REQUESTS;
-            window.learn(throttled);
-        }
+        let throttled = status == http::StatusCode::TOO_MANY_REQUESTS;
+        self.window.learn(throttled);
     }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        if let Some(window) = self.limiter.window() {
-            window.give_back();
-        }
+        self.window.give_back();
     }
 }
 

@@ -52,7 +52,7 @@ struct Raw {
     #[serde(default, with = "crate::serde_secs::option")]
     http2_keep_alive_timeout: Option<Duration>,
     rate_limit: Option<crate::rate_limit::RateLimit>,
-    health_check: Option<crate::client::HealthCheck>,
+    health_check: Option<super::HealthCheck>,
     cold_start: Option<crate::rate_limit::ColdStart>,
     #[cfg(feature = "redis")]
     fleet: Option<crate::rate_limit::Fleet>,

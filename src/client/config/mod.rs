@@ -213,7 +213,7 @@ pub struct HttpClientConfig {
     /// ([`HealthCheck`](crate::client::HealthCheck)). None by default (the
     /// original design: recovery is noticed by a caller's half-open probe);
     /// `GET /models` every second in the `openai` and `anthropic` presets.
-    pub health_check: Option<crate::client::HealthCheck>,
+    pub health_check: Option<HealthCheck>,
     /// Set by a preset whose API key cannot be a header value; reported by
     /// `validate` rather than panicking in the preset.
     pub(super) invalid_api_key: bool,
@@ -568,4 +568,7 @@ impl fmt::Debug for HttpClientConfig {
 
 #[cfg(feature = "serde")]
 mod de;
+mod health;
 mod presets;
+
+pub use self::health::HealthCheck;

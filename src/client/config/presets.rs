@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::HealthCheck;
 use super::HttpClientConfig;
 use crate::circuit_breaker::OpenBackoff;
-use crate::client::HealthCheck;
 use crate::rate_limit::ColdStart;
 use crate::retry::Jitter;
 
