@@ -51,6 +51,7 @@ pub type CheckFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
 pub struct HealthProbe {
     interval: Duration,
     timeout: Duration,
+    #[cfg_attr(loom, allow(dead_code))]
     check: Arc<dyn Fn() -> CheckFuture + Send + Sync>,
 }
 
@@ -122,6 +123,7 @@ pub(super) struct Extras {
 
 impl HealthProbe {
     /// The check's interval and timeout, and the check itself.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(super) fn parts(
         &self,
     ) -> (

@@ -26,6 +26,7 @@ impl CircuitBreaker {
     }
 
     /// Takes the right to run the health probe's task; `false` if one runs.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(in crate::circuit_breaker) fn claim_probing(&self) -> bool {
         self.shared
             .probing
@@ -46,6 +47,7 @@ impl CircuitBreaker {
     /// Whether the health probe's task is done: the circuit is closed (or
     /// forced open, which only an operator undoes). Gives up the right to
     /// run it then, unless the circuit opened again meanwhile.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(in crate::circuit_breaker) fn settled_closed(&self) -> bool {
         let done = |b: &CircuitBreaker| {
             let word = b.shared.word.load(Ordering::Acquire);
@@ -66,6 +68,7 @@ impl CircuitBreaker {
 
     /// Closes the circuit because the health probe answered, unless it is
     /// closed already or forced open.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(in crate::circuit_breaker) fn close_after_probe(&self) {
         let mut probes = lock(&self.shared.probes);
         let word = self.shared.word.load(Ordering::Acquire);
