@@ -354,3 +354,41 @@ fn the_health_check_and_the_wait_are_read_from_settings_and_checked() {
     .to_string();
     assert!(err.contains("every"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_finds_the_probe_slot_taken_waits_for_the_probes_verdict() {
+    // Down for the first call; then every answer takes a second.
+    let server = Server::start(|n, _| match n {
+        0 => Reply::Status(503),
+        _ => Reply::Late {
+            after: Duration::from_secs(1),
+            reply: Box::new(Reply::json(200, "{}")),
+        },
+    })
+    .await;
+    let mut c = config(&server.url(), false, Some(Duration::from_secs(30)));
+    c.circuit_breaker_timeout = Duration::from_secs(2);
+    let client = HttpClient::new(c).unwrap();
+    client.get("/v1/models").await.unwrap_err();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    // The first takes the one half-open slot; the second finds it taken.
+    let probe = tokio::spawn({
+        let client = client.clone();
+        async move { client.get("/v1/models").await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let waiter = client
+        .get("/v1/models")
+        .deadline(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(waiter.status(), 200);
+    assert_eq!(probe.await.unwrap().unwrap().status(), 200);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_millis(2600),
+        "after the probe's second and the waiter's own: {took:?}"
+    );
+    assert_eq!(server.hits(), 3);
+}

@@ -108,12 +108,19 @@ impl CircuitBreaker {
     /// a caller released by a circuit that closed waits a random moment of
     /// up to half a second more, so that the waiters do not all come back at
     /// once.
-    pub(crate) async fn wait_admissible(&self, until: Instant) -> bool {
+    ///
+    /// With `after_change`, the first look waits for the state to change: a
+    /// caller that found every half-open slot taken waits for the probes'
+    /// verdict rather than asking again at once.
+    pub(crate) async fn wait_admissible(&self, until: Instant, after_change: bool) -> bool {
         let mut states = self.subscribe();
+        // A probe's verdict that came before this look counts as the change.
+        let mut look = !after_change || *states.borrow_and_update() != CircuitState::HalfOpen;
         loop {
-            if self.may_admit() {
+            if look && self.may_admit() {
                 return true;
             }
+            look = true;
             let now = Instant::now();
             if now >= until {
                 return false;

@@ -72,14 +72,16 @@ impl Wait {
         if crate::scope::elsewhere() {
             return None;
         }
-        Some(Wait::until(breaker, Instant::now() + patience))
+        Some(Wait::until(breaker, Instant::now() + patience, false))
     }
 
-    fn until(breaker: &Arc<Handle>, until: Instant) -> Box<Wait> {
+    /// A wait until `until`; with `after_change`, for the state to change
+    /// first (every half-open slot was taken).
+    fn until(breaker: &Arc<Handle>, until: Instant, after_change: bool) -> Box<Wait> {
         let breaker = breaker.0.clone();
         Box::new(Wait {
             until,
-            admissible: Box::pin(async move { breaker.wait_admissible(until).await }),
+            admissible: Box::pin(async move { breaker.wait_admissible(until, after_change).await }),
         })
     }
 }
@@ -95,23 +97,22 @@ fn poll_wait(
     breaker: &Arc<Handle>,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
-    let Some(wait) = waiting else {
-        return Poll::Ready(());
-    };
-    let until = wait.until;
-    if ready!(wait.admissible.as_mut().poll(cx)) {
-        match Permit::acquire(breaker) {
-            Some(permit) => *admission = Admission::Admitted(permit),
-            // Half-open with every probe slot taken: wait on.
-            None if Instant::now() < until => {
-                *wait = Wait::until(breaker, until);
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+    while let Some(wait) = waiting {
+        let until = wait.until;
+        if ready!(wait.admissible.as_mut().poll(cx)) {
+            match Permit::acquire(breaker) {
+                Some(permit) => *admission = Admission::Admitted(permit),
+                // Half-open with every probe slot taken: wait for the
+                // probes' verdict.
+                None if Instant::now() < until => {
+                    *wait = Wait::until(breaker, until, true);
+                    continue;
+                }
+                None => {}
             }
-            None => {}
         }
+        *waiting = None;
     }
-    *waiting = None;
     Poll::Ready(())
 }
 

@@ -366,7 +366,10 @@ fn probe_waits<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyO
     if !may_replay(replay, classifier, result) {
         return None;
     }
-    let wait = crate::scope::wait_closed(std::time::Duration::ZERO, replay.request.deadline())?;
+    // The backoff first, as for any retry: a provider that fails the
+    // waited retry too is not asked again at once.
+    let delay = replay.backoff.next_delay();
+    let wait = crate::scope::wait_closed(delay, replay.request.deadline())?;
     let copy = replay.request.try_clone()?;
     // The probe's failure reopens the circuit now, not when the call ends.
     crate::scope::attempt_failed();
