@@ -58,6 +58,16 @@ impl Provider {
     }
 }
 
+/// A `GET /v1/models` with `deadline`, on a task of its own.
+fn spawn_get(
+    client: &HttpClient,
+    deadline: Duration,
+) -> tokio::task::JoinHandle<Result<stache_resilience::client::Response, stache_resilience::Error>>
+{
+    let call = client.get("/v1/models").deadline(deadline);
+    tokio::spawn(call.send())
+}
+
 /// The original design's client with one failure opening a circuit that
 /// stays open a minute, no retries, and the options under test.
 fn config(url: &str, check: bool, wait: Option<Duration>) -> HttpClientConfig {
@@ -135,15 +145,7 @@ async fn a_call_waits_out_an_outage_within_its_deadline() {
     assert_eq!(client.circuit_breaker().state(), CircuitState::Open);
 
     let started = Instant::now();
-    let waiting = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .get("/v1/models")
-                .deadline(Duration::from_secs(10))
-                .await
-        }
-    });
+    let waiting = spawn_get(&client, Duration::from_secs(10));
     // A call whose deadline ends before the recovery fails as refused by
     // the circuit, at its deadline.
     let short = client
@@ -195,15 +197,7 @@ async fn waiting_calls_are_let_go_spread_out_when_the_circuit_closes() {
     client.get("/v1/models").await.unwrap_err();
     provider.arrivals.lock().unwrap().clear();
     let calls: Vec<_> = (0..20)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move {
-                client
-                    .get("/v1/models")
-                    .deadline(Duration::from_secs(20))
-                    .await
-            })
-        })
+        .map(|_| spawn_get(&client, Duration::from_secs(20)))
         .collect();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     provider.recover();
@@ -242,15 +236,7 @@ async fn a_failed_probes_caller_waits_for_the_close_when_calls_may_wait() {
 
     // This call is the half-open probe; the provider is still down.
     let started = Instant::now();
-    let probe = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .get("/v1/models")
-                .deadline(Duration::from_secs(20))
-                .await
-        }
-    });
+    let probe = spawn_get(&client, Duration::from_secs(20));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
         client.circuit_breaker().state(),
@@ -283,15 +269,7 @@ async fn a_call_whose_retries_opened_the_circuit_waits_for_it_to_close() {
     c.breaker.count_attempts = true;
     let client = HttpClient::new(c).unwrap();
     let started = Instant::now();
-    let call = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .get("/v1/models")
-                .deadline(Duration::from_secs(20))
-                .await
-        }
-    });
+    let call = spawn_get(&client, Duration::from_secs(20));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(client.circuit_breaker().state(), CircuitState::Open);
     assert_eq!(
@@ -373,10 +351,7 @@ async fn a_waiter_that_finds_the_probe_slot_taken_waits_for_the_probes_verdict()
     tokio::time::sleep(Duration::from_secs(2)).await;
     let started = Instant::now();
     // The first takes the one half-open slot; the second finds it taken.
-    let probe = tokio::spawn({
-        let client = client.clone();
-        async move { client.get("/v1/models").await }
-    });
+    let probe = spawn_get(&client, Duration::from_secs(20));
     tokio::time::sleep(Duration::from_millis(10)).await;
     let waiter = client
         .get("/v1/models")

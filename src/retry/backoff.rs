@@ -265,49 +265,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn symmetric_jitter_stays_within_half_of_the_exponential_delay_and_the_cap() {
-        let c = config(Jitter::Symmetric);
+    /// Samples each attempt's delay 400 times: every one within `bounds(d)`
+    /// of the exponential delay `d` (1 s doubling, 10 s cap), and together
+    /// covering most of that range (the jitter really spreads).
+    fn assert_spread(jitter: Jitter, bounds: fn(f64) -> (f64, f64)) {
+        let c = config(jitter);
         for attempt in 0..=64u32 {
-            let d = (2f64.powi(attempt as i32)).min(10.0);
+            let (low, high) = bounds((2f64.powi(attempt as i32)).min(10.0));
             let (mut lo, mut hi) = (f64::MAX, 0f64);
             for _ in 0..400 {
                 let got = c.delay_for_attempt(attempt).as_secs_f64();
                 assert!(
-                    got >= d * 0.5 - 1e-9,
-                    "attempt {attempt}: {got} < {}",
-                    d * 0.5
-                );
-                assert!(
-                    got <= (d * 1.5).min(10.0) + 1e-9,
-                    "attempt {attempt}: {got}"
+                    got >= low - 1e-9 && got <= high + 1e-9,
+                    "attempt {attempt}: {got} outside {low}..{high}"
                 );
                 lo = lo.min(got);
                 hi = hi.max(got);
             }
-            // The jitter really spreads: 400 samples cover most of the range.
-            let range = (d * 1.5).min(10.0) - d * 0.5;
-            assert!(hi - lo > range * 0.8, "attempt {attempt}: {lo}..{hi}");
+            assert!(
+                hi - lo > (high - low) * 0.8,
+                "attempt {attempt}: {lo}..{hi}"
+            );
         }
     }
 
     #[test]
+    fn symmetric_jitter_stays_within_half_of_the_exponential_delay_and_the_cap() {
+        assert_spread(Jitter::Symmetric, |d| (d * 0.5, (d * 1.5).min(10.0)));
+    }
+
+    #[test]
     fn quarter_jitter_is_up_to_a_quarter_shorter_and_never_past_the_cap() {
-        let c = config(Jitter::Quarter);
-        for attempt in 0..=64u32 {
-            let d = (2f64.powi(attempt as i32)).min(10.0);
-            let (mut lo, mut hi) = (f64::MAX, 0f64);
-            for _ in 0..400 {
-                let got = c.delay_for_attempt(attempt).as_secs_f64();
-                assert!(
-                    got >= d * 0.75 - 1e-9 && got <= d + 1e-9,
-                    "{attempt}: {got}"
-                );
-                lo = lo.min(got);
-                hi = hi.max(got);
-            }
-            assert!(hi - lo > d * 0.25 * 0.8, "attempt {attempt}: {lo}..{hi}");
-        }
+        assert_spread(Jitter::Quarter, |d| (d * 0.75, d));
     }
 
     #[test]
