@@ -12,6 +12,13 @@ use crate::sync::Ordering;
 /// at random, rather than in the same instant.
 const RELEASE_SPREAD: Duration = Duration::from_millis(500);
 
+/// The moment of a waiter let go by the circuit closing: a random part of
+/// [`RELEASE_SPREAD`] from now, no later than `until`.
+async fn released(until: Instant) {
+    let spread = RELEASE_SPREAD.mul_f64(rand::random::<f64>());
+    tokio::time::sleep_until((Instant::now() + spread).min(until)).await;
+}
+
 /// A weak handle to a breaker, for the health probe's task: the task ends
 /// when the last strong one is dropped.
 #[cfg(not(loom))]
@@ -129,8 +136,7 @@ impl CircuitBreaker {
             let changed = tokio::time::timeout_at(wake, states.changed()).await;
             if matches!(changed, Ok(Ok(()))) && *states.borrow_and_update() == CircuitState::Closed
             {
-                let spread = RELEASE_SPREAD.mul_f64(rand::random::<f64>());
-                tokio::time::sleep_until((Instant::now() + spread).min(until)).await;
+                released(until).await;
             } else if matches!(changed, Ok(Err(_))) {
                 // The breaker is gone: nothing will change any more.
                 return self.may_admit();
@@ -158,8 +164,7 @@ impl CircuitBreaker {
             let wake = self.recovery_at().map_or(until, |at| at.min(until));
             match tokio::time::timeout_at(wake, states.changed()).await {
                 Ok(Ok(())) if *states.borrow_and_update() == CircuitState::Closed => {
-                    let spread = RELEASE_SPREAD.mul_f64(rand::random::<f64>());
-                    tokio::time::sleep_until((Instant::now() + spread).min(until)).await;
+                    released(until).await;
                     return true;
                 }
                 // The breaker is gone: nothing will change any more.
