@@ -184,8 +184,10 @@ mod serde_secs;
 mod sync;
 pub mod telemetry;
 
-// Tier 1: the error types every layer and the classifier share.
+// Tier 1: the error types every layer and the classifier share, and what a
+// call says about its provider.
 mod error;
+pub mod provider;
 
 // Tier 2: what a result means.
 pub mod classify;

@@ -448,3 +448,105 @@ async fn a_call_held_for_its_turn_logs_the_real_wait() {
         "one per 2 s: the second call waited about 2 s, not {waits:?}"
     );
 }
+
+/// A provider whose model `busy` is throttled for a minute while `idle`
+/// answers at once: the `model` field of the JSON body says which.
+async fn one_model_throttled() -> Server {
+    Server::start(|_, seen| {
+        if String::from_utf8_lossy(&seen.body).contains("\"busy\"") {
+            Reply::Full {
+                status: 429,
+                headers: vec![("retry-after", "60".into())],
+                body: bytes::Bytes::new(),
+            }
+        } else {
+            Reply::json(200, "{}")
+        }
+    })
+    .await
+}
+
+/// After a `429` for model `busy`: the outcome of a call to `idle` with a
+/// 1 s deadline, and of one to `busy`, as `(served, refused, sent)`.
+async fn after_one_model_throttled(per_model: bool) -> (bool, bool, usize) {
+    let server = one_model_throttled().await;
+    let mut c = config(&server.url());
+    c.max_retries = 0;
+    c.rate_limit_per_model = per_model;
+    let client = HttpClient::new(c).unwrap();
+    let body = |model: &str| serde_json::json!({ "model": model, "input": "hi" });
+    let err = client.post("/embeddings", &body("busy")).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(429), "{err:?}");
+    let started = tokio::time::Instant::now();
+    let idle = client
+        .post("/embeddings", &body("idle"))
+        .deadline(Duration::from_secs(1))
+        .await;
+    let busy = client
+        .post("/embeddings", &body("busy"))
+        .deadline(Duration::from_secs(1))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "a call waited"
+    );
+    let refused = busy.as_ref().is_err_and(|e| e.is_rate_limited());
+    let sent = server.hits();
+    if per_model {
+        let stats = client
+            .rate_limiter()
+            .model_stats("busy")
+            .expect("busy is kept apart");
+        assert!(stats.gate_closed_for.is_some(), "{stats:?}");
+        let idle_stats = client
+            .rate_limiter()
+            .model_stats("idle")
+            .expect("idle is kept apart");
+        assert_eq!(idle_stats.gate_closed_for, None, "{idle_stats:?}");
+        assert_eq!(client.stats().rate_limit.throttled, 1);
+    }
+    (idle.is_ok(), refused, sent)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_for_one_model_holds_back_that_model_alone() {
+    // Per model: the idle model is served at once, the throttled one is
+    // refused before anything is sent (its gate is closed for 60 s).
+    assert_eq!(after_one_model_throttled(true).await, (true, true, 2));
+    // One gate per client (the original design): both are refused.
+    assert_eq!(after_one_model_throttled(false).await, (false, true, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_presets_key_the_gate_by_model_and_a_call_can_name_its_own() {
+    let server = one_model_throttled().await;
+    let mut c = HttpClientConfig::openai("sk-test");
+    c.base_url = server.url();
+    c.max_retries = 0;
+    c.health_check = None;
+    assert!(c.rate_limit_per_model);
+    let client = HttpClient::new(c).unwrap();
+    let err = client
+        .post("/chat/completions", &serde_json::json!({ "model": "busy" }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(429), "{err:?}");
+    // A body without a model field, named by the builder: kept apart too.
+    let err = client
+        .request(http::Method::POST, "/chat/completions")
+        .body("not json")
+        .model("busy")
+        .deadline(Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_rate_limited(), "{err:?}");
+    client
+        .post(
+            "/chat/completions",
+            &serde_json::json!({ "model": "other" }),
+        )
+        .deadline(Duration::from_secs(1))
+        .await
+        .expect("another model is not held back");
+    assert_eq!(server.hits(), 2);
+}

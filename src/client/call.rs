@@ -17,6 +17,7 @@ use crate::deadline::{Attempts, RequestDeadline};
 use crate::error::{Error, ErrorKind};
 use crate::hedge::NoHedge;
 use crate::pool::HoldSlot;
+use crate::provider::Model;
 use crate::rate_limit::Cost;
 use crate::read_ahead::ExpectStream;
 use crate::request_id::RequestId;
@@ -66,6 +67,8 @@ pub(super) struct Call {
     pub(super) request_id: Option<RequestId>,
     /// The tokens this call will consume, for the client's rate limit.
     pub(super) cost: Option<u32>,
+    /// The model the call names, if set by the caller.
+    pub(super) model: Option<Model>,
 }
 
 /// What an endpoint may hold as it is: every character an RFC 3986 path or
@@ -119,6 +122,7 @@ impl Call {
             idempotent: None,
             request_id: None,
             cost: None,
+            model: None,
         }
     }
 
@@ -268,6 +272,17 @@ impl Call {
             extensions.insert(ExpectStream);
             extensions.insert(HoldSlot);
             extensions.insert(NoHedge);
+        }
+        // What a per-model rate limit keys its gate and pace by.
+        let model = match self.model {
+            Some(model) => Some(model),
+            None if self.json && inner.config.rate_limit_per_model => {
+                Model::from_json(&request.body().body)
+            }
+            None => None,
+        };
+        if let Some(model) = model {
+            request.extensions_mut().insert(model);
         }
         Ok(request)
     }

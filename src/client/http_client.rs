@@ -124,6 +124,9 @@ impl HttpClient {
         if let Some(cold) = config.cold_start {
             limiter = limiter.with_cold_start(cold);
         }
+        if config.rate_limit_per_model {
+            limiter = limiter.per_model();
+        }
         // Just above the transport, so that an injected fault meets every
         // layer a real one would.
         let chaos = match &config.chaos {

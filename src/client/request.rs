@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use super::response::Response;
 use super::stream::send_streaming;
 use super::stream_response::StreamResponse;
 use crate::error::{Error, ErrorKind};
+use crate::provider::Model;
 use crate::redact::is_sensitive;
 use crate::request_id::RequestId;
 
@@ -144,6 +146,16 @@ impl RequestBuilder {
     /// earned back. Without it a call costs no tokens.
     pub fn cost(mut self, tokens: u32) -> Self {
         self.call.cost = Some(tokens);
+        self
+    }
+
+    /// Names the model this call asks for: a client with
+    /// [`rate_limit_per_model`](crate::HttpClientConfig::rate_limit_per_model)
+    /// keeps its rate limiter's gate and pace apart per model (see
+    /// [`Model`]). Without it, such a client reads the `model` field of the
+    /// call's JSON body.
+    pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
+        self.call.model = Some(Model::new(model));
         self
     }
 
@@ -368,6 +380,12 @@ impl StreamRequestBuilder {
     /// Declares the tokens this call will consume; see [`RequestBuilder::cost`].
     pub fn cost(mut self, tokens: u32) -> Self {
         self.request = self.request.cost(tokens);
+        self
+    }
+
+    /// Names the model this call asks for; see [`RequestBuilder::model`].
+    pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
+        self.request = self.request.model(model);
         self
     }
 

@@ -176,8 +176,12 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let place = self.place.take();
-        if !self.limiter.engaged() {
-            return ResponseFuture::called(self.inner.call(req), self.limiter.clone(), place);
+        // A limiter made `per_model` keeps each model's gate and pace apart;
+        // the answer teaches the model's.
+        let model = self.limiter.for_request(req.extensions());
+        if !self.limiter.engaged() && model.as_ref().is_none_or(|m| !m.engaged()) {
+            let learner = model.unwrap_or_else(|| self.limiter.clone());
+            return ResponseFuture::called(self.inner.call(req), learner, place);
         }
         // A clone, made ready once the turn has come, takes the call, and the
         // service made ready here is swapped for another unready clone: what
@@ -187,7 +191,8 @@ where
         self.inner = inner.clone();
         let cost = req.extensions().get::<Cost>().map_or(0, |c| c.0);
         let deadline = req.extensions().get::<RequestDeadline>().map(|d| d.0);
-        let turn = Turn::new(self.limiter.clone(), cost, deadline);
-        ResponseFuture::waiting(turn, inner, req, self.limiter.clone(), place)
+        let learner = model.clone().unwrap_or_else(|| self.limiter.clone());
+        let turn = Turn::for_model(self.limiter.clone(), model, cost, deadline);
+        ResponseFuture::waiting(turn, inner, req, learner, place)
     }
 }

@@ -58,18 +58,20 @@ pub(super) struct Inner {
     pub(super) queued: AtomicUsize,
     pub(super) max_wait_ms: AtomicU64,
     /// The longest the gate stays closed at a time.
-    max_gate_ms: AtomicU64,
+    pub(super) max_gate_ms: AtomicU64,
     pub(super) limit: Option<RateLimit>,
     /// The configured limits kept in Redis (then `buckets` is `None`).
     #[cfg(feature = "redis")]
     pub(super) fleet: Option<FleetStore>,
     pub(super) waited: AtomicU64,
     pub(super) refused: AtomicU64,
-    throttled: AtomicU64,
+    pub(super) throttled: AtomicU64,
     /// Where waits, refusals and throttled answers are reported, once named.
-    meter: std::sync::OnceLock<Meter>,
+    pub(super) meter: std::sync::OnceLock<Meter>,
     /// The cold-start window, if the limiter has one.
     pub(super) window: std::sync::OnceLock<Arc<Window>>,
+    /// Each model's gate and pace, for a limiter made `per_model`.
+    pub(super) models: std::sync::OnceLock<Models>,
 }
 
 pub(super) struct State {
@@ -91,6 +93,13 @@ impl Ticket {
     pub(super) fn released(released: Option<Released>) -> Ticket {
         Ticket { released }
     }
+}
+
+/// One limiter per model, made on the model's first call, for a limiter made
+/// [`per_model`](RateLimiter::per_model) (the logic is in `models.rs`).
+#[derive(Default)]
+pub(super) struct Models {
+    map: Mutex<std::collections::HashMap<crate::provider::Model, RateLimiter>>,
 }
 
 /// Counters and the current state of a [`RateLimiter`]; from
@@ -297,7 +306,8 @@ impl RateLimiter {
         RateLimitStats {
             waited: inner.waited.load(Ordering::Relaxed),
             refused: inner.refused.load(Ordering::Relaxed),
-            throttled: inner.throttled.load(Ordering::Relaxed),
+            throttled: inner.throttled.load(Ordering::Relaxed)
+                + inner.models.get().map_or(0, Models::throttled),
             pace,
             gate_closed_for,
             window: inner.window.get().map(|w| w.snapshot()),
@@ -463,6 +473,7 @@ impl Inner {
             throttled: AtomicU64::new(0),
             meter: std::sync::OnceLock::new(),
             window: std::sync::OnceLock::new(),
+            models: std::sync::OnceLock::new(),
         }
     }
 }
@@ -529,5 +540,6 @@ impl Permit {
     }
 }
 
+mod models;
 #[cfg(test)]
 mod tests;

@@ -34,8 +34,16 @@
 //!   top, so that callers told to wait by the same answer do not come back
 //!   together.
 //!
+//! * **Per model.** OpenAI and Anthropic keep their limits per model. A
+//!   limiter made [`per_model`](RateLimiter::per_model) (the `openai` and
+//!   `anthropic` presets' clients are) keeps a gate and a pace for each
+//!   [`Model`](crate::provider::Model) a request names, so that a `429` for
+//!   one model does not hold back calls to another. A model's gate depends
+//!   on the request, so it is waited for in `call`, not in `poll_ready`.
+//!
 //! A client that has never been throttled pays one atomic load per attempt:
-//! no lock, no clock.
+//! no lock, no clock (a limiter made `per_model` takes one short lock per
+//! attempt that names a model, to find the model's state).
 //!
 //! # Configured limits
 //!

@@ -25,7 +25,11 @@ type Reserving = Pin<Box<dyn Future<Output = Result<Instant, Duration>> + Send>>
 /// One call's wait for its turn. Dropping it mid-wait leaves no trace: it
 /// leaves the line of paced callers and gives back its place in it.
 pub(crate) struct Turn {
+    /// The limiter whose configured limits the call takes its start from.
     limiter: RateLimiter,
+    /// The model's own limiter, whose gate and pace the call waits for,
+    /// when it is not `limiter` (see [`RateLimiter::per_model`]).
+    model: Option<RateLimiter>,
     cost: u32,
     deadline: Option<Instant>,
     arrived: Instant,
@@ -109,6 +113,16 @@ impl Drop for Line {
 
 impl Turn {
     pub(crate) fn new(limiter: RateLimiter, cost: u32, deadline: Option<Instant>) -> Turn {
+        Turn::for_model(limiter, None, cost, deadline)
+    }
+
+    /// The turn of a call whose gate and pace are `model`'s, when given.
+    pub(super) fn for_model(
+        limiter: RateLimiter,
+        model: Option<RateLimiter>,
+        cost: u32,
+        deadline: Option<Instant>,
+    ) -> Turn {
         let inner = limiter.inner();
         let arrived = Instant::now();
         let latest = match deadline {
@@ -127,6 +141,7 @@ impl Turn {
         let step = Step::Limits(None);
         Turn {
             limiter,
+            model,
             cost,
             deadline,
             arrived,
@@ -194,9 +209,14 @@ impl Turn {
         timer.as_mut().poll(cx)
     }
 
+    /// The limiter whose gate and pace the call waits for.
+    fn herd(&self) -> &RateLimiter {
+        self.model.as_ref().unwrap_or(&self.limiter)
+    }
+
     /// Looks at the gate and the pace, once: the step that follows.
     fn gate(&mut self) -> Result<Result<Step, Ticket>, RateLimited> {
-        let inner = self.limiter.inner();
+        let inner = self.herd().inner();
         let now = Instant::now();
         let mut state = lock(&inner.state);
         if state.gate.is_some_and(|g| g <= now) {
@@ -221,7 +241,7 @@ impl Turn {
     /// First in line: the pace's next release. `Ok(None)` if the pace turned
     /// off meanwhile (the call looks at the gate again).
     fn paced(&mut self) -> Result<Result<Instant, Option<Ticket>>, RateLimited> {
-        let inner = self.limiter.inner();
+        let inner = self.herd().inner();
         let now = Instant::now();
         let mut state = lock(&inner.state);
         if state.gate.is_some_and(|g| g <= now) {
@@ -346,7 +366,8 @@ impl Turn {
                     self.step = Step::Gate;
                 }
                 Step::Queued => {
-                    let line = self.line.get_or_insert_with(|| Line::join(&self.limiter));
+                    let herd = self.model.as_ref().unwrap_or(&self.limiter);
+                    let line = self.line.get_or_insert_with(|| Line::join(herd));
                     if line.poll_first(cx).is_pending() {
                         // The wait in line is bounded by the call's deadline
                         // alone: the callers before it are not this call's

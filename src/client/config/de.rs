@@ -44,6 +44,7 @@ struct Raw {
     max_line_bytes: Option<usize>,
     max_stream_bytes: Option<u64>,
     post_is_idempotent: Option<bool>,
+    rate_limit_per_model: Option<bool>,
     idempotency_key: Option<String>,
     user_agent: Option<String>,
     http_version: Option<super::HttpVersion>,
@@ -110,6 +111,7 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
             max_line_bytes,
             max_stream_bytes,
             post_is_idempotent,
+            rate_limit_per_model,
             user_agent,
             http_version,
             http2_keep_alive_timeout

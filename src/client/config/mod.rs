@@ -195,6 +195,14 @@ pub struct HttpClientConfig {
     /// before the first throttled answer); 2 growing to 64 in the `openai`
     /// and `anthropic` presets.
     pub cold_start: Option<crate::rate_limit::ColdStart>,
+    /// Keeps the rate limiter's gate and learned pace apart for each model a
+    /// call names (the `model` field of its JSON body, or
+    /// [`RequestBuilder::model`](crate::client::RequestBuilder::model)): a
+    /// `429` for one model then holds back calls to that model alone (see
+    /// [`RateLimiter::per_model`](crate::rate_limit::RateLimiter::per_model)).
+    /// False by default (the original design: one gate per client); true in
+    /// the `openai` and `anthropic` presets.
+    pub rate_limit_per_model: bool,
     /// Keeps `rate_limit` in Redis, shared by every process calling the same
     /// provider with the same key (feature `redis`; see
     /// [fleet mode](crate::rate_limit#fleet-mode-feature-redis)). Needs
@@ -280,6 +288,7 @@ impl HttpClientConfig {
             http2_keep_alive_timeout: Duration::from_secs(20),
             rate_limit: None,
             cold_start: None,
+            rate_limit_per_model: false,
             #[cfg(feature = "redis")]
             fleet: None,
             chaos: None,
@@ -556,7 +565,8 @@ impl fmt::Debug for HttpClientConfig {
             .field("http2_keep_alive_interval", &self.http2_keep_alive_interval)
             .field("http2_keep_alive_timeout", &self.http2_keep_alive_timeout)
             .field("rate_limit", &self.rate_limit)
-            .field("cold_start", &self.cold_start);
+            .field("cold_start", &self.cold_start)
+            .field("rate_limit_per_model", &self.rate_limit_per_model);
         #[cfg(feature = "redis")]
         f.field("fleet", &self.fleet);
         f.field("chaos", &self.chaos);

@@ -63,7 +63,9 @@ impl HttpClientConfig {
     /// * the rate limiter reads the `x-ratelimit-*` headers (as every client
     ///   does), and lets 2 attempts out at once while it knows nothing of the
     ///   provider's limit, opening up as answers succeed
-    ///   ([`cold_start`](Self::cold_start));
+    ///   ([`cold_start`](Self::cold_start)); a throttled answer holds back
+    ///   the calls to its model alone
+    ///   ([`rate_limit_per_model`](Self::rate_limit_per_model));
     ///
     /// An API key that cannot be a header value is left out of the headers
     /// and reported by [`validate`](Self::validate).
@@ -109,6 +111,7 @@ impl HttpClientConfig {
         config.breaker.wait_while_open = Some(Duration::from_secs(30));
         config.health_check = Some(HealthCheck::get("/models"));
         config.cold_start = Some(ColdStart::new(2, 64));
+        config.rate_limit_per_model = true;
         config
     }
 
