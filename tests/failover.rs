@@ -124,6 +124,77 @@ async fn a_429_whose_wait_passes_the_deadline_moves_on_at_once() {
     assert_eq!(primary.hits(), 1, "a 60 s wait does not fit in 5 s");
 }
 
+/// OpenAI's answer when the account's credit is spent: a 429, as for a rate.
+fn quota_spent() -> Reply {
+    Reply::Full {
+        status: 429,
+        headers: vec![("retry-after-ms", "10".into())],
+        body: Bytes::from_static(
+            br#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+        ),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_quota_moves_on_at_once_and_cools_the_provider_down() {
+    let primary = Server::replies(vec![quota_spent()]).await;
+    let backup = ok_server("{}").await;
+    let group = ProviderGroup::new(vec![
+        client("primary", &primary.url()),
+        client("backup", &backup.url()),
+    ])
+    .deadline(Duration::from_secs(30));
+    let started = tokio::time::Instant::now();
+    let answer = group.get("/v1/models").await.unwrap();
+    assert_eq!(answer.provider(), Some("backup"));
+    // A short wait would be waited out for a rate; a spent
+    // quota is not a rate, and is not asked again.
+    assert_eq!(primary.hits(), 1, "not retried");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    // The primary cools down: the next calls go straight to the backup,
+    // sending the primary nothing.
+    for _ in 0..3 {
+        let answer = group.get("/v1/models").await.unwrap();
+        assert_eq!(answer.provider(), Some("backup"));
+    }
+    assert_eq!((primary.hits(), backup.hits()), (1, 4));
+    // Five minutes on, the primary is asked again.
+    tokio::time::sleep(Duration::from_secs(301)).await;
+    group.get("/v1/models").await.unwrap();
+    assert_eq!(primary.hits(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_quota_alone_fails_after_one_attempt_with_the_providers_answer() {
+    let primary = Server::replies(vec![quota_spent()]).await;
+    let alone = client("primary", &primary.url());
+    let err = alone.get("/v1/models").await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::TOO_MANY_REQUESTS), "{err:?}");
+    assert!(err.to_string().contains("insufficient_quota"), "{err}");
+    assert_eq!(primary.hits(), 1);
+    let breaker = alone.circuit_breaker().stats();
+    assert_eq!(
+        breaker.state,
+        stache_resilience::circuit_breaker::CircuitState::Closed
+    );
+    // A rate limit's 429 of the same shape is waited out and retried.
+    let rate = Server::replies(vec![Reply::Full {
+        status: 429,
+        headers: vec![("retry-after-ms", "10".into())],
+        body: Bytes::from_static(br#"{"error":{"type":"requests","code":"rate_limit_exceeded"}}"#),
+    }])
+    .await;
+    client("rate", &rate.url())
+        .get("/v1/models")
+        .await
+        .unwrap_err();
+    assert_eq!(rate.hits(), 3, "the first attempt and its 2 retries");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_callers_predicate_moves_on_after_an_error_the_next_model_may_not_have() {
     let small = Server::replies(vec![Reply::json(

@@ -550,3 +550,38 @@ async fn the_presets_key_the_gate_by_model_and_a_call_can_name_its_own() {
         .expect("another model is not held back");
     assert_eq!(server.hits(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_quota_holds_back_every_model_of_the_account() {
+    let server = Server::start(|_, seen| {
+        if String::from_utf8_lossy(&seen.body).contains("\"busy\"") {
+            Reply::Full {
+                status: 429,
+                headers: vec![],
+                body: bytes::Bytes::from_static(
+                    br#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#,
+                ),
+            }
+        } else {
+            Reply::json(200, "{}")
+        }
+    })
+    .await;
+    let mut c = HttpClientConfig::openai("sk-test");
+    c.base_url = server.url();
+    c.health_check = None;
+    let client = HttpClient::new(c).unwrap();
+    let call = |model: &'static str| {
+        client
+            .post("/chat/completions", &serde_json::json!({ "model": model }))
+            .deadline(Duration::from_secs(10))
+    };
+    assert_eq!(call("other").await.unwrap().status().as_u16(), 200);
+    let err = call("busy").await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(429), "{err:?}");
+    assert_eq!(server.hits(), 2, "a spent quota is not retried");
+    // Not a rate of one model: the account's credit. Every model waits.
+    let err = call("other").await.unwrap_err();
+    assert!(err.is_rate_limited(), "{err:?}");
+    assert_eq!(server.hits(), 2, "the refused call sent nothing");
+}

@@ -13,6 +13,7 @@
 //! | `x-should-retry: true` on a 4xx | yes, like a 429 | neutral |
 //! | `x-should-retry: false` on a 408, 5xx | no ([`Outcome::Fatal`]) | failure |
 //! | `x-should-retry: false` on a 429 | no | neutral |
+//! | a spent quota (an answer marked [`QuotaSpent`](crate::provider::QuotaSpent): OpenAI's `insufficient_quota`, Anthropic's `billing_error`) | no | neutral; the rate limiter cools the provider down |
 //! | transport error (refused, reset, DNS, TLS) | yes | failure |
 //! | attempt timeout ([`Elapsed`](crate::timeout::Elapsed)) | yes, unless the deadline cut it | failure |
 //! | pool timeout ([`PoolTimeout`]) | no | neutral: local congestion |
@@ -245,7 +246,10 @@ pub struct HttpClassifier;
 impl<B, E: 'static> ClassifyOutcome<http::Response<B>, E> for HttpClassifier {
     fn classify(&self, result: Result<&http::Response<B>, &E>) -> Outcome {
         match result {
-            Ok(response) => classify_response(response.status(), response.headers()),
+            Ok(response) => match classify_response(response.status(), response.headers()) {
+                Outcome::Throttled { .. } if quota_spent(response) => Outcome::Ignored,
+                outcome => outcome,
+            },
             Err(error) => classify_error(error),
         }
     }
@@ -262,6 +266,15 @@ impl<B, E: 'static> ClassifyOutcome<http::Response<B>, E> for HttpClassifier {
             Err(error) => error_is_unprocessed(error),
         }
     }
+}
+
+/// Whether an answer is marked [`QuotaSpent`](crate::provider::QuotaSpent).
+#[cold]
+fn quota_spent<B>(response: &http::Response<B>) -> bool {
+    response
+        .extensions()
+        .get::<crate::provider::QuotaSpent>()
+        .is_some()
 }
 
 /// The header by which OpenAI's and Anthropic's APIs say whether to retry.

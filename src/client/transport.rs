@@ -446,9 +446,14 @@ fn poll_attempt(
             }
             TransportStateProj::Reading { body, parts } => {
                 let body = ready!(body.poll(cx))?;
-                let Some(parts) = parts.take() else {
+                let Some(mut parts) = parts.take() else {
                     panic!("the transport's future polled after completion");
                 };
+                // A spent quota is not a rate: the layers above stop retrying
+                // and cool the provider down.
+                if parts.status.is_client_error() && crate::provider::quota_spent(&body) {
+                    parts.extensions.insert(crate::provider::QuotaSpent);
+                }
                 return Poll::Ready(Ok(http::Response::from_parts(
                     parts,
                     ClientBody::Buffered(body),

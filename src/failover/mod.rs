@@ -16,6 +16,7 @@
 //! | a failed answer (a 5xx) | retried once, then moves on | its retries |
 //! | a throttled answer (`429`, or a `503` asking for a wait) | waited out if it asks for 1 s or less, else moves on | its retries, within `retry_max_delay` |
 //! | a half-open probe (see [`circuit_breaker`](crate::circuit_breaker)) | one attempt | one attempt |
+//! | a spent quota (OpenAI's `insufficient_quota`, Anthropic's `billing_error`: see [`QuotaSpent`](crate::provider::QuotaSpent)) | not retried: moves on, and the provider cools down for 5 minutes (its next calls move on at once, sending nothing) | not retried |
 //!
 //! After them, a call moves on:
 //!

@@ -12,6 +12,7 @@ use super::limiter::{RateLimiter, Ticket};
 use super::turn::Turn;
 use super::window::Place;
 use crate::error::BoxError;
+use crate::provider::QuotaSpent;
 
 pin_project! {
     /// The future returned by [`RateLimitService`](super::RateLimitService):
@@ -120,6 +121,11 @@ where
                     if let Ok(response) = &result {
                         if let Some(place) = this.place.take() {
                             place.answered(response.status());
+                        }
+                        if response.status().is_client_error()
+                            && response.extensions().get::<QuotaSpent>().is_some()
+                        {
+                            this.limiter.quota_spent();
                         }
                         this.limiter
                             .report(*ticket, response.status(), response.headers());

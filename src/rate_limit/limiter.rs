@@ -72,6 +72,9 @@ pub(super) struct Inner {
     pub(super) window: std::sync::OnceLock<Arc<Window>>,
     /// Each model's gate and pace, for a limiter made `per_model`.
     pub(super) models: std::sync::OnceLock<Models>,
+    /// For a model's limiter: the limiter it belongs to, whose gate holds
+    /// back every model (a spent quota is the account's).
+    pub(super) account: std::sync::OnceLock<std::sync::Weak<Inner>>,
 }
 
 pub(super) struct State {
@@ -474,6 +477,7 @@ impl Inner {
             meter: std::sync::OnceLock::new(),
             window: std::sync::OnceLock::new(),
             models: std::sync::OnceLock::new(),
+            account: std::sync::OnceLock::new(),
         }
     }
 }

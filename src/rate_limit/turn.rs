@@ -214,10 +214,29 @@ impl Turn {
         self.model.as_ref().unwrap_or(&self.limiter)
     }
 
+    /// The account's gate, for a call whose gate and pace are its model's:
+    /// closed by an answer without a model, or by a spent quota, it holds
+    /// back every model. The step that waits for it, if it is closed.
+    fn account_gate(&mut self, now: Instant) -> Result<Option<Step>, RateLimited> {
+        let gate = lock(&self.limiter.inner().state).gate.filter(|g| *g > now);
+        match gate {
+            None => Ok(None),
+            Some(gate) if gate > self.latest => {
+                Err(self.refuse(Some(gate.saturating_duration_since(self.arrived))))
+            }
+            Some(gate) => Ok(Some(Step::GateOpens(spread(now, gate).min(self.latest)))),
+        }
+    }
+
     /// Looks at the gate and the pace, once: the step that follows.
     fn gate(&mut self) -> Result<Result<Step, Ticket>, RateLimited> {
-        let inner = self.herd().inner();
         let now = Instant::now();
+        if self.model.is_some() {
+            if let Some(step) = self.account_gate(now)? {
+                return Ok(Ok(step));
+            }
+        }
+        let inner = self.herd().inner();
         let mut state = lock(&inner.state);
         if state.gate.is_some_and(|g| g <= now) {
             state.gate = None;

@@ -3,10 +3,13 @@
 //! each [`Model`], so that a `429` for one model does not hold back calls to
 //! another.
 
-use std::sync::PoisonError;
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
-use super::{Models, RateLimitStats, RateLimiter};
+use std::sync::atomic::Ordering;
+use tokio::time::Instant;
+
+use super::{Models, RateLimitStats, RateLimiter, lock};
 use crate::provider::Model;
 
 /// The most models a limiter keeps apart. A call for a model past them
@@ -36,6 +39,7 @@ impl Models {
         if let Some(meter) = from.meter.get() {
             let _ = to.meter.set(meter.clone());
         }
+        let _ = to.account.set(Arc::downgrade(&parent.inner));
         map.insert(model.clone(), limiter.clone());
         Some(limiter)
     }
@@ -76,6 +80,40 @@ impl RateLimiter {
     ) -> Option<RateLimiter> {
         let models = self.inner().models.get()?;
         models.get(self, extensions.get::<Model>()?)
+    }
+
+    /// The limiter whose gate holds back every model: the one a model's
+    /// limiter belongs to, or this one.
+    pub(in crate::rate_limit) fn account(&self) -> Option<RateLimiter> {
+        let inner = self.inner.account.get()?.upgrade()?;
+        Some(RateLimiter { inner })
+    }
+
+    /// Cools the provider down after an answer marked
+    /// [`QuotaSpent`](crate::provider::QuotaSpent): the account's gate
+    /// closes, for every model, for the longest gate; the next calls are
+    /// refused at once (their wait is past the longest wait), then one asks
+    /// again.
+    #[cold]
+    #[inline(never)]
+    pub(in crate::rate_limit) fn quota_spent(&self) {
+        let account = self.account();
+        let inner = account.as_ref().unwrap_or(self).inner();
+        let cool = Duration::from_millis(inner.max_gate_ms.load(Ordering::Relaxed));
+        let now = Instant::now();
+        let mut state = lock(&inner.state);
+        // Said once, not by every caller that met the same spent quota.
+        let told = state.gate.is_some_and(|gate| gate >= now + cool / 2);
+        state.close(now, cool);
+        drop(state);
+        inner.engaged.store(true, Ordering::Relaxed);
+        if !told {
+            tracing::warn!(
+                cool_down_secs = cool.as_secs_f64(),
+                "the provider says the account's quota is spent: its calls are refused for {:.0}s, sending nothing, then one asks again",
+                cool.as_secs_f64()
+            );
+        }
     }
 
     /// The counters, pace and gate of `model`'s own state, for a limiter
