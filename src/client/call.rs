@@ -67,8 +67,9 @@ pub(super) struct Call {
     pub(super) request_id: Option<RequestId>,
     /// The tokens this call will consume, for the client's rate limit.
     pub(super) cost: Option<u32>,
-    /// The model the call names, if set by the caller.
-    pub(super) model: Option<Model>,
+    /// The model the call names, if set by the caller (boxed: few do, and
+    /// the call is moved whole into its future).
+    pub(super) model: Option<Box<Model>>,
 }
 
 /// What an endpoint may hold as it is: every character an RFC 3986 path or
@@ -275,7 +276,7 @@ impl Call {
         }
         // What a per-model rate limit keys its gate and pace by.
         let model = match self.model {
-            Some(model) => Some(model),
+            Some(model) => Some(*model),
             None if self.json && inner.config.rate_limit_per_model => {
                 Model::from_json(&request.body().body)
             }

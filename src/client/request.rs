@@ -155,7 +155,7 @@ impl RequestBuilder {
     /// [`Model`]). Without it, such a client reads the `model` field of the
     /// call's JSON body.
     pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
-        self.call.model = Some(Model::new(model));
+        self.call.model = Some(Box::new(Model::new(model)));
         self
     }
 

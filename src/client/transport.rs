@@ -422,6 +422,23 @@ impl Future for TransportFuture {
     }
 }
 
+/// Marks a 4xx answer whose body says the account's quota is spent (see
+/// [`QuotaSpent`](crate::provider::QuotaSpent)): a spent quota is not a rate,
+/// and the layers above stop retrying and cool the provider down.
+#[cold]
+#[inline(never)]
+fn mark_quota_spent(response: &mut http::Response<ClientBody>) {
+    let spent = match response.body() {
+        ClientBody::Buffered(body) => crate::provider::quota_spent(body),
+        ClientBody::Streaming(_) => false,
+    };
+    if spent {
+        response
+            .extensions_mut()
+            .insert(crate::provider::QuotaSpent);
+    }
+}
+
 /// Drives one attempt: the response head, then (unless streaming) the body.
 fn poll_attempt(
     mut state: Pin<&mut TransportState>,
@@ -446,18 +463,14 @@ fn poll_attempt(
             }
             TransportStateProj::Reading { body, parts } => {
                 let body = ready!(body.poll(cx))?;
-                let Some(mut parts) = parts.take() else {
+                let Some(parts) = parts.take() else {
                     panic!("the transport's future polled after completion");
                 };
-                // A spent quota is not a rate: the layers above stop retrying
-                // and cool the provider down.
-                if parts.status.is_client_error() && crate::provider::quota_spent(&body) {
-                    parts.extensions.insert(crate::provider::QuotaSpent);
+                let mut response = http::Response::from_parts(parts, ClientBody::Buffered(body));
+                if response.status().is_client_error() {
+                    mark_quota_spent(&mut response);
                 }
-                return Poll::Ready(Ok(http::Response::from_parts(
-                    parts,
-                    ClientBody::Buffered(body),
-                )));
+                return Poll::Ready(Ok(response));
             }
         }
     }
