@@ -165,8 +165,7 @@ impl RetryConfig {
     pub fn backoff(&self) -> Backoff {
         Backoff {
             config: *self,
-            attempt: 0,
-            previous: self.base_delay,
+            steps: Steps::new(self),
         }
     }
 
@@ -225,20 +224,42 @@ impl RetryConfig {
 #[derive(Debug, Clone)]
 pub struct Backoff {
     config: RetryConfig,
+    steps: Steps,
+}
+
+/// Where a call is in its backoff, without the config it follows: what a
+/// retry layer's future keeps (its config is the layer's, shared).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Steps {
     attempt: u32,
     previous: Duration,
+}
+
+impl Steps {
+    /// The start of the backoff of `config`.
+    pub(crate) fn new(config: &RetryConfig) -> Steps {
+        Steps {
+            attempt: 0,
+            previous: config.base_delay,
+        }
+    }
+
+    /// The delay before the next retry under `config`.
+    pub(crate) fn next_delay(&mut self, config: &RetryConfig) -> Duration {
+        let delay = match config.jitter {
+            Jitter::Decorrelated => config.decorrelated(self.previous),
+            _ => config.delay_for_attempt(self.attempt),
+        };
+        self.attempt = self.attempt.saturating_add(1);
+        self.previous = delay;
+        delay
+    }
 }
 
 impl Backoff {
     /// The delay before the next retry.
     pub fn next_delay(&mut self) -> Duration {
-        let delay = match self.config.jitter {
-            Jitter::Decorrelated => self.config.decorrelated(self.previous),
-            _ => self.config.delay_for_attempt(self.attempt),
-        };
-        self.attempt = self.attempt.saturating_add(1);
-        self.previous = delay;
-        delay
+        self.steps.next_delay(&self.config)
     }
 }
 

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::backoff::{Backoff, RetryConfig};
+use super::backoff::Steps;
 use super::replay::{Replay, ReplayRequest};
 use super::stats::Shared;
 use crate::classify::{ClassifyOutcome, Outcome, is_circuit_open, is_deadline, is_rate_limited};
@@ -21,7 +21,8 @@ use crate::scope::WaitClosed;
 pub(super) struct Again<S, Req> {
     /// The request as it came, only ever copied.
     pub(super) request: Req,
-    pub(super) backoff: Backoff,
+    /// Where the call is in its backoff (the config is `shared`'s).
+    pub(super) backoff: Steps,
     pub(super) shared: std::sync::Arc<Shared<S>>,
     pub(super) policy: Replay,
     /// The request's [`SAFE_TO_REPEAT`](super::SAFE_TO_REPEAT) word, when the
@@ -38,7 +39,8 @@ pin_project! {
         #[pin]
         state: State<S, S::Future, Req>,
         replay: Option<Again<S, Req>>,
-        config: RetryConfig,
+        // The most retries the layer's config allows.
+        max_retries: u32,
         classifier: C,
         // Retries sent so far.
         retries: u32,
@@ -68,13 +70,13 @@ impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
     pub(super) fn new(
         future: S::Future,
         replay: Option<Again<S, Req>>,
-        config: RetryConfig,
+        max_retries: u32,
         classifier: C,
     ) -> Self {
         ResponseFuture {
             state: State::Called { future },
             replay,
-            config,
+            max_retries,
             classifier,
             retries: 0,
             answered: None,
@@ -98,13 +100,12 @@ where
                 StateProj::Called { future } => {
                     let result = ready!(future.poll(cx));
                     let attempt = *this.retries + 1;
-                    let total = this.config.max_retries.saturating_add(1);
+                    let total = this.max_retries.saturating_add(1);
                     let outcome = this.classifier.classify(result.as_ref());
                     let (pause, next) = match decide(
                         &outcome,
                         &result,
                         this.replay.as_mut(),
-                        this.config,
                         this.classifier,
                         attempt,
                         total,
@@ -248,7 +249,6 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
     outcome: &Outcome,
     result: &Result<T, E>,
     replay: Option<&mut Again<S, Req>>,
-    config: &RetryConfig,
     classifier: &C,
     attempt: u32,
     total: u32,
@@ -282,7 +282,7 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         );
         return None;
     }
-    let delay = wait_before_retry(outcome, replay, config, attempt, total, || {
+    let delay = wait_before_retry(outcome, replay, attempt, total, || {
         Describe(result, classifier).to_string()
     })?;
     let deadline = replay.request.deadline();
@@ -368,7 +368,7 @@ fn probe_waits<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyO
     }
     // The backoff first, as for any retry: a provider that fails the
     // waited retry too is not asked again at once.
-    let delay = replay.backoff.next_delay();
+    let delay = replay.backoff.next_delay(&replay.shared.config);
     let wait = crate::scope::wait_closed(delay, replay.request.deadline())?;
     let copy = replay.request.try_clone()?;
     // The probe's failure reopens the circuit now, not when the call ends.
@@ -396,13 +396,13 @@ enum Pause {
 fn wait_before_retry<S, Req: ReplayRequest>(
     outcome: &Outcome,
     replay: &mut Again<S, Req>,
-    config: &RetryConfig,
     attempt: u32,
     total: u32,
     describe: impl FnOnce() -> String,
 ) -> Option<std::time::Duration> {
     let deadline = replay.request.deadline();
-    let backoff = replay.backoff.next_delay();
+    let config = &replay.shared.config;
+    let backoff = replay.backoff.next_delay(config);
     let mut delay = backoff;
     if let Some(retry_after) = outcome.retry_after() {
         if retry_after > config.max_delay {

@@ -102,6 +102,7 @@ impl<S: Clone, C: Clone> Layer<S> for RetryLayer<C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         let shared = Arc::new(Shared {
+            config: self.config,
             template: inner.clone(),
             budget: self.budget.clone(),
             stats: self.stats.clone(),

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::backoff::RetryConfig;
+use super::backoff::{RetryConfig, Steps};
 use super::future::{Again, ResponseFuture};
 use http_body::Body;
 
@@ -148,7 +148,7 @@ impl<S, C> RetryService<S, C> {
             if let Some(first) = req.try_clone() {
                 let again = Again {
                     request: req,
-                    backoff: self.config.backoff(),
+                    backoff: Steps::new(&self.config),
                     shared: self.shared.clone(),
                     policy: self.replay,
                     marked,
@@ -157,14 +157,19 @@ impl<S, C> RetryService<S, C> {
                 return ResponseFuture::new(
                     response,
                     Some(again),
-                    self.config,
+                    self.config.max_retries,
                     self.classifier.clone(),
                 );
             }
             self.shared.unreplayable();
         }
         let response = self.inner.call(req);
-        ResponseFuture::new(response, None, self.config, self.classifier.clone())
+        ResponseFuture::new(
+            response,
+            None,
+            self.config.max_retries,
+            self.classifier.clone(),
+        )
     }
 }
 

@@ -66,6 +66,9 @@ impl RetryStats {
 /// count: a clone of the service, and each call's handle for its retries, bump
 /// one count instead of two.
 pub(crate) struct Shared<S> {
+    /// The layer's config, read by each call's future rather than copied
+    /// into it.
+    pub(crate) config: super::RetryConfig,
     /// The service the layer wrapped: each retry goes to a clone of it, made
     /// when the retry is decided.
     pub(crate) template: S,
