@@ -174,6 +174,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline(always)]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Admission::Unchecked = self.admission {
             self.admission = match Permit::acquire(&self.breaker) {

@@ -164,6 +164,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, http::Request<B>>;
 
+    #[inline(always)]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.limiter.engaged() {
             ready!(self.limiter.poll_gate(&mut self.gate, cx));
