@@ -367,3 +367,54 @@ async fn a_waiter_that_finds_the_probe_slot_taken_waits_for_the_probes_verdict()
     );
     assert_eq!(server.hits(), 3);
 }
+
+/// After five failed calls to model `bad` (the provider answers it 503, and
+/// `good` 200): whether a call to `good` is served, whether one to `bad` is
+/// refused before it is sent, and the provider's hits.
+async fn after_one_model_failed(per_model: bool) -> (bool, bool, usize) {
+    let server = Server::start(|_, seen: &Seen| {
+        if String::from_utf8_lossy(&seen.body).contains("\"bad\"") {
+            Reply::Status(503)
+        } else {
+            Reply::json(200, "{}")
+        }
+    })
+    .await;
+    let mut config = HttpClientConfig::openai("sk-test");
+    config.base_url = server.url();
+    config.max_retries = 0;
+    config.health_check = None;
+    config.breaker.wait_while_open = None;
+    config.breaker_per_model = per_model;
+    let client = HttpClient::new(config).unwrap();
+    let call = |model: &'static str| {
+        client.post(
+            "/chat/completions",
+            &serde_json::json!({ "model": model, "messages": [] }),
+        )
+    };
+    for _ in 0..5 {
+        let err = call("bad").await.unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(503), "{err:?}");
+    }
+    let good = call("good").await;
+    // Named by the builder rather than the body: the same model's circuit.
+    let bad = client.get("/models/bad").model("bad").await;
+    let refused = bad.as_ref().is_err_and(|e| e.is_circuit_open());
+    if per_model {
+        let state = |model| client.model_circuit_breaker(model).map(|b| b.state());
+        assert_eq!(state("bad"), Some(CircuitState::Open));
+        assert_eq!(state("good"), Some(CircuitState::Closed));
+        assert_eq!(state("never called"), None);
+        assert_eq!(client.circuit_breaker().state(), CircuitState::Closed);
+    }
+    (good.is_ok(), refused, server.hits())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_model_opens_its_own_circuit_and_the_others_flow() {
+    // A breaker per model: `good` is served, `bad` refused without a hit.
+    assert_eq!(after_one_model_failed(true).await, (true, true, 6));
+    // One breaker for the client (the original design): both are refused.
+    assert_eq!(after_one_model_failed(false).await, (false, true, 5));
+}

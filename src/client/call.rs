@@ -127,6 +127,19 @@ impl Call {
         }
     }
 
+    /// The model the call names: set by the caller, or the `model` field of
+    /// its JSON body (read once, then kept).
+    pub(super) fn model(&mut self) -> Option<&Model> {
+        if self.model.is_none() && self.json {
+            self.model = self
+                .body
+                .as_deref()
+                .and_then(Model::from_json)
+                .map(Box::new);
+        }
+        self.model.as_deref()
+    }
+
     /// The endpoint as it will be sent (escaped, with any query added).
     pub(super) fn endpoint(&self) -> &str {
         self.url.get(self.endpoint_at..).unwrap_or_default()

@@ -13,9 +13,11 @@ use tower_service::Service;
 
 use super::call::{Call, Limits};
 use super::explain::explain;
-use super::http_client::{HttpClient, Stack, StackBody, StackRequest};
+use super::http_client::{ClientInner, HttpClient, Stack, StackBody, StackRequest};
 use super::response::Response;
 use super::transport::ClientBody;
+use crate::circuit_breaker::CircuitBreakerService;
+use crate::classify::HttpClassifier;
 use crate::error::{BoxError, Elapsed, Error, ErrorKind};
 use crate::request_id::{RequestId, X_REQUEST_ID, call_span, choose, inner_call_span};
 
@@ -219,6 +221,21 @@ fn identify(call: &mut Call, client: &HttpClient) -> (tracing::Span, RequestId) 
     (span, chosen.id)
 }
 
+/// The stack `call` goes through: its model's, for a client that keeps a
+/// breaker per model and a call that names one; the client's otherwise.
+fn stack_for(inner: &ClientInner, call: &mut Call) -> Stack {
+    let Some(models) = &inner.models else {
+        return inner.stack.clone();
+    };
+    call.model()
+        .and_then(|model| {
+            models.stack(model, |breaker| {
+                CircuitBreakerService::new(inner.stack.get_ref().clone(), breaker, HttpClassifier)
+            })
+        })
+        .unwrap_or_else(|| inner.stack.clone())
+}
+
 /// Makes `stack` ready, the breaker first: an error for a call the circuit
 /// refuses or the stack cannot take, or whose deadline passes while it waits
 /// (for a pool slot, or the rate limiter's gate: a gate that opens after the
@@ -278,7 +295,7 @@ impl Future for Exec {
                             break Err(e);
                         }
                     }
-                    let stack = inner.stack.clone();
+                    let stack = stack_for(inner, &mut call);
                     this.state.set(ExecState::Readying {
                         stack,
                         call: Some(call),

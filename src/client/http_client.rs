@@ -8,6 +8,7 @@ use tower::ServiceBuilder;
 
 use super::config::HttpClientConfig;
 use super::headers::Templates;
+use super::models::ModelStacks;
 use super::stats::{ClientStats, Counters};
 use super::transport::{self, Outgoing, Transport};
 use crate::chaos::{ChaosLayer, ChaosService};
@@ -69,6 +70,8 @@ pub(super) struct ClientInner {
     pub(super) pool: PoolLimitLayer,
     pub(super) limiter: RateLimiter,
     pub(super) provider: Option<Arc<str>>,
+    /// A breaker per model, for a config with `breaker_per_model`.
+    pub(super) models: Option<ModelStacks<Stack>>,
 }
 
 impl HttpClient {
@@ -96,12 +99,17 @@ impl HttpClient {
         let counters = Arc::new(Counters::new(label.clone()));
         let transport = Transport::new(&config, label.clone())?;
         // Every layer is named: each reports its own metrics.
-        let mut breaker = config.breaker_builder().provider(label.clone());
+        let mut breaker = config.breaker_builder();
         if let Some(check) = &config.health_check {
             let probe = super::health::probe(check, &base, &templates, transport.clone())?;
             breaker = breaker.health_probe(probe);
         }
-        let breaker = breaker.build()?;
+        // Each model's breaker, if kept, is this one made again, named
+        // after its model.
+        let models = config
+            .breaker_per_model
+            .then(|| ModelStacks::new(breaker.clone(), label.clone()));
+        let breaker = breaker.provider(label.clone()).build()?;
         let mut retry = RetryLayer::new(config.retry_config())
             .provider(label.clone())
             .classifier(HttpClassifier);
@@ -165,13 +173,24 @@ impl HttpClient {
                 pool,
                 limiter,
                 provider,
+                models,
             }),
         })
     }
 
-    /// The provider's circuit breaker.
+    /// The provider's circuit breaker: every call's, or, with
+    /// [`breaker_per_model`](HttpClientConfig::breaker_per_model), the calls'
+    /// that name no model (see [`model_circuit_breaker`](Self::model_circuit_breaker)).
     pub fn circuit_breaker(&self) -> &CircuitBreaker {
         &self.inner.breaker
+    }
+
+    /// The circuit breaker of `model`, for a client with
+    /// [`breaker_per_model`](HttpClientConfig::breaker_per_model), once a
+    /// call has named the model. The calls that name no model (and any past
+    /// the 1,024th model) go through [`circuit_breaker`](Self::circuit_breaker).
+    pub fn model_circuit_breaker(&self, model: &str) -> Option<CircuitBreaker> {
+        self.inner.models.as_ref()?.breaker(model)
     }
 
     /// The configuration this client was built with.

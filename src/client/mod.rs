@@ -73,6 +73,7 @@ mod headers;
 mod health;
 mod http_client;
 mod lines;
+mod models;
 mod request;
 mod response;
 mod sse;

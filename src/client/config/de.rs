@@ -45,6 +45,7 @@ struct Raw {
     max_stream_bytes: Option<u64>,
     post_is_idempotent: Option<bool>,
     rate_limit_per_model: Option<bool>,
+    breaker_per_model: Option<bool>,
     idempotency_key: Option<String>,
     user_agent: Option<String>,
     http_version: Option<super::HttpVersion>,
@@ -112,6 +113,7 @@ impl<'de> Deserialize<'de> for HttpClientConfig {
             max_stream_bytes,
             post_is_idempotent,
             rate_limit_per_model,
+            breaker_per_model,
             user_agent,
             http_version,
             http2_keep_alive_timeout

@@ -203,6 +203,14 @@ pub struct HttpClientConfig {
     /// False by default (the original design: one gate per client); true in
     /// the `openai` and `anthropic` presets.
     pub rate_limit_per_model: bool,
+    /// Keeps a circuit breaker per model a call names (as
+    /// `rate_limit_per_model` reads it), each as the client's breaker is
+    /// configured: a model that fails opens its own circuit, and the calls
+    /// to the others flow. Calls that name no model share the client's
+    /// breaker. False by default (the original design: one breaker per
+    /// client); true in the `openai` and `anthropic` presets. See
+    /// [`HttpClient::model_circuit_breaker`](crate::HttpClient::model_circuit_breaker).
+    pub breaker_per_model: bool,
     /// Keeps `rate_limit` in Redis, shared by every process calling the same
     /// provider with the same key (feature `redis`; see
     /// [fleet mode](crate::rate_limit#fleet-mode-feature-redis)). Needs
@@ -289,6 +297,7 @@ impl HttpClientConfig {
             rate_limit: None,
             cold_start: None,
             rate_limit_per_model: false,
+            breaker_per_model: false,
             #[cfg(feature = "redis")]
             fleet: None,
             chaos: None,
@@ -566,7 +575,8 @@ impl fmt::Debug for HttpClientConfig {
             .field("http2_keep_alive_timeout", &self.http2_keep_alive_timeout)
             .field("rate_limit", &self.rate_limit)
             .field("cold_start", &self.cold_start)
-            .field("rate_limit_per_model", &self.rate_limit_per_model);
+            .field("rate_limit_per_model", &self.rate_limit_per_model)
+            .field("breaker_per_model", &self.breaker_per_model);
         #[cfg(feature = "redis")]
         f.field("fleet", &self.fleet);
         f.field("chaos", &self.chaos);

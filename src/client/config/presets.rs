@@ -52,7 +52,8 @@ impl HttpClientConfig {
     /// * a breaker that hears of every failed attempt
     ///   ([`count_attempts`](crate::circuit_breaker::BreakerOptions::count_attempts)),
     ///   opens after 5 in a row, and stays open 5 s at first, doubling on each
-    ///   failed recovery up to 2 minutes; its probe is one attempt;
+    ///   failed recovery up to 2 minutes; its probe is one attempt; one such
+    ///   breaker per model ([`breaker_per_model`](Self::breaker_per_model));
     /// * while the circuit is open, `GET /models` every second
     ///   ([`health_check`](Self::health_check)): the first healthy answer
     ///   closes it;
@@ -112,6 +113,7 @@ impl HttpClientConfig {
         config.health_check = Some(HealthCheck::get("/models"));
         config.cold_start = Some(ColdStart::new(2, 64));
         config.rate_limit_per_model = true;
+        config.breaker_per_model = true;
         config
     }
 
