@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::call::{Call, Limits};
 use super::explain::explain;
 use super::http_client::{ClientInner, HttpClient, Stack, StackBody, StackRequest};
+use super::models::ModelStacks;
 use super::response::Response;
 use super::transport::ClientBody;
 use crate::circuit_breaker::CircuitBreakerService;
@@ -221,19 +222,24 @@ fn identify(call: &mut Call, client: &HttpClient) -> (tracing::Span, RequestId) 
     (span, chosen.id)
 }
 
-/// The stack `call` goes through: its model's, for a client that keeps a
-/// breaker per model and a call that names one; the client's otherwise.
-fn stack_for(inner: &ClientInner, call: &mut Call) -> Stack {
-    let Some(models) = &inner.models else {
-        return inner.stack.clone();
-    };
-    call.model()
-        .and_then(|model| {
-            models.stack(model, |breaker| {
-                CircuitBreakerService::new(inner.stack.get_ref().clone(), breaker, HttpClassifier)
-            })
+/// Puts in `stack` the stack of the model `call` names, for a client that
+/// keeps a breaker per model; leaves the client's for a call that names
+/// none. Out of line: a client without it pays one branch.
+#[inline(never)]
+fn to_model_stack(
+    inner: &ClientInner,
+    models: &ModelStacks<Stack>,
+    call: &mut Call,
+    stack: &mut Stack,
+) {
+    let made = call.model().and_then(|model| {
+        models.stack(model, |breaker| {
+            CircuitBreakerService::new(inner.stack.get_ref().clone(), breaker, HttpClassifier)
         })
-        .unwrap_or_else(|| inner.stack.clone())
+    });
+    if let Some(made) = made {
+        *stack = made;
+    }
 }
 
 /// Makes `stack` ready, the breaker first: an error for a call the circuit
@@ -295,12 +301,24 @@ impl Future for Exec {
                             break Err(e);
                         }
                     }
-                    let stack = stack_for(inner, &mut call);
+                    let stack = inner.stack.clone();
                     this.state.set(ExecState::Readying {
                         stack,
                         call: Some(call),
                         deadline: None,
                     });
+                    // Changed where it lies, so that a client without a
+                    // breaker per model builds its state as before.
+                    if let Some(models) = &inner.models {
+                        if let ExecProj::Readying {
+                            stack,
+                            call: Some(call),
+                            ..
+                        } = this.state.as_mut().project()
+                        {
+                            to_model_stack(inner, models, call, stack);
+                        }
+                    }
                 }
                 ExecProj::Readying {
                     stack,
