@@ -196,6 +196,63 @@ async fn a_spent_quota_alone_fails_after_one_attempt_with_the_providers_answer()
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_refused_key_moves_on_and_cools_the_provider_down_for_any_call() {
+    let primary = Server::replies(vec![Reply::Full {
+        status: 401,
+        headers: vec![],
+        body: Bytes::from_static(
+            br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+        ),
+    }])
+    .await;
+    let backup = ok_server("{}").await;
+    let group = ProviderGroup::new(vec![
+        client("primary", &primary.url()),
+        client("backup", &backup.url()),
+    ]);
+    // Not safe to repeat, and still moved on: the key was refused, the call
+    // was not processed.
+    let call = || {
+        group
+            .post("/v1/messages", &json!({"model": "m"}))
+            .idempotent(false)
+    };
+    assert_eq!(call().await.unwrap().provider(), Some("backup"));
+    assert_eq!(call().await.unwrap().provider(), Some("backup"));
+    assert_eq!(
+        (primary.hits(), backup.hits()),
+        (1, 2),
+        "the primary cools down"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_says_what_the_provider_meant_by_name() {
+    use stache_resilience::provider::ProviderErrorKind;
+    let server = Server::replies(vec![Reply::Full {
+        status: 400,
+        headers: vec![],
+        body: Bytes::from_static(
+            br#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+        ),
+    }])
+    .await;
+    let err = client("p", &server.url())
+        .post("/v1/chat/completions", &json!({}))
+        .await
+        .unwrap_err();
+    let named = err.provider_error().expect("a named error");
+    assert_eq!(named.kind(), ProviderErrorKind::ContextLengthExceeded);
+    assert_eq!(named.code(), Some("context_length_exceeded"));
+    assert!(named.message().unwrap().contains("128000"));
+    assert_eq!(server.hits(), 1, "a caller's mistake is not retried");
+    // A body of no known API names nothing.
+    let plain = Server::replies(vec![Reply::Status(503)]).await;
+    let err = client("q", &plain.url()).get("/").await.unwrap_err();
+    assert_eq!(err.provider_error(), None);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_callers_predicate_moves_on_after_an_error_the_next_model_may_not_have() {
     let small = Server::replies(vec![Reply::json(
         400,

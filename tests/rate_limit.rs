@@ -580,8 +580,14 @@ async fn a_spent_quota_holds_back_every_model_of_the_account() {
     let err = call("busy").await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(429), "{err:?}");
     assert_eq!(server.hits(), 2, "a spent quota is not retried");
-    // Not a rate of one model: the account's credit. Every model waits.
+    // Not a rate of one model: the account's credit. Every model waits, and
+    // the refusal says why.
     let err = call("other").await.unwrap_err();
     assert!(err.is_rate_limited(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("refused the account (quota_exhausted)"),
+        "{err}"
+    );
     assert_eq!(server.hits(), 2, "the refused call sent nothing");
 }

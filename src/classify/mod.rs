@@ -13,7 +13,7 @@
 //! | `x-should-retry: true` on a 4xx | yes, like a 429 | neutral |
 //! | `x-should-retry: false` on a 408, 5xx | no ([`Outcome::Fatal`]) | failure |
 //! | `x-should-retry: false` on a 429 | no | neutral |
-//! | a spent quota (an answer marked [`QuotaSpent`](crate::provider::QuotaSpent): OpenAI's `insufficient_quota`, Anthropic's `billing_error`) | no | neutral; the rate limiter cools the provider down |
+//! | an account's error (a [`ProviderError`](crate::provider::ProviderError) in the answer's extensions whose kind [`is_final_for_provider`](crate::provider::ProviderErrorKind::is_final_for_provider): a spent quota, a refused key) | no | neutral; the rate limiter cools the provider down |
 //! | transport error (refused, reset, DNS, TLS) | yes | failure |
 //! | attempt timeout ([`Elapsed`](crate::timeout::Elapsed)) | yes, unless the deadline cut it | failure |
 //! | pool timeout ([`PoolTimeout`]) | no | neutral: local congestion |
@@ -247,7 +247,9 @@ impl<B, E: 'static> ClassifyOutcome<http::Response<B>, E> for HttpClassifier {
     fn classify(&self, result: Result<&http::Response<B>, &E>) -> Outcome {
         match result {
             Ok(response) => match classify_response(response.status(), response.headers()) {
-                Outcome::Throttled { .. } if quota_spent(response) => Outcome::Ignored,
+                outcome if outcome != Outcome::Success && account_error(response).is_some() => {
+                    Outcome::Ignored
+                }
                 outcome => outcome,
             },
             Err(error) => classify_error(error),
@@ -268,13 +270,18 @@ impl<B, E: 'static> ClassifyOutcome<http::Response<B>, E> for HttpClassifier {
     }
 }
 
-/// Whether an answer is marked [`QuotaSpent`](crate::provider::QuotaSpent).
+/// The kind of the [`ProviderError`](crate::provider::ProviderError) an
+/// answer carries, if it is the account's, not the call's (a spent quota, a
+/// refused key).
 #[cold]
-fn quota_spent<B>(response: &http::Response<B>) -> bool {
-    response
+pub(crate) fn account_error<B>(
+    response: &http::Response<B>,
+) -> Option<crate::provider::ProviderErrorKind> {
+    let kind = response
         .extensions()
-        .get::<crate::provider::QuotaSpent>()
-        .is_some()
+        .get::<crate::provider::ProviderError>()?
+        .kind();
+    kind.is_final_for_provider().then_some(kind)
 }
 
 /// The header by which OpenAI's and Anthropic's APIs say whether to retry.

@@ -422,20 +422,20 @@ impl Future for TransportFuture {
     }
 }
 
-/// Marks a 4xx answer whose body says the account's quota is spent (see
-/// [`QuotaSpent`](crate::provider::QuotaSpent)): a spent quota is not a rate,
-/// and the layers above stop retrying and cool the provider down.
+/// Names the error in a failed answer's body, for the layers above (a
+/// [`ProviderError`](crate::provider::ProviderError) in its extensions): a
+/// spent quota or a refused key is not retried, and cools the provider down.
 #[cold]
 #[inline(never)]
-fn mark_quota_spent(response: &mut http::Response<ClientBody>) {
-    let spent = match response.body() {
-        ClientBody::Buffered(body) => crate::provider::quota_spent(body),
-        ClientBody::Streaming(_) => false,
+fn name_error(response: &mut http::Response<ClientBody>) {
+    let named = match response.body() {
+        ClientBody::Buffered(body) => {
+            crate::provider::ProviderError::parse(response.status(), body)
+        }
+        ClientBody::Streaming(_) => None,
     };
-    if spent {
-        response
-            .extensions_mut()
-            .insert(crate::provider::QuotaSpent);
+    if let Some(named) = named {
+        response.extensions_mut().insert(named);
     }
 }
 
@@ -467,8 +467,8 @@ fn poll_attempt(
                     panic!("the transport's future polled after completion");
                 };
                 let mut response = http::Response::from_parts(parts, ClientBody::Buffered(body));
-                if response.status().is_client_error() {
-                    mark_quota_spent(&mut response);
+                if response.status().as_u16() >= 400 {
+                    name_error(&mut response);
                 }
                 return Poll::Ready(Ok(response));
             }

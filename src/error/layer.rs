@@ -130,13 +130,33 @@ impl std::error::Error for PoolTimeout {}
 pub struct RateLimited {
     wait: Option<Duration>,
     allowed: Duration,
+    account: Option<crate::provider::ProviderErrorKind>,
 }
 
 impl RateLimited {
     /// Creates the error for a call that would have had to wait `wait` (when
     /// known) but could wait only `allowed`.
     pub const fn new(wait: Option<Duration>, allowed: Duration) -> Self {
-        RateLimited { wait, allowed }
+        RateLimited {
+            wait,
+            allowed,
+            account: None,
+        }
+    }
+
+    /// The same refusal, made while the provider cools down after refusing
+    /// the account (`kind`: a spent quota, a refused key).
+    pub(crate) const fn for_account(mut self, kind: crate::provider::ProviderErrorKind) -> Self {
+        self.account = Some(kind);
+        self
+    }
+
+    /// Why the provider cools down, when the call was held back because the
+    /// provider refused the account (a spent quota, a refused key; see
+    /// [`ProviderErrorKind::is_final_for_provider`](crate::provider::ProviderErrorKind::is_final_for_provider))
+    /// rather than by a rate.
+    pub const fn account_refused(&self) -> Option<crate::provider::ProviderErrorKind> {
+        self.account
     }
 
     /// How long the call would have had to wait, when the limiter knew it.
@@ -152,6 +172,13 @@ impl RateLimited {
 
 impl fmt::Display for RateLimited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (Some(kind), Some(wait)) = (self.account, self.wait) {
+            return write!(
+                f,
+                "rate limited: the provider refused the account ({kind}), and its calls are held for {wait:.2?}, more than the {:.2?} this call may wait; nothing was sent",
+                self.allowed
+            );
+        }
         match self.wait {
             Some(wait) => write!(
                 f,

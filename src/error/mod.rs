@@ -260,6 +260,29 @@ impl Error {
         self.inner.body.as_deref()
     }
 
+    /// What the provider's error says, by name, for a non-2xx answer whose
+    /// body is an error of a known API (OpenAI, Azure OpenAI, Anthropic,
+    /// Gemini, Mistral, Ollama): a spent quota, a context too long, a
+    /// content filter, …; see [`ProviderError`](crate::provider::ProviderError).
+    /// `None` for any other answer or error. Read from the kept body each
+    /// time it is asked.
+    ///
+    /// ```
+    /// # fn route(error: stache_resilience::Error) {
+    /// use stache_resilience::provider::ProviderErrorKind;
+    ///
+    /// match error.provider_error().map(|e| e.kind()) {
+    ///     Some(ProviderErrorKind::ContextLengthExceeded) => { /* a model with a larger window */ }
+    ///     Some(ProviderErrorKind::ContentFiltered) => { /* tell the user why */ }
+    ///     _ => {}
+    /// }
+    /// # }
+    /// ```
+    pub fn provider_error(&self) -> Option<crate::provider::ProviderError> {
+        let body = self.inner.body.as_deref()?;
+        crate::provider::ProviderError::parse(self.inner.status?, body.as_bytes())
+    }
+
     /// The wait a non-2xx answer asked for: `retry-after-ms` (or
     /// `x-ms-retry-after-ms`) when present, else `Retry-After` in seconds or as a
     /// date (relative to now).

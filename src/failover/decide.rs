@@ -7,12 +7,23 @@ use crate::error::{Error, ErrorKind};
 /// [`ProviderGroup::move_on_when`](super::ProviderGroup::move_on_when).
 pub(super) type Predicate = std::sync::Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 
+/// Whether the provider refused the account rather than the call (a spent
+/// quota, a refused key): the next provider, with its own account, may not.
+#[cold]
+fn account_refused(error: &Error) -> bool {
+    error.status().is_some_and(|s| s.is_client_error())
+        && error
+            .provider_error()
+            .is_some_and(|e| e.kind().is_final_for_provider())
+}
+
 /// Whether a call that failed with `error` at one provider goes to the next.
 ///
 /// * Nothing was sent, or the provider provably did not act on it: the
 ///   circuit was open, the connection could not be made, no pool slot came
-///   free, the rate limit would have waited past the deadline, or a final
-///   `429`. Any call moves on.
+///   free, the rate limit would have waited past the deadline, a final
+///   `429`, or the provider refused the account (a spent quota, a refused
+///   key). Any call moves on.
 /// * It may have been processed: a 5xx after the provider's own retries, a
 ///   timeout, a connection or body broken after sending. Only a call that is
 ///   safe to repeat moves on.
@@ -31,7 +42,8 @@ pub(super) fn move_on(error: &Error, idempotent: bool, predicate: Option<&Predic
             | ErrorKind::PoolTimeout
             | ErrorKind::RateLimited
     ) || error.status() == Some(http::StatusCode::TOO_MANY_REQUESTS)
-        || crate::classify::error_is_unprocessed(error);
+        || crate::classify::error_is_unprocessed(error)
+        || account_refused(error);
     if unprocessed {
         return true;
     }

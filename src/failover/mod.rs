@@ -16,13 +16,13 @@
 //! | a failed answer (a 5xx) | retried once, then moves on | its retries |
 //! | a throttled answer (`429`, or a `503` asking for a wait) | waited out if it asks for 1 s or less, else moves on | its retries, within `retry_max_delay` |
 //! | a half-open probe (see [`circuit_breaker`](crate::circuit_breaker)) | one attempt | one attempt |
-//! | a spent quota (OpenAI's `insufficient_quota`, Anthropic's `billing_error`: see [`QuotaSpent`](crate::provider::QuotaSpent)) | not retried: moves on, and the provider cools down for 5 minutes (its next calls move on at once, sending nothing) | not retried |
+//! | the account's error: a spent quota (OpenAI's `insufficient_quota`, Anthropic's `billing_error`) or a refused key (see [`ProviderError`](crate::provider::ProviderError)) | not retried: moves on, and the provider cools down for 5 minutes (its next calls move on at once, sending nothing) | not retried |
 //!
 //! After them, a call moves on:
 //!
 //! | the provider's failure | any call | only a call safe to repeat |
 //! | --- | :---: | :---: |
-//! | circuit open, connection refused or not made, no pool slot, a rate-limit wait past the deadline, a final `429` (nothing was processed) | ✓ | |
+//! | circuit open, connection refused or not made, no pool slot, a rate-limit wait past the deadline, a final `429`, the account refused (nothing was processed) | ✓ | |
 //! | a 5xx after its retries, a timeout, a connection or body broken after sending | | ✓ |
 //! | anything [`move_on_when`](ProviderGroup::move_on_when) accepts | | ✓ |
 //!

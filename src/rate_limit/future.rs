@@ -12,7 +12,6 @@ use super::limiter::{RateLimiter, Ticket};
 use super::turn::Turn;
 use super::window::Place;
 use crate::error::BoxError;
-use crate::provider::QuotaSpent;
 
 pin_project! {
     /// The future returned by [`RateLimitService`](super::RateLimitService):
@@ -122,10 +121,10 @@ where
                         if let Some(place) = this.place.take() {
                             place.answered(response.status());
                         }
-                        if response.status().is_client_error()
-                            && response.extensions().get::<QuotaSpent>().is_some()
-                        {
-                            this.limiter.quota_spent();
+                        if response.status().is_client_error() {
+                            if let Some(kind) = crate::classify::account_error(response) {
+                                this.limiter.cool_down(kind);
+                            }
                         }
                         this.limiter
                             .report(*ticket, response.status(), response.headers());

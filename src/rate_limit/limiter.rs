@@ -82,6 +82,9 @@ pub(super) struct State {
     /// No attempt goes before this instant.
     pub(super) gate: Option<Instant>,
     pub(super) pacer: Pacer,
+    /// Until when the provider cools down after refusing the account, and
+    /// why: what a refusal meanwhile says.
+    pub(super) cooled: Option<(Instant, crate::provider::ProviderErrorKind)>,
 }
 
 /// What a call's turn left for its answer to report: whether the pace
@@ -356,13 +359,17 @@ impl RateLimiter {
             return None;
         }
         let now = Instant::now();
-        let gate = lock(&self.inner.state).gate.filter(|g| *g > deadline)?;
+        let (gate, cooled) = {
+            let state = lock(&self.inner.state);
+            (state.gate.filter(|g| *g > deadline)?, state.cooled)
+        };
         let inner = &*self.inner;
         inner.count(&inner.refused, telemetry::RATE_LIMIT_REFUSALS);
-        Some(RateLimited::new(
-            Some(gate - now),
-            deadline.saturating_duration_since(now),
-        ))
+        let refused = RateLimited::new(Some(gate - now), deadline.saturating_duration_since(now));
+        Some(match cooled.filter(|(until, _)| *until > now) {
+            Some((_, kind)) => refused.for_account(kind),
+            None => refused,
+        })
     }
 
     /// Learns from an answer to a call that had `ticket`.
@@ -463,6 +470,7 @@ impl Inner {
                 buckets: limit.as_ref().map(Buckets::new),
                 gate: None,
                 pacer: Pacer::default(),
+                cooled: None,
             }),
             line: Arc::new(tokio::sync::Semaphore::new(1)),
             queued: AtomicUsize::new(0),

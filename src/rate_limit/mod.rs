@@ -41,12 +41,13 @@
 //!   one model does not hold back calls to another. A model's gate depends
 //!   on the request, so it is waited for in `call`, not in `poll_ready`.
 //!
-//! * **A spent quota.** An answer marked
-//!   [`QuotaSpent`](crate::provider::QuotaSpent) (OpenAI's
-//!   `insufficient_quota`, Anthropic's `billing_error`) is the account's
-//!   credit, not a rate: the gate closes for every model for the longest
-//!   gate (5 minutes by default), and the calls meanwhile are refused at
-//!   once, sending nothing.
+//! * **A spent quota, a refused key.** An answer whose
+//!   [`ProviderError`](crate::provider::ProviderError) is the account's
+//!   (OpenAI's `insufficient_quota`, Anthropic's `billing_error`, an invalid
+//!   API key: [`is_final_for_provider`](crate::provider::ProviderErrorKind::is_final_for_provider))
+//!   is not a rate: the gate closes for every model for the longest gate (5
+//!   minutes by default), and the calls meanwhile are refused at once,
+//!   sending nothing.
 //!
 //! A client that has never been throttled pays one atomic load per attempt:
 //! no lock, no clock (a limiter made `per_model` takes one short lock per

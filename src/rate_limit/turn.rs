@@ -168,7 +168,14 @@ impl Turn {
             allowed_secs = allowed.as_secs_f64(),
             "rate limited: not waiting past the call's deadline"
         );
-        RateLimited::new(wait, allowed)
+        let refused = RateLimited::new(wait, allowed);
+        // While the provider cools down after refusing the account, the
+        // refusal says so: no rate is the reason.
+        let now = Instant::now();
+        match lock(&inner.state).cooled.filter(|(until, _)| *until > now) {
+            Some((_, kind)) => refused.for_account(kind),
+            None => refused,
+        }
     }
 
     /// The call's turn came (`ticket` from the pace, if it released it).

@@ -89,14 +89,15 @@ impl RateLimiter {
         Some(RateLimiter { inner })
     }
 
-    /// Cools the provider down after an answer marked
-    /// [`QuotaSpent`](crate::provider::QuotaSpent): the account's gate
+    /// Cools the provider down after an answer whose
+    /// [`ProviderError`](crate::provider::ProviderError) is the account's (a
+    /// spent quota, a refused key): the account's gate
     /// closes, for every model, for the longest gate; the next calls are
     /// refused at once (their wait is past the longest wait), then one asks
     /// again.
     #[cold]
     #[inline(never)]
-    pub(in crate::rate_limit) fn quota_spent(&self) {
+    pub(in crate::rate_limit) fn cool_down(&self, kind: crate::provider::ProviderErrorKind) {
         let account = self.account();
         let inner = account.as_ref().unwrap_or(self).inner();
         let cool = Duration::from_millis(inner.max_gate_ms.load(Ordering::Relaxed));
@@ -105,12 +106,14 @@ impl RateLimiter {
         // Said once, not by every caller that met the same spent quota.
         let told = state.gate.is_some_and(|gate| gate >= now + cool / 2);
         state.close(now, cool);
+        state.cooled = Some((now + cool, kind));
         drop(state);
         inner.engaged.store(true, Ordering::Relaxed);
         if !told {
             tracing::warn!(
                 cool_down_secs = cool.as_secs_f64(),
-                "the provider says the account's quota is spent: its calls are refused for {:.0}s, sending nothing, then one asks again",
+                error = kind.as_str(),
+                "the provider refused the account ({kind}): its calls are refused for {:.0}s, sending nothing, then one asks again",
                 cool.as_secs_f64()
             );
         }

@@ -1,0 +1,540 @@
+//! [`ProviderError`]: what a provider's error body says, by name.
+//!
+//! Each API words its errors its own way; the layers need to know only what
+//! an error stands for. The bodies read here:
+//!
+//! | API | shape |
+//! | --- | --- |
+//! | OpenAI, Azure OpenAI, vLLM, LiteLLM proxies | `{"error": {"message", "type", "param", "code"}}` (Azure adds `innererror`) |
+//! | Anthropic | `{"type": "error", "error": {"type", "message"}}` |
+//! | Gemini (its OpenAI-compatible API too) | `{"error": {"code": 429, "message", "status": "RESOURCE_EXHAUSTED"}}`, or the same in a one-element array |
+//! | Mistral | `{"object": "error", "message", "type", "code"}` |
+//! | Ollama | `{"error": "model \"x\" not found, try pulling it first"}` |
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::StatusCode;
+use serde_json::Value;
+
+/// What a provider's error stands for, whatever its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProviderErrorKind {
+    /// Too many requests or tokens for now: a rate, which passes.
+    RateLimited,
+    /// The account's quota, credit or billing is spent: waiting a few seconds
+    /// will not help (OpenAI's `insufficient_quota`, Anthropic's
+    /// `billing_error`).
+    QuotaExhausted,
+    /// The provider (or the model) is overloaded: Anthropic's
+    /// `overloaded_error` (529), Gemini's `UNAVAILABLE`.
+    Overloaded,
+    /// The prompt and the requested output do not fit the model's context
+    /// window.
+    ContextLengthExceeded,
+    /// The provider's content policy refused the input or the output.
+    ContentFiltered,
+    /// The API key is missing, invalid or revoked.
+    Authentication,
+    /// The key may not use this model or endpoint.
+    Permission,
+    /// The model does not exist, or not for this key (an Azure deployment
+    /// that is not there).
+    ModelNotFound,
+    /// Any other request the provider refused as malformed.
+    InvalidRequest,
+    /// The provider failed on its side.
+    ServerError,
+}
+
+impl ProviderErrorKind {
+    /// Whether the error is the account's, not the call's: a spent quota or
+    /// a key refused. Another call to the same provider will fail the same
+    /// way for a while, so the call moves on and the provider cools down.
+    pub fn is_final_for_provider(self) -> bool {
+        matches!(
+            self,
+            ProviderErrorKind::QuotaExhausted | ProviderErrorKind::Authentication
+        )
+    }
+
+    /// A short name, for logs and metrics: `rate_limited`,
+    /// `quota_exhausted`, `context_length_exceeded`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderErrorKind::RateLimited => "rate_limited",
+            ProviderErrorKind::QuotaExhausted => "quota_exhausted",
+            ProviderErrorKind::Overloaded => "overloaded",
+            ProviderErrorKind::ContextLengthExceeded => "context_length_exceeded",
+            ProviderErrorKind::ContentFiltered => "content_filtered",
+            ProviderErrorKind::Authentication => "authentication",
+            ProviderErrorKind::Permission => "permission",
+            ProviderErrorKind::ModelNotFound => "model_not_found",
+            ProviderErrorKind::InvalidRequest => "invalid_request",
+            ProviderErrorKind::ServerError => "server_error",
+        }
+    }
+}
+
+impl fmt::Display for ProviderErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider's error, named: its [`kind`](Self::kind), and the provider's
+/// own code and message. From [`ProviderError::parse`], or
+/// [`Error::provider_error`](crate::Error::provider_error) for a call's
+/// error.
+///
+/// ```
+/// use stache_resilience::http::StatusCode;
+/// use stache_resilience::provider::{ProviderError, ProviderErrorKind};
+///
+/// let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+/// let error = ProviderError::parse(StatusCode::from_u16(529).unwrap(), body).unwrap();
+/// assert_eq!(error.kind(), ProviderErrorKind::Overloaded);
+/// assert_eq!(error.code(), Some("overloaded_error"));
+/// assert_eq!(error.message(), Some("Overloaded"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderError {
+    kind: ProviderErrorKind,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// The longest message kept, in bytes: error messages are sentences, and a
+/// body is not kept whole here.
+const MAX_MESSAGE: usize = 1_024;
+
+impl ProviderError {
+    /// Reads the error in a non-2xx answer's `body`: `None` when the body is
+    /// not one of the shapes above (then the status alone says what the
+    /// answer means, as it always did).
+    pub fn parse(status: StatusCode, body: &[u8]) -> Option<ProviderError> {
+        if status.is_success() || body.is_empty() {
+            return None;
+        }
+        let value: Value = serde_json::from_slice(body).ok()?;
+        let said = Said::of(&value)?;
+        let kind = said.kind(status);
+        Some(ProviderError {
+            kind,
+            code: said.code.map(Cow::into_owned),
+            message: said.message.map(|m| cut(&m).to_owned()),
+        })
+    }
+
+    /// What the error stands for.
+    pub fn kind(&self) -> ProviderErrorKind {
+        self.kind
+    }
+
+    /// The provider's own code: OpenAI's `code` (else `type`), Anthropic's
+    /// `error.type`, Gemini's `status`.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The provider's message, at most 1 KB of it.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(code) = &self.code {
+            write!(f, " ({code})")?;
+        }
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `text` cut to at most [`MAX_MESSAGE`] bytes, on a character boundary.
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(MAX_MESSAGE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// What an error body said, before it is named.
+struct Said<'a> {
+    /// Codes and types, most telling first.
+    names: Vec<Cow<'a, str>>,
+    /// The code shown to the caller.
+    code: Option<Cow<'a, str>>,
+    message: Option<Cow<'a, str>>,
+}
+
+impl<'a> Said<'a> {
+    fn of(value: &'a Value) -> Option<Said<'a>> {
+        // Gemini may wrap its error in a one-element array.
+        let value = match value {
+            Value::Array(items) => items.first()?,
+            value => value,
+        };
+        let object = value.as_object()?;
+        match object.get("error") {
+            // OpenAI, Azure, Anthropic, Gemini.
+            Some(Value::Object(error)) => {
+                let text = |key: &str| error.get(key).and_then(Value::as_str).map(Cow::Borrowed);
+                let inner = error
+                    .get("innererror")
+                    .and_then(|i| i.get("code"))
+                    .and_then(Value::as_str)
+                    .map(Cow::Borrowed);
+                let names: Vec<_> = [text("code"), inner, text("type"), text("status")]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let code = names.first().cloned();
+                Some(Said {
+                    names,
+                    code,
+                    message: text("message"),
+                })
+            }
+            // Ollama.
+            Some(Value::String(message)) => Some(Said {
+                names: Vec::new(),
+                code: None,
+                message: Some(Cow::Borrowed(message)),
+            }),
+            // Mistral.
+            _ if object.get("object").and_then(Value::as_str) == Some("error") => {
+                let text = |key: &str| object.get(key).and_then(Value::as_str).map(Cow::Borrowed);
+                let names: Vec<_> = [text("code"), text("type")].into_iter().flatten().collect();
+                let message = match object.get("message") {
+                    Some(Value::String(message)) => Some(Cow::Borrowed(message.as_str())),
+                    Some(other) => Some(Cow::Owned(other.to_string())),
+                    None => None,
+                };
+                Some(Said {
+                    code: names.first().cloned(),
+                    names,
+                    message,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The kind: by the provider's codes; a broad one ("invalid_request_error",
+    /// or none) by the message ("prompt is too long"), then by the status
+    /// (a `401`).
+    fn kind(&self, status: StatusCode) -> ProviderErrorKind {
+        let by_name = self.names.iter().find_map(|name| by_code(name));
+        let broad = matches!(
+            by_name,
+            None | Some(ProviderErrorKind::InvalidRequest | ProviderErrorKind::ServerError)
+        );
+        if !broad {
+            return by_name.unwrap_or(ProviderErrorKind::InvalidRequest);
+        }
+        if let Some(kind) = self.message.as_deref().and_then(by_message) {
+            return kind;
+        }
+        match (by_name, by_status(status)) {
+            (Some(ProviderErrorKind::ServerError), _) => ProviderErrorKind::ServerError,
+            (_, ProviderErrorKind::InvalidRequest) => {
+                by_name.unwrap_or(ProviderErrorKind::InvalidRequest)
+            }
+            (_, by_status) => by_status,
+        }
+    }
+}
+
+/// The kind a provider's code or type names, if it names one.
+fn by_code(code: &str) -> Option<ProviderErrorKind> {
+    use ProviderErrorKind as K;
+    Some(match code {
+        "insufficient_quota" | "billing_error" | "billing_hard_limit_reached" => K::QuotaExhausted,
+        "rate_limit_exceeded"
+        | "rate_limit_error"
+        | "requests"
+        | "tokens"
+        | "RESOURCE_EXHAUSTED"
+        | "429" => K::RateLimited,
+        "overloaded_error" | "overloaded" | "server_overloaded" | "UNAVAILABLE" => K::Overloaded,
+        "context_length_exceeded" | "string_above_max_length" => K::ContextLengthExceeded,
+        "content_filter" | "content_policy_violation" | "ResponsibleAIPolicyViolation" => {
+            K::ContentFiltered
+        }
+        "invalid_api_key"
+        | "authentication_error"
+        | "invalid_authentication"
+        | "UNAUTHENTICATED"
+        | "unauthorized"
+        | "401" => K::Authentication,
+        "permission_error" | "PERMISSION_DENIED" | "insufficient_permissions" => K::Permission,
+        "model_not_found" | "not_found_error" | "NOT_FOUND" | "DeploymentNotFound" => {
+            K::ModelNotFound
+        }
+        "invalid_request_error"
+        | "INVALID_ARGUMENT"
+        | "invalid_request_message_error"
+        | "FAILED_PRECONDITION" => K::InvalidRequest,
+        "api_error" | "server_error" | "INTERNAL" | "internal_error" => K::ServerError,
+        _ => return None,
+    })
+}
+
+/// The kind a message says, when its code is broad or missing.
+fn by_message(message: &str) -> Option<ProviderErrorKind> {
+    use ProviderErrorKind as K;
+    let message = message.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| message.contains(w));
+    if has(&[
+        "context length",
+        "context_length",
+        "context window",
+        "maximum context",
+        "prompt is too long",
+        "input is too long",
+        "too many tokens",
+        "maximum number of tokens",
+    ]) {
+        return Some(K::ContextLengthExceeded);
+    }
+    if has(&[
+        "content filter",
+        "content management policy",
+        "content policy",
+    ]) {
+        return Some(K::ContentFiltered);
+    }
+    if has(&["credit balance", "exceeded your current quota"]) {
+        return Some(K::QuotaExhausted);
+    }
+    if has(&["overloaded"]) {
+        return Some(K::Overloaded);
+    }
+    if message.contains("model") && has(&["not found", "does not exist"]) {
+        return Some(K::ModelNotFound);
+    }
+    None
+}
+
+/// The kind the status alone says.
+fn by_status(status: StatusCode) -> ProviderErrorKind {
+    use ProviderErrorKind as K;
+    match status.as_u16() {
+        401 => K::Authentication,
+        402 => K::QuotaExhausted,
+        403 => K::Permission,
+        404 => K::ModelNotFound,
+        429 => K::RateLimited,
+        503 | 529 => K::Overloaded,
+        500..=599 => K::ServerError,
+        _ => K::InvalidRequest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ProviderError, ProviderErrorKind as K};
+    use http::StatusCode;
+
+    fn kind(status: u16, body: &str) -> Option<K> {
+        let status = StatusCode::from_u16(status).unwrap();
+        ProviderError::parse(status, body.as_bytes()).map(|e| e.kind())
+    }
+
+    #[test]
+    fn each_apis_errors_are_named() {
+        let cases: &[(u16, &str, K)] = &[
+            // OpenAI.
+            (
+                429,
+                r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+                K::QuotaExhausted,
+            ),
+            (
+                429,
+                r#"{"error":{"message":"Rate limit reached for gpt-4o","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+                K::RateLimited,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+                K::ContextLengthExceeded,
+            ),
+            (
+                401,
+                r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+                K::Authentication,
+            ),
+            (
+                404,
+                r#"{"error":{"message":"The model `gpt-9` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#,
+                K::ModelNotFound,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}"#,
+                K::ContentFiltered,
+            ),
+            (
+                500,
+                r#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#,
+                K::ServerError,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"'messages' is a required property","type":"invalid_request_error","param":null,"code":null}}"#,
+                K::InvalidRequest,
+            ),
+            // Azure OpenAI.
+            (
+                400,
+                r#"{"error":{"message":"The response was filtered due to the prompt triggering Azure OpenAI's content management policy.","type":null,"param":"prompt","code":"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation"}}}"#,
+                K::ContentFiltered,
+            ),
+            (
+                404,
+                r#"{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist."}}"#,
+                K::ModelNotFound,
+            ),
+            // Anthropic.
+            (
+                529,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                K::Overloaded,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208477 tokens > 200000 maximum"}}"#,
+                K::ContextLengthExceeded,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#,
+                K::QuotaExhausted,
+            ),
+            (
+                402,
+                r#"{"type":"error","error":{"type":"billing_error","message":"Payment required"}}"#,
+                K::QuotaExhausted,
+            ),
+            (
+                401,
+                r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+                K::Authentication,
+            ),
+            (
+                403,
+                r#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission"}}"#,
+                K::Permission,
+            ),
+            (
+                404,
+                r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-9"}}"#,
+                K::ModelNotFound,
+            ),
+            (
+                429,
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
+                K::RateLimited,
+            ),
+            (
+                500,
+                r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#,
+                K::ServerError,
+            ),
+            // Gemini, and its OpenAI-compatible API's array.
+            (
+                429,
+                r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#,
+                K::RateLimited,
+            ),
+            (
+                503,
+                r#"[{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}]"#,
+                K::Overloaded,
+            ),
+            (
+                400,
+                r#"[{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}]"#,
+                K::ContextLengthExceeded,
+            ),
+            (
+                403,
+                r#"{"error":{"code":403,"message":"Method doesn't allow unregistered callers.","status":"PERMISSION_DENIED"}}"#,
+                K::Permission,
+            ),
+            // Mistral.
+            (
+                400,
+                r#"{"object":"error","message":"Prompt contains 40000 tokens, too large for model with 32768 maximum context length","type":"invalid_request_error","param":null,"code":null}"#,
+                K::ContextLengthExceeded,
+            ),
+            (
+                401,
+                r#"{"object":"error","message":"Unauthorized","type":"invalid_request_error","param":null,"code":"1000"}"#,
+                K::Authentication,
+            ),
+            // Ollama.
+            (
+                404,
+                r#"{"error":"model \"llama9\" not found, try pulling it first"}"#,
+                K::ModelNotFound,
+            ),
+            (500, r#"{"error":"something went wrong"}"#, K::ServerError),
+        ];
+        for (status, body, expected) in cases {
+            assert_eq!(kind(*status, body), Some(*expected), "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn bodies_that_are_no_known_error_are_not_named() {
+        for (status, body) in [
+            (503, "<html>Service Unavailable</html>"),
+            (502, ""),
+            (429, "{}"),
+            (400, r#"{"detail":"bad"}"#),
+            (400, r#"{"error":42}"#),
+            (400, "[]"),
+            (200, r#"{"error":{"type":"overloaded_error"}}"#),
+        ] {
+            assert_eq!(kind(status, body), None, "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn code_and_message_are_kept_and_the_message_is_bounded() {
+        let long = "é".repeat(2_000);
+        let body = format!(
+            r#"{{"error":{{"message":"{long}","type":"invalid_request_error","code":"context_length_exceeded"}}}}"#
+        );
+        let error = ProviderError::parse(StatusCode::BAD_REQUEST, body.as_bytes()).unwrap();
+        assert_eq!(error.code(), Some("context_length_exceeded"));
+        let message = error.message().unwrap();
+        assert!(
+            message.len() <= 1_024 && message.starts_with('é'),
+            "{}",
+            message.len()
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("context_length_exceeded (context_length_exceeded): é")
+        );
+        assert!(
+            K::QuotaExhausted.is_final_for_provider() && K::Authentication.is_final_for_provider()
+        );
+        assert!(
+            !K::RateLimited.is_final_for_provider()
+                && !K::ContextLengthExceeded.is_final_for_provider()
+        );
+    }
+}
