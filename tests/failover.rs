@@ -252,6 +252,94 @@ async fn an_error_says_what_the_provider_meant_by_name() {
     assert_eq!(err.provider_error(), None);
 }
 
+fn context_too_long() -> Reply {
+    Reply::Full {
+        status: 400,
+        headers: vec![],
+        body: Bytes::from_static(
+            br#"{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+        ),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prompt_too_long_goes_to_the_next_provider_with_a_larger_window() {
+    use stache_resilience::provider::ProviderErrorKind;
+    let small = Server::replies(vec![context_too_long()]).await;
+    let unknown = ok_server(r#"{"from":"unknown"}"#).await;
+    let same = Server::replies(vec![context_too_long()]).await;
+    let large = ok_server(r#"{"from":"large"}"#).await;
+    let group = ProviderGroup::new(vec![client("small", &small.url())])
+        .context_window(8_192)
+        .then(client("unknown", &unknown.url()))
+        .then(client("same", &same.url()))
+        .context_window(8_192)
+        .then(client("large", &large.url()))
+        .context_window(128_000);
+    // Not safe to repeat, and moved on all the same: nothing was processed.
+    let answer = group
+        .post("/v1/chat/completions", &json!({"messages": []}))
+        .idempotent(false)
+        .await
+        .unwrap();
+    assert_eq!(answer.provider(), Some("large"));
+    assert_eq!(
+        (small.hits(), unknown.hits(), same.hits(), large.hits()),
+        (1, 0, 0, 1),
+        "only a larger window is asked"
+    );
+    // With no larger window left, the call ends with the error, named.
+    let alone = ProviderGroup::new(vec![client("small", &small.url())])
+        .context_window(8_192)
+        .then(client("same", &same.url()))
+        .context_window(8_192);
+    let err = alone
+        .post("/v1/chat/completions", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.provider(), Some("small"));
+    let kinds: Vec<_> = err
+        .attempts()
+        .iter()
+        .map(|f| f.provider_error().map(|e| e.kind()))
+        .collect();
+    assert_eq!(kinds, vec![Some(ProviderErrorKind::ContextLengthExceeded)]);
+    assert_eq!(same.hits(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_content_filter_is_final_and_says_why() {
+    use stache_resilience::provider::ProviderErrorKind;
+    let primary = Server::replies(vec![Reply::Full {
+        status: 400,
+        headers: vec![],
+        body: Bytes::from_static(
+            br#"{"error":{"message":"The response was filtered due to the prompt triggering Azure OpenAI's content management policy.","type":null,"param":"prompt","code":"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation"}}}"#,
+        ),
+    }])
+    .await;
+    let backup = ok_server("{}").await;
+    // Even a predicate that would move on after anything does not.
+    let group = ProviderGroup::new(vec![
+        client("primary", &primary.url()),
+        client("backup", &backup.url()),
+    ])
+    .move_on_when(|_| true);
+    let err = group
+        .post("/v1/chat/completions", &json!({}))
+        .await
+        .unwrap_err();
+    let named = err.provider_error().expect("named");
+    assert_eq!(named.kind(), ProviderErrorKind::ContentFiltered);
+    assert!(
+        named
+            .message()
+            .unwrap()
+            .contains("content management policy")
+    );
+    assert_eq!((primary.hits(), backup.hits()), (1, 0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_callers_predicate_moves_on_after_an_error_the_next_model_may_not_have() {
     let small = Server::replies(vec![Reply::json(

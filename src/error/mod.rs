@@ -316,11 +316,7 @@ impl Error {
         provider: std::sync::Arc<str>,
         mut attempts: Vec<ProviderFailure>,
     ) -> Self {
-        attempts.push(ProviderFailure::new(
-            provider.clone(),
-            self.inner.kind,
-            self.inner.status,
-        ));
+        attempts.push(ProviderFailure::of(provider.clone(), &self));
         self.inner.provider = Some(provider);
         self.inner.attempts = attempts;
         self

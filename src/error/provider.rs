@@ -16,14 +16,17 @@ pub struct ProviderFailure {
     provider: Arc<str>,
     kind: ErrorKind,
     status: Option<StatusCode>,
+    named: Option<crate::provider::ProviderError>,
 }
 
 impl ProviderFailure {
-    pub(crate) fn new(provider: Arc<str>, kind: ErrorKind, status: Option<StatusCode>) -> Self {
+    /// The failure `error` of `provider`.
+    pub(crate) fn of(provider: Arc<str>, error: &super::Error) -> Self {
         ProviderFailure {
             provider,
-            kind,
-            status,
+            kind: error.kind(),
+            status: error.status(),
+            named: error.provider_error(),
         }
     }
 
@@ -41,6 +44,12 @@ impl ProviderFailure {
     pub fn status(&self) -> Option<StatusCode> {
         self.status
     }
+
+    /// What the provider's error said, by name (see
+    /// [`Error::provider_error`](super::Error::provider_error)).
+    pub fn provider_error(&self) -> Option<&crate::provider::ProviderError> {
+        self.named.as_ref()
+    }
 }
 
 impl fmt::Debug for ProviderFailure {
@@ -50,6 +59,9 @@ impl fmt::Debug for ProviderFailure {
             .field("kind", &self.kind);
         if let Some(status) = self.status {
             d.field("status", &status.as_u16());
+        }
+        if let Some(named) = &self.named {
+            d.field("provider_error", &named.kind());
         }
         d.finish()
     }

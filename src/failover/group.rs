@@ -59,6 +59,32 @@ impl ProviderGroup {
         self
     }
 
+    /// Declares the context window, in tokens, of the provider added last
+    /// (by [`new`](Self::new), [`then`](Self::then) or
+    /// [`shaped`](Self::shaped)); builder-style, and nothing for a group of
+    /// no provider. A call whose prompt a provider finds too long (a
+    /// [`ContextLengthExceeded`](crate::provider::ProviderErrorKind::ContextLengthExceeded)
+    /// error) moves on to the next provider that declares a larger window,
+    /// whatever its method (nothing was processed), skipping the others; with
+    /// none, it ends with that error.
+    ///
+    /// ```
+    /// # fn build(small: stache_resilience::HttpClient, large: stache_resilience::HttpClient) {
+    /// use stache_resilience::failover::ProviderGroup;
+    ///
+    /// let group = ProviderGroup::new(vec![small])
+    ///     .context_window(128_000)
+    ///     .then(large)
+    ///     .context_window(1_000_000);
+    /// # drop(group); }
+    /// ```
+    pub fn context_window(mut self, tokens: u32) -> Self {
+        if let Some(last) = Arc::make_mut(&mut self.roster.members).last_mut() {
+            last.context_window = Some(tokens);
+        }
+        self
+    }
+
     /// Moves on also after any failure `predicate` accepts, for a call that
     /// is safe to repeat: a context-length error that one model answers with
     /// a `400` and a larger one would not, say. Builder-style.
@@ -99,6 +125,7 @@ impl ProviderGroup {
             client,
             name,
             shape,
+            context_window: None,
         });
     }
 }
@@ -107,6 +134,15 @@ impl fmt::Debug for ProviderGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderGroup")
             .field("providers", &self.providers().collect::<Vec<_>>())
+            .field(
+                "context_windows",
+                &self
+                    .roster
+                    .members
+                    .iter()
+                    .map(|m| m.context_window)
+                    .collect::<Vec<_>>(),
+            )
             .field("move_on_when", &self.roster.move_on_when.is_some())
             .field("deadline", &self.roster.deadline)
             .finish()

@@ -16,6 +16,21 @@ pub(super) struct Member {
     pub(super) client: HttpClient,
     pub(super) name: Arc<str>,
     pub(super) shape: Option<Shape>,
+    /// The context window it declares, in tokens.
+    pub(super) context_window: Option<u32>,
+}
+
+impl Member {
+    /// Whether this member may take a call whose prompt was too long for a
+    /// member declaring `window` (`None`: none declared): its own window is
+    /// declared, and larger.
+    pub(super) fn fits_more_than(&self, window: Option<u32>) -> bool {
+        match (self.context_window, window) {
+            (Some(own), Some(window)) => own > window,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
 }
 
 /// What a [`ProviderGroup`](crate::failover::ProviderGroup) is made of, and what each of

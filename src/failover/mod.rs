@@ -26,6 +26,14 @@
 //! | a 5xx after its retries, a timeout, a connection or body broken after sending | | ✓ |
 //! | anything [`move_on_when`](ProviderGroup::move_on_when) accepts | | ✓ |
 //!
+//! Two of the provider's errors, read by name
+//! ([`Error::provider_error`](crate::Error::provider_error)), decide alone:
+//!
+//! | the provider's error | the call |
+//! | --- | --- |
+//! | a prompt too long ([`ContextLengthExceeded`](crate::provider::ProviderErrorKind::ContextLengthExceeded)) | moves on, whatever its method, to the next provider that declares a larger [`context_window`](ProviderGroup::context_window), skipping the others; ends with the error if there is none |
+//! | content filtered ([`ContentFiltered`](crate::provider::ProviderErrorKind::ContentFiltered)) | ends with the error, which carries the provider's reason, even if `move_on_when` accepts it |
+//!
 //! and never once the group's deadline has passed, nor, for a stream, once
 //! its first line has arrived (the [`StreamResponse`](crate::client::StreamResponse)
 //! is then the caller's). "Safe to repeat" is the client's own rule: the call's

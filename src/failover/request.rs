@@ -18,6 +18,7 @@ use crate::scope::Elsewhere;
 
 use crate::client::{RequestBuilder, Response, StreamResponse};
 use crate::error::{Error, ErrorKind, ProviderFailure};
+use crate::provider::ProviderErrorKind;
 use crate::retry::method_is_idempotent;
 
 /// The request methods, named after HTTP's.
@@ -169,7 +170,16 @@ impl GroupRequest {
         let started = tokio::time::Instant::now();
         let ends = self.deadline.and_then(|d| started.checked_add(d));
         let mut failures: Vec<ProviderFailure> = Vec::new();
+        // After a prompt too long for a member declaring this window, only
+        // members declaring a larger one may take the call.
+        let mut too_long_for: Option<Option<u32>> = None;
+        let eligible = |m: &Member, too_long_for: Option<Option<u32>>| {
+            too_long_for.is_none_or(|w| m.fits_more_than(w))
+        };
         for (index, member) in members.iter().enumerate() {
+            if !eligible(member, too_long_for) {
+                continue;
+            }
             let request = match &member.shape {
                 Some(shape) => shape(&self.request),
                 None => self.request.clone(),
@@ -188,27 +198,49 @@ impl GroupRequest {
             }
             // While another provider could take the call, this one's retries
             // stop where moving on is faster (see `move_on`).
-            let last = index + 1 == members.len();
-            let error = match Elsewhere::new(send(builder), !last).await {
+            let next = members[index + 1..]
+                .iter()
+                .find(|m| eligible(m, too_long_for));
+            let error = match Elsewhere::new(send(builder), next.is_some()).await {
                 Ok(answer) => return Ok(tag(answer, member.name.clone())),
                 Err(error) => error,
             };
             let time_left = ends.is_none_or(|ends| ends > tokio::time::Instant::now());
-            if last || !time_left || !move_on(&error, idempotent, self.group.move_on_when.as_ref())
-            {
+            let named = error.provider_error().map(|e| e.kind());
+            let goes_on = match named {
+                // The provider's reason is the caller's to see: no other
+                // provider is asked to judge the same content.
+                Some(ProviderErrorKind::ContentFiltered) => false,
+                // A larger window helps, whatever the call's method: nothing
+                // was processed. Without one declared, the usual rule (and
+                // the caller's predicate) decides.
+                Some(ProviderErrorKind::ContextLengthExceeded)
+                    if members[index + 1..]
+                        .iter()
+                        .any(|m| m.fits_more_than(member.context_window)) =>
+                {
+                    let window = member.context_window;
+                    too_long_for = Some(too_long_for.map_or(window, |before| before.max(window)));
+                    true
+                }
+                _ => {
+                    next.is_some() && move_on(&error, idempotent, self.group.move_on_when.as_ref())
+                }
+            };
+            if !time_left || !goes_on {
                 return Err(error.with_attempts(member.name.clone(), failures));
             }
+            let next = members[index + 1..]
+                .iter()
+                .find(|m| eligible(m, too_long_for))
+                .map_or("", |m| &*m.name);
             tracing::info!(
                 provider = %member.name,
-                next = %members[index + 1].name,
+                next = %next,
                 error = %error,
                 "provider failed the call: trying the next"
             );
-            failures.push(ProviderFailure::new(
-                member.name.clone(),
-                error.kind(),
-                error.status(),
-            ));
+            failures.push(ProviderFailure::of(member.name.clone(), &error));
         }
         // The last provider's answer returned above.
         Err(Error::new(ErrorKind::Config).with_message("the ProviderGroup has no provider to call"))
