@@ -109,12 +109,17 @@ pub struct ProviderError {
 /// body is not kept whole here.
 const MAX_MESSAGE: usize = 1_024;
 
+/// The longest body read for an error, in bytes: an error is a few hundred
+/// bytes, and a large answer of 4xx or 5xx (an HTML page, a proxy's dump)
+/// is not one of the shapes above.
+const MAX_BODY: usize = 64 * 1024;
+
 impl ProviderError {
     /// Reads the error in a non-2xx answer's `body`: `None` when the body is
-    /// not one of the shapes above (then the status alone says what the
-    /// answer means, as it always did).
+    /// not one of the shapes above, or longer than 64 KB (then the status
+    /// alone says what the answer means, as it always did).
     pub fn parse(status: StatusCode, body: &[u8]) -> Option<ProviderError> {
-        if status.is_success() || body.is_empty() {
+        if status.is_success() || body.is_empty() || body.len() > MAX_BODY {
             return None;
         }
         let value: Value = serde_json::from_slice(body).ok()?;
@@ -508,6 +513,11 @@ mod tests {
         ] {
             assert_eq!(kind(status, body), None, "{status} {body}");
         }
+        let padded = format!(
+            r#"{{"error":{{"type":"overloaded_error","message":"{}"}}}}"#,
+            "x".repeat(70_000)
+        );
+        assert_eq!(kind(529, &padded), None, "a body over 64 KB is not read");
     }
 
     #[test]
