@@ -13,7 +13,13 @@
 //! * [request IDs](request_id): an 8-character ID in the header and in every log
 //!   line of a request, retries included;
 //! * [timeouts](timeout) per attempt, with a per-request override;
-//! * a [limit on calls in flight](pool) with a bounded wait.
+//! * a [limit on calls in flight](pool) with a bounded wait;
+//! * [rate limits](rate_limit) learned from a provider's 429s and headers,
+//!   per model, and configured limits a fleet shares through Redis;
+//! * [failover](failover) across providers and [hedging](hedge) of slow calls;
+//! * [named provider errors](provider) (a spent quota, a context too long, a
+//!   content filter, …), and presets for OpenAI and Anthropic
+//!   ([`HttpClientConfig::openai`], [`HttpClientConfig::anthropic`]).
 //!
 //! One [classifier](classify) decides for all of them what a result means (a 503
 //! is retried and counts against the breaker; a 404 is neither; a 429 is retried
