@@ -16,7 +16,7 @@
 //! * a [limit on calls in flight](pool) with a bounded wait;
 //! * [rate limits](rate_limit) learned from a provider's 429s and headers,
 //!   per model, and configured limits a fleet shares through Redis;
-//! * [failover](failover) across providers and [hedging](hedge) of slow calls;
+//! * [failover] across providers and [hedging](hedge) of slow calls;
 //! * [named provider errors](provider) (a spent quota, a context too long, a
 //!   content filter, …), and presets for OpenAI and Anthropic
 //!   ([`HttpClientConfig::openai`], [`HttpClientConfig::anthropic`]).
