@@ -723,3 +723,47 @@ async fn a_preset_pointed_at_a_compatible_server_sends_its_key_there() {
     assert_eq!(seen["x-api-key"], "ak-1");
     assert_eq!(seen["anthropic-version"], "2023-06-01");
 }
+
+/// The wait before the retry after a 5xx with `body` (then a 200), with a
+/// backoff of exactly 1 s.
+async fn wait_after(status: u16, body: &'static [u8]) -> Duration {
+    let server = Server::replies(vec![
+        Reply::Full {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: Bytes::from_static(body),
+        },
+        Reply::json(200, "{}"),
+    ])
+    .await;
+    let mut c = HttpClientConfig::new(server.url());
+    c.retry_base_delay = Duration::from_secs(1);
+    c.retry.jitter = stache_resilience::retry::Jitter::None;
+    let client = HttpClient::new(c).unwrap();
+    let started = tokio::time::Instant::now();
+    client.get("/v1/models").await.unwrap();
+    assert_eq!(server.hits(), 2);
+    started.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overloaded_provider_is_retried_after_twice_the_backoff() {
+    let overloaded = wait_after(
+        529,
+        br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+    )
+    .await;
+    let failed = wait_after(
+        500,
+        br#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#,
+    )
+    .await;
+    assert!(
+        overloaded >= Duration::from_secs(2) && overloaded < Duration::from_millis(2_100),
+        "{overloaded:?}"
+    );
+    assert!(
+        failed >= Duration::from_secs(1) && failed < Duration::from_millis(1_100),
+        "{failed:?}"
+    );
+}

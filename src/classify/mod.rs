@@ -7,7 +7,7 @@
 //! | result | retried? | for the breaker |
 //! | --- | --- | --- |
 //! | 1xx, 2xx, 3xx | no | success |
-//! | 408, 5xx (and made-up codes ≥ 600) | yes | failure |
+//! | 408, 5xx (and made-up codes ≥ 600) | yes (after twice the backoff when the provider says it is overloaded: [`ClassifyOutcome::backoff_scale`]) | failure |
 //! | 429 Too Many Requests | yes, after its wait | neutral: alive, but not proof of recovery |
 //! | other 4xx | no | success: the caller's mistake |
 //! | `x-should-retry: true` on a 4xx | yes, like a 429 | neutral |
@@ -172,6 +172,15 @@ pub trait ClassifyOutcome<Res, E> {
         }
     }
 
+    /// How many times its usual backoff a retry after `result` waits: 1 (the
+    /// default), or more for a service that said it is overloaded, which a
+    /// quick retry only burdens more. The wait stays within the retry
+    /// config's `max_delay` and the call's deadline.
+    fn backoff_scale(&self, result: Result<&Res, &E>) -> u32 {
+        let _ = result;
+        1
+    }
+
     /// For a response classified [`Outcome::Deferred`]: hands `settle` to the
     /// response's body, which calls it with the outcome its end shows. Gives
     /// `settle` back when the body cannot carry it (the default); the breaker
@@ -258,6 +267,27 @@ impl<B, E: 'static> ClassifyOutcome<http::Response<B>, E> for HttpClassifier {
 
     fn describe(&self, response: &http::Response<B>) -> Cow<'static, str> {
         Cow::Owned(response.status().to_string())
+    }
+
+    /// Twice the backoff after a 5xx whose body says the provider is
+    /// overloaded ([`ProviderErrorKind::Overloaded`](crate::provider::ProviderErrorKind::Overloaded):
+    /// Anthropic's 529 `overloaded_error`, Gemini's `UNAVAILABLE`), as an
+    /// [`HttpClient`](crate::HttpClient) names it.
+    fn backoff_scale(&self, result: Result<&http::Response<B>, &E>) -> u32 {
+        match result {
+            Ok(response) if response.status().is_server_error() => {
+                let kind = response
+                    .extensions()
+                    .get::<crate::provider::ProviderError>()
+                    .map(crate::provider::ProviderError::kind);
+                if kind == Some(crate::provider::ProviderErrorKind::Overloaded) {
+                    2
+                } else {
+                    1
+                }
+            }
+            _ => 1,
+        }
     }
 
     /// A 429, an answer with `x-should-retry: true`, and the errors of the

@@ -282,7 +282,8 @@ fn decide<T, E: fmt::Display + 'static, S, Req: ReplayRequest, C: ClassifyOutcom
         );
         return None;
     }
-    let delay = wait_before_retry(outcome, replay, attempt, total, || {
+    let scale = classifier.backoff_scale(result.as_ref());
+    let delay = wait_before_retry(outcome, replay, scale, attempt, total, || {
         Describe(result, classifier).to_string()
     })?;
     let deadline = replay.request.deadline();
@@ -389,20 +390,27 @@ enum Pause {
     Circuit(WaitClosed),
 }
 
-/// The wait before the retry after `attempt`: the backoff, or the server's
+/// The wait before the retry after `attempt`: the backoff (`scale` times,
+/// within `max_delay`), or the server's
 /// `Retry-After` spread a little; `None` if the server asks for more than
 /// `max_delay`, or the wait would end past the call's deadline (`describe`
 /// tells what failed, for that line).
 fn wait_before_retry<S, Req: ReplayRequest>(
     outcome: &Outcome,
     replay: &mut Again<S, Req>,
+    scale: u32,
     attempt: u32,
     total: u32,
     describe: impl FnOnce() -> String,
 ) -> Option<std::time::Duration> {
     let deadline = replay.request.deadline();
     let config = &replay.shared.config;
-    let backoff = replay.backoff.next_delay(config);
+    let mut backoff = replay.backoff.next_delay(config);
+    if scale > 1 {
+        backoff = backoff
+            .saturating_mul(scale)
+            .min(config.max_delay.max(backoff));
+    }
     let mut delay = backoff;
     if let Some(retry_after) = outcome.retry_after() {
         if retry_after > config.max_delay {
