@@ -525,3 +525,29 @@ async fn an_empty_group_fails_with_a_configuration_error() {
     let err = ProviderGroup::new(Vec::new()).get("/x").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_reports_the_fallbacks_model_and_usage() {
+    let primary = Server::replies(vec![Reply::Status(503)]).await;
+    let backup = Server::replies(vec![Reply::json(
+        200,
+        r#"{"id":"msg_1","type":"message","model":"claude-haiku-4-5","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":11,"output_tokens":3,"cache_read_input_tokens":0}}"#,
+    )])
+    .await;
+    let group = ProviderGroup::new(vec![
+        client("openai", &primary.url()),
+        client("anthropic", &backup.url()),
+    ]);
+    let answer = group
+        .post("/v1/chat/completions", &json!({"model": "gpt-4o-mini"}))
+        .await
+        .unwrap();
+    assert_eq!(answer.provider(), Some("anthropic"));
+    assert_eq!(answer.model().as_deref(), Some("claude-haiku-4-5"));
+    let usage = answer.usage().expect("usage");
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens, usage.total()),
+        (11, 3, 14)
+    );
+    assert_eq!(usage.cached_tokens, Some(0));
+}

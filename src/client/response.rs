@@ -51,6 +51,23 @@ impl Response {
         self.provider.as_deref()
     }
 
+    /// The model that answered, as the answer's JSON body says (`model`, or
+    /// Gemini's `modelVersion`): after a failover, the fallback's. `None`
+    /// for a body that does not say. The body is read each time this is
+    /// asked.
+    pub fn model(&self) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        crate::provider::answering_model(&value).map(str::to_owned)
+    }
+
+    /// The tokens the answer used, as its JSON body reports them (OpenAI's,
+    /// Anthropic's, Gemini's and Ollama's fields: see
+    /// [`Usage`](crate::provider::Usage)). `None` for a body that reports
+    /// none. The body is read each time this is asked.
+    pub fn usage(&self) -> Option<crate::provider::Usage> {
+        crate::provider::Usage::from_json(&self.body)
+    }
+
     /// The status code (always 2xx).
     pub fn status(&self) -> StatusCode {
         self.status

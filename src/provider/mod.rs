@@ -1,6 +1,6 @@
 //! What a call says about the provider it goes to, beyond HTTP: the
-//! [`Model`] it asks for, and what the provider's error says, by name
-//! ([`ProviderError`]).
+//! [`Model`] it asks for, what the provider's error says, by name
+//! ([`ProviderError`]), and the tokens an answer used ([`Usage`]).
 //!
 //! Providers keep their rate limits per model: OpenAI's and Anthropic's
 //! `429`s, `Retry-After`s and `x-ratelimit-*` headers speak of the model
@@ -28,8 +28,11 @@ use std::fmt;
 use std::sync::Arc;
 
 mod error;
+mod usage;
 
 pub use self::error::{ProviderError, ProviderErrorKind};
+pub use self::usage::Usage;
+pub(crate) use self::usage::answering_model;
 
 /// The model a call asks for, as the provider names it (`gpt-4o-mini`,
 /// `claude-sonnet-4-5`): a request extension the layers key their
