@@ -281,9 +281,8 @@ fn by_code(code: &str) -> Option<ProviderErrorKind> {
         | "unauthorized"
         | "401" => K::Authentication,
         "permission_error" | "PERMISSION_DENIED" | "insufficient_permissions" => K::Permission,
-        "model_not_found" | "not_found_error" | "NOT_FOUND" | "DeploymentNotFound" => {
-            K::ModelNotFound
-        }
+        "model_not_found" | "not_found_error" | "NOT_FOUND" | "DeploymentNotFound"
+        | "invalid_model" => K::ModelNotFound,
         "invalid_request_error"
         | "INVALID_ARGUMENT"
         | "invalid_request_message_error"
@@ -486,6 +485,16 @@ mod tests {
                 401,
                 r#"{"object":"error","message":"Unauthorized","type":"invalid_request_error","param":null,"code":"1000"}"#,
                 K::Authentication,
+            ),
+            (
+                400,
+                r#"{"object":"error","message":"Invalid model: mistral-huge","type":"invalid_model","param":null,"code":"1500"}"#,
+                K::ModelNotFound,
+            ),
+            (
+                422,
+                r#"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","max_completion_tokens"],"msg":"Extra inputs are not permitted","input":32000}]},"type":"invalid_request_error","param":null,"code":null}"#,
+                K::InvalidRequest,
             ),
             // Ollama.
             (
