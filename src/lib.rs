@@ -181,6 +181,7 @@
 //
 // Tier 0: leaves.
 mod deadline;
+mod framing;
 mod redact;
 pub mod request_id;
 mod retry_after;

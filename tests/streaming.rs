@@ -223,8 +223,9 @@ async fn the_deadline_covers_every_line_until_the_last() {
     assert!(err.is_deadline(), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "deadline of 550ms exceeded while streaming"
+        "deadline of 550ms exceeded while streaming (after 40 bytes)"
     );
+    assert_eq!(err.stream_cut().map(|c| c.bytes()), Some(40));
     // Every later read says the same, never a clean end.
     let again = stream.next_line().await.unwrap_err();
     assert!(again.is_deadline(), "{again:?}");

@@ -18,8 +18,9 @@ use crate::error::{Error, ErrorKind};
 use crate::hedge::NoHedge;
 use crate::pool::HoldSlot;
 use crate::provider::Model;
+use crate::provider::dialect::StreamDialect;
 use crate::rate_limit::Cost;
-use crate::read_ahead::ExpectStream;
+use crate::read_ahead::{ExpectStream, FirstContentTimeout, StreamOptions};
 use crate::request_id::RequestId;
 use crate::retry::take_mark;
 use crate::timeout::RequestTimeout;
@@ -70,6 +71,9 @@ pub(super) struct Call {
     /// The model the call names, if set by the caller (boxed: few do, and
     /// the call is moved whole into its future).
     pub(super) model: Option<Box<Model>>,
+    /// A streamed call's own dialect and first-token limit, over the
+    /// client's (boxed: few calls set them).
+    pub(super) stream: Option<Box<StreamOptions>>,
 }
 
 /// What an endpoint may hold as it is: every character an RFC 3986 path or
@@ -124,7 +128,16 @@ impl Call {
             request_id: None,
             cost: None,
             model: None,
+            stream: None,
         }
+    }
+
+    /// The dialect a streamed call is read in: its own, else the client's.
+    pub(super) fn dialect(&self, client: &HttpClient) -> Option<StreamDialect> {
+        self.stream
+            .as_ref()
+            .and_then(|s| s.dialect.clone())
+            .or_else(|| client.inner.config.stream.dialect.clone())
     }
 
     /// The model the call names: set by the caller, or the `model` field of
@@ -286,6 +299,20 @@ impl Call {
             extensions.insert(ExpectStream);
             extensions.insert(HoldSlot);
             extensions.insert(NoHedge);
+            let own = self.stream.as_deref();
+            let config = &inner.config.stream;
+            if let Some(dialect) = own
+                .and_then(|s| s.dialect.as_ref())
+                .or(config.dialect.as_ref())
+            {
+                extensions.insert(dialect.clone());
+            }
+            if let Some(limit) = own
+                .and_then(|s| s.first_token_timeout)
+                .or(config.first_token_timeout)
+            {
+                extensions.insert(FirstContentTimeout(limit));
+            }
         }
         // What a per-model rate limit keys its gate and pace by.
         let model = match self.model {

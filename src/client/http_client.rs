@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::hedge::{HedgeLayer, HedgeService};
 use crate::pool::{PoolLimitLayer, PoolLimitService};
 use crate::rate_limit::{RateLimitLayer, RateLimitService, RateLimiter};
-use crate::read_ahead::{ReadAhead, ReadAheadLayer};
+use crate::read_ahead::{FirstToken, ReadAhead, ReadAheadLayer};
 use crate::retry::{RetryLayer, RetryService, RetryStats, SharedBudget};
 use crate::timeout::{TimeoutLayer, TimeoutService};
 
@@ -28,7 +28,9 @@ use crate::timeout::{TimeoutLayer, TimeoutService};
 pub(super) type Stack = CircuitBreakerService<
     RetryService<
         HedgeService<
-            RateLimitService<ReadAhead<TimeoutService<PoolLimitService<ChaosService<Transport>>>>>,
+            RateLimitService<
+                ReadAhead<TimeoutService<PoolLimitService<ChaosService<Transport>>>, FirstToken>,
+            >,
         >,
         HttpClassifier,
     >,
@@ -153,7 +155,8 @@ impl HttpClient {
             .layer(
                 ReadAheadLayer::new(config.stream_idle_timeout)
                     .max_bytes(config.max_line_bytes.saturating_add(1))
-                    .only_marked(),
+                    .only_marked()
+                    .until(FirstToken::default()),
             )
             .layer(TimeoutLayer::new(config.default_timeout))
             .layer(pool.clone())

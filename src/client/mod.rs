@@ -72,11 +72,9 @@ mod h2_watch;
 mod headers;
 mod health;
 mod http_client;
-mod lines;
 mod models;
 mod request;
 mod response;
-mod sse;
 mod stats;
 mod stream;
 mod stream_response;
@@ -87,10 +85,11 @@ pub use self::future::Pending;
 pub use self::http_client::HttpClient;
 pub use self::request::{RequestBuilder, StreamRequestBuilder};
 pub use self::response::Response;
-pub use self::sse::Event;
 pub use self::stats::ClientStats;
 pub use self::stream_response::{EventStream, StreamResponse};
-pub use crate::error::{BodyError, BodyTooLarge, WriteStalled};
+pub(crate) use self::stream_response::{NextStream, Restarter};
+pub use crate::error::{BodyError, BodyTooLarge, StreamCut, WriteStalled};
+pub use crate::framing::Event;
 
 #[allow(dead_code)]
 fn _assert_send_sync() {

@@ -20,6 +20,8 @@ use super::stream::send_streaming;
 use super::stream_response::StreamResponse;
 use crate::error::{Error, ErrorKind};
 use crate::provider::Model;
+use crate::provider::dialect::{Dialect, StreamDialect};
+use crate::read_ahead::StreamOptions;
 use crate::redact::is_sensitive;
 use crate::request_id::RequestId;
 
@@ -393,6 +395,29 @@ impl StreamRequestBuilder {
     pub fn request_id(mut self, id: RequestId) -> Self {
         self.request = self.request.request_id(id);
         self
+    }
+
+    /// Reads this stream in `dialect` instead of the client's
+    /// ([`StreamOptions::dialect`](crate::read_ahead::StreamOptions)): say,
+    /// [`OpenAiResponses`](crate::provider::dialect::OpenAiResponses) for
+    /// one call to `/responses`.
+    pub fn dialect(mut self, dialect: impl Dialect) -> Self {
+        self.options().dialect = Some(StreamDialect::new(dialect));
+        self
+    }
+
+    /// Bounds the wait for this stream's first content, from each
+    /// attempt's request, instead of the client's `first_token_timeout`.
+    pub fn first_token_timeout(mut self, limit: Duration) -> Self {
+        self.options().first_token_timeout = Some(limit);
+        self
+    }
+
+    fn options(&mut self) -> &mut StreamOptions {
+        self.request
+            .call
+            .stream
+            .get_or_insert_with(Default::default)
     }
 
     /// Sends the request; the same as `.await`.

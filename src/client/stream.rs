@@ -12,6 +12,9 @@ use super::http_client::{HttpClient, StackBody};
 use super::stream_response::{StreamLimits, StreamResponse};
 use super::transport::ClientBody;
 use crate::error::{Error, ErrorKind, MAX_ERROR_BODY_BYTES};
+use crate::provider::ProviderError;
+use crate::provider::dialect::StreamDialect;
+use crate::read_ahead::InBand;
 use crate::request_id::RequestId;
 
 /// Sends a streaming request; returns once its first line (or its end) has
@@ -29,8 +32,9 @@ pub(super) async fn send_streaming(
 ) -> Result<StreamResponse, Error> {
     let result = async {
         let limits = call.limits(&client)?;
+        let dialect = call.dialect(&client);
         let (response, id) = Exec::with_limits(client.clone(), call, true, limits.clone()).await?;
-        let mut stream = streamed(&client, response, id, &limits).await?;
+        let mut stream = streamed(&client, response, id, &limits, dialect).await?;
         // The read-ahead stopped at the end of the first line that is not
         // empty (or at the body's end, or past `max_line_bytes`), so this
         // reads from memory, and fails only on what the line holds (too long,
@@ -50,6 +54,7 @@ async fn streamed(
     response: http::Response<StackBody>,
     id: RequestId,
     limits: &Limits,
+    dialect: Option<StreamDialect>,
 ) -> Result<StreamResponse, Error> {
     let config = &client.inner.config;
     let idle = config.stream_idle_timeout;
@@ -72,7 +77,17 @@ async fn streamed(
             }
             Err(_) => bytes::Bytes::new(),
         };
-        return Err(Error::from_status(parts.status, parts.headers, &text).with_request_id(id));
+        let mut error = Error::from_status(parts.status, parts.headers, &text).with_request_id(id);
+        // An error sent inside a 2xx stream, answered as its status.
+        if let Some(named) = parts.extensions.get::<ProviderError>() {
+            if let Some(InBand(status)) = parts.extensions.get::<InBand>() {
+                error = error.with_message(format!(
+                    "the provider sent an error inside its {status} stream before any content: {named}"
+                ));
+            }
+            error = error.with_provider_error(named.clone());
+        }
+        return Err(error);
     }
     if !body.was_read_ahead() && matches!(body.get_ref(), ClientBody::Buffered(_)) {
         return Err(Error::new(ErrorKind::Body)
@@ -89,5 +104,6 @@ async fn streamed(
         id,
         bounds,
         limits.deadline.as_deref(),
+        dialect,
     ))
 }

@@ -39,6 +39,56 @@ impl fmt::Display for BodyTooLarge {
 
 impl std::error::Error for BodyTooLarge {}
 
+/// How much of a stream had arrived when it failed, after it was handed to
+/// the caller: from [`Error::stream_cut`](crate::Error::stream_cut). The
+/// caller holds a partial answer: discard it, or keep it knowing it is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCut {
+    content_events: Option<u64>,
+    bytes: u64,
+    restarted: bool,
+}
+
+impl StreamCut {
+    pub(crate) fn new(content_events: Option<u64>, bytes: u64) -> Self {
+        StreamCut {
+            content_events,
+            bytes,
+            restarted: false,
+        }
+    }
+
+    pub(crate) fn with_restart(mut self) -> Self {
+        self.restarted = true;
+        self
+    }
+
+    /// Whether the stream then restarted from the beginning.
+    pub fn restarted(&self) -> bool {
+        self.restarted
+    }
+
+    /// The events that carried content, when the stream was read in a
+    /// [dialect](crate::provider::dialect).
+    pub fn content_events(&self) -> Option<u64> {
+        self.content_events
+    }
+
+    /// The bytes of the body that had arrived.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl fmt::Display for StreamCut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.content_events {
+            Some(events) => write!(f, "after {events} content events ({} bytes)", self.bytes),
+            None => write!(f, "after {} bytes", self.bytes),
+        }
+    }
+}
+
 /// Reading a response body failed part-way (the connection broke, the body was
 /// shorter than announced, a line was too long).
 #[derive(Debug)]

@@ -256,37 +256,66 @@ impl fmt::Display for Injected {
 
 impl std::error::Error for Injected {}
 
-/// A streamed answer sent no data for its idle timeout before its first
-/// content; returned by [`ReadAhead`](crate::read_ahead::ReadAhead) inside a
+/// A streamed answer showed no content in time: it sent no data for its
+/// idle timeout, or (with a `first_token_timeout`) no content within that
+/// limit, keep-alives and metadata notwithstanding. Returned by
+/// [`ReadAhead`](crate::read_ahead::ReadAhead) inside a
 /// [`BoxError`](super::BoxError).
 ///
-/// The classifier treats it as an attempt's timeout: the server took the
-/// request (its head came), so the attempt is retried only when the request
-/// is safe to repeat.
+/// The classifier treats it as an attempt's timeout: retried only when the
+/// request is safe to repeat (the server may have taken it), and a
+/// [`ProviderGroup`](crate::failover::ProviderGroup) moves on at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamStalled {
     idle: Duration,
+    first_content: bool,
 }
 
 impl StreamStalled {
     /// Creates the error for a stream that sent nothing for `idle`.
     pub const fn new(idle: Duration) -> Self {
-        StreamStalled { idle }
+        StreamStalled {
+            idle,
+            first_content: false,
+        }
     }
 
-    /// How long the stream sent nothing.
+    /// Creates the error for a stream that showed no content within `limit`
+    /// of the request (its first-token limit).
+    pub const fn no_content_within(limit: Duration) -> Self {
+        StreamStalled {
+            idle: limit,
+            first_content: true,
+        }
+    }
+
+    /// How long the stream sent nothing, or, for
+    /// [`no_content_within`](Self::no_content_within), its limit.
     pub const fn idle(&self) -> Duration {
         self.idle
+    }
+
+    /// Whether the first-token limit fired, rather than the idle timeout.
+    pub const fn is_first_content(&self) -> bool {
+        self.first_content
     }
 }
 
 impl fmt::Display for StreamStalled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the stream sent no data for {:?} before its first content",
-            self.idle
-        )
+        if self.first_content {
+            write!(
+                f,
+                "the stream sent no content within {:?} of the request (first_token_timeout)",
+                self.idle
+            )
+        } else {
+            write!(
+                f,
+                "the stream sent no data for {:?} before its first content",
+                self.idle
+            )
+        }
     }
 }
 

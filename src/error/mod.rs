@@ -8,7 +8,7 @@ mod kind;
 mod layer;
 mod provider;
 
-pub use self::body::{BodyError, BodyTooLarge};
+pub use self::body::{BodyError, BodyTooLarge, StreamCut};
 pub use self::kind::ErrorKind;
 pub use self::layer::{
     CircuitOpen, Elapsed, Injected, PoolTimeout, RateLimited, StreamStalled, WriteStalled,
@@ -100,6 +100,10 @@ struct Inner {
     provider: Option<std::sync::Arc<str>>,
     /// Each group member's failure, in order.
     attempts: Vec<ProviderFailure>,
+    /// The provider's error, named where it was read (an in-band error).
+    named: Option<crate::provider::ProviderError>,
+    /// For a stream that failed after it was handed over: how much came.
+    cut: Option<StreamCut>,
 }
 
 /// The most of an error response's body an [`Error`] keeps, in bytes.
@@ -118,8 +122,63 @@ impl Error {
                 message: None,
                 provider: None,
                 attempts: Vec::new(),
+                named: None,
+                cut: None,
             }),
         }
+    }
+
+    /// Sets the provider's error, as read from where it came.
+    pub(crate) fn with_provider_error(mut self, named: crate::provider::ProviderError) -> Self {
+        self.inner.named = Some(named);
+        self
+    }
+
+    /// Sets the status the error stands for (an error sent inside a stream).
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.inner.status = Some(status);
+        self
+    }
+
+    /// Marks the error as a stream's, cut after `cut`.
+    pub(crate) fn with_cut(mut self, cut: StreamCut) -> Self {
+        self.inner.cut = Some(cut);
+        self
+    }
+
+    /// Whether a stream broke after content and restarted from the
+    /// beginning (see
+    /// [restarted streams](crate::client::StreamResponse#restarted-streams)):
+    /// discard what was read before this error, and read on.
+    pub fn is_stream_restarted(&self) -> bool {
+        self.inner.cut.is_some_and(|c| c.restarted())
+    }
+
+    /// This stream error as the notice that the stream restarted.
+    pub(crate) fn restarted(mut self, message: String) -> Self {
+        self.inner.message = Some(message.into());
+        if let Some(cut) = &mut self.inner.cut {
+            *cut = cut.with_restart();
+        }
+        self
+    }
+
+    /// This stream error, whose restart failed with `failed`: its own
+    /// message first (never hidden by the next provider's), then how the
+    /// restart failed; the providers tried, as the restart's error lists them.
+    pub(crate) fn restart_failed(mut self, failed: Error) -> Self {
+        let message = format!("{self}; restarting it failed: {failed}");
+        self.inner.message = Some(message.into());
+        if !failed.inner.attempts.is_empty() {
+            self.inner.attempts = failed.inner.attempts;
+        }
+        self
+    }
+
+    /// For a stream that failed after it was handed to the caller: how much
+    /// of it had arrived (see [`StreamCut`]). `None` for any other error.
+    pub fn stream_cut(&self) -> Option<&StreamCut> {
+        self.inner.cut.as_ref()
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
@@ -279,6 +338,9 @@ impl Error {
     /// # }
     /// ```
     pub fn provider_error(&self) -> Option<crate::provider::ProviderError> {
+        if let Some(named) = &self.inner.named {
+            return Some(named.clone());
+        }
         let body = self.inner.body.as_deref()?;
         crate::provider::ProviderError::parse(self.inner.status?, body.as_bytes())
     }

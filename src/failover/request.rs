@@ -16,7 +16,7 @@ use super::logical::LogicalRequest;
 use super::member::{Member, Roster};
 use crate::scope::Elsewhere;
 
-use crate::client::{RequestBuilder, Response, StreamResponse};
+use crate::client::{NextStream, RequestBuilder, Response, Restarter, StreamResponse};
 use crate::error::{Error, ErrorKind, ProviderFailure};
 use crate::provider::ProviderErrorKind;
 use crate::retry::method_is_idempotent;
@@ -146,7 +146,10 @@ impl GroupRequest {
     /// only while no line has arrived: once the stream is handed over, its
     /// failures are the caller's.
     pub fn stream(self) -> GroupStreamRequest {
-        GroupStreamRequest { request: self }
+        GroupStreamRequest {
+            request: self,
+            restart: false,
+        }
     }
 
     /// Sends the call; the same as `.await`.
@@ -162,22 +165,82 @@ impl GroupRequest {
         if let Some(problem) = self.problem {
             return Err(problem);
         }
-        let members = &self.group.members;
-        if members.is_empty() {
+        let mut walk = Walk::new(
+            self.group,
+            self.request,
+            self.deadline,
+            self.idempotent,
+            self.cost,
+        )?;
+        walk.next(&send, tag).await
+    }
+}
+
+/// A group call on its way through the members: where it stands, and what
+/// the members it left said.
+struct Walk {
+    group: Roster,
+    request: LogicalRequest,
+    ends: Option<tokio::time::Instant>,
+    idempotent: Option<bool>,
+    cost: Option<u32>,
+    failures: Vec<ProviderFailure>,
+    /// After a prompt too long for a member declaring this window, only
+    /// members declaring a larger one may take the call.
+    too_long_for: Option<Option<u32>>,
+    /// The next member to try.
+    at: usize,
+    /// The member that answered last, and whether its call was safe to repeat.
+    answered: Option<(usize, bool)>,
+}
+
+impl Walk {
+    fn new(
+        group: Roster,
+        request: LogicalRequest,
+        deadline: Option<Duration>,
+        idempotent: Option<bool>,
+        cost: Option<u32>,
+    ) -> Result<Self, Error> {
+        if group.members.is_empty() {
             return Err(Error::new(ErrorKind::Config)
                 .with_message("the ProviderGroup has no provider to call"));
         }
         let started = tokio::time::Instant::now();
-        let ends = self.deadline.and_then(|d| started.checked_add(d));
-        let mut failures: Vec<ProviderFailure> = Vec::new();
-        // After a prompt too long for a member declaring this window, only
-        // members declaring a larger one may take the call.
-        let mut too_long_for: Option<Option<u32>> = None;
-        let eligible = |m: &Member, too_long_for: Option<Option<u32>>| {
-            too_long_for.is_none_or(|w| m.fits_more_than(w))
-        };
-        for (index, member) in members.iter().enumerate() {
-            if !eligible(member, too_long_for) {
+        Ok(Walk {
+            ends: deadline.and_then(|d| started.checked_add(d)),
+            group,
+            request,
+            idempotent,
+            cost,
+            failures: Vec::new(),
+            too_long_for: None,
+            at: 0,
+            answered: None,
+        })
+    }
+
+    fn eligible(&self, member: &Member) -> bool {
+        self.too_long_for.is_none_or(|w| member.fits_more_than(w))
+    }
+
+    /// The next eligible member after `index`.
+    fn after(&self, index: usize) -> Option<&Member> {
+        self.group.members[index + 1..]
+            .iter()
+            .find(|m| self.eligible(m))
+    }
+
+    /// Tries the members from `at` on, until one answers or the call cannot
+    /// go on.
+    async fn next<T, F, Fut>(&mut self, send: &F, tag: fn(T, Arc<str>) -> T) -> Result<T, Error>
+    where
+        F: Fn(RequestBuilder) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let members = self.group.members.clone();
+        for (index, member) in members.iter().enumerate().skip(self.at) {
+            if !self.eligible(member) {
                 continue;
             }
             let request = match &member.shape {
@@ -192,59 +255,108 @@ impl GroupRequest {
             if let Some(tokens) = self.cost {
                 builder = builder.cost(tokens);
             }
-            if let Some(ends) = ends {
+            if let Some(ends) = self.ends {
                 builder =
                     builder.deadline(ends.saturating_duration_since(tokio::time::Instant::now()));
             }
             // While another provider could take the call, this one's retries
             // stop where moving on is faster (see `move_on`).
-            let next = members[index + 1..]
-                .iter()
-                .find(|m| eligible(m, too_long_for));
-            let error = match Elsewhere::new(send(builder), next.is_some()).await {
-                Ok(answer) => return Ok(tag(answer, member.name.clone())),
+            let has_next = self.after(index).is_some();
+            let error = match Elsewhere::new(send(builder), has_next).await {
+                Ok(answer) => {
+                    self.at = index + 1;
+                    self.answered = Some((index, idempotent));
+                    return Ok(tag(answer, member.name.clone()));
+                }
                 Err(error) => error,
             };
-            let time_left = ends.is_none_or(|ends| ends > tokio::time::Instant::now());
-            let named = error.provider_error().map(|e| e.kind());
-            let goes_on = match named {
-                // The provider's reason is the caller's to see: no other
-                // provider is asked to judge the same content.
-                Some(ProviderErrorKind::ContentFiltered) => false,
-                // A larger window helps, whatever the call's method: nothing
-                // was processed. Without one declared, the usual rule (and
-                // the caller's predicate) decides.
-                Some(ProviderErrorKind::ContextLengthExceeded)
-                    if members[index + 1..]
-                        .iter()
-                        .any(|m| m.fits_more_than(member.context_window)) =>
-                {
-                    let window = member.context_window;
-                    too_long_for = Some(too_long_for.map_or(window, |before| before.max(window)));
-                    true
-                }
-                _ => {
-                    next.is_some() && move_on(&error, idempotent, self.group.move_on_when.as_ref())
-                }
-            };
-            if !time_left || !goes_on {
-                return Err(error.with_attempts(member.name.clone(), failures));
+            if !self.goes_on(index, &error, idempotent) {
+                return Err(
+                    error.with_attempts(member.name.clone(), std::mem::take(&mut self.failures))
+                );
             }
-            let next = members[index + 1..]
-                .iter()
-                .find(|m| eligible(m, too_long_for))
-                .map_or("", |m| &*m.name);
+            let next = self.after(index).map_or("", |m| &*m.name);
             tracing::info!(
                 provider = %member.name,
                 next = %next,
                 error = %error,
                 "provider failed the call: trying the next"
             );
-            failures.push(ProviderFailure::of(member.name.clone(), &error));
+            self.failures
+                .push(ProviderFailure::of(member.name.clone(), &error));
         }
         // The last provider's answer returned above.
         Err(Error::new(ErrorKind::Config).with_message("the ProviderGroup has no provider to call"))
     }
+
+    /// Whether the call goes on from member `index`, which failed with
+    /// `error`.
+    fn goes_on(&mut self, index: usize, error: &Error, idempotent: bool) -> bool {
+        let members = &self.group.members;
+        let member = &members[index];
+        let time_left = self
+            .ends
+            .is_none_or(|ends| ends > tokio::time::Instant::now());
+        let named = error.provider_error().map(|e| e.kind());
+        let goes_on = match named {
+            // The provider's reason is the caller's to see: no other
+            // provider is asked to judge the same content.
+            Some(ProviderErrorKind::ContentFiltered) => false,
+            // A larger window helps, whatever the call's method: nothing
+            // was processed. Without one declared, the usual rule (and
+            // the caller's predicate) decides.
+            Some(ProviderErrorKind::ContextLengthExceeded)
+                if members[index + 1..]
+                    .iter()
+                    .any(|m| m.fits_more_than(member.context_window)) =>
+            {
+                let window = member.context_window;
+                self.too_long_for = Some(
+                    self.too_long_for
+                        .map_or(window, |before| before.max(window)),
+                );
+                true
+            }
+            _ => {
+                self.after(index).is_some()
+                    && move_on(error, idempotent, self.group.move_on_when.as_ref())
+            }
+        };
+        time_left && goes_on
+    }
+}
+
+impl Walk {
+    /// What restarts a stream this walk handed over, when it breaks: the
+    /// next member, from the beginning, if the call may go on.
+    fn restarter(mut self) -> Restarter {
+        Box::new(move |error: &Error| {
+            let (index, idempotent) = self.answered?;
+            if error.is_deadline() || !self.goes_on(index, error, idempotent) {
+                return None;
+            }
+            let member = &self.group.members[index];
+            tracing::warn!(
+                provider = %member.name,
+                error = %error,
+                "stream broke after content: restarting it on the next provider"
+            );
+            self.failures
+                .push(ProviderFailure::of(member.name.clone(), error));
+            let next: NextStream = Box::pin(async move {
+                let stream = self
+                    .next(&stream_send, StreamResponse::with_provider)
+                    .await?;
+                Ok(stream.with_restarter(self.restarter()))
+            });
+            Some(next)
+        })
+    }
+}
+
+/// How a group sends one member its part of a streamed call.
+fn stream_send(builder: RequestBuilder) -> impl Future<Output = Result<StreamResponse, Error>> {
+    builder.stream().send()
 }
 
 impl IntoFuture for GroupRequest {
@@ -272,15 +384,50 @@ impl fmt::Debug for GroupRequest {
 #[derive(Debug)]
 pub struct GroupStreamRequest {
     request: GroupRequest,
+    restart: bool,
 }
 
 impl GroupStreamRequest {
+    /// When the stream breaks after content (cut, stalled, an error inside
+    /// it, ended without its end marker) and the call may go on (safe to
+    /// repeat, time left, a provider left that may take it), starts it again
+    /// from the beginning on the next provider, never continuing the partial
+    /// answer. The caller learns of it through the stream: the read that
+    /// met the break returns an error for which
+    /// [`Error::is_stream_restarted`] is true; the reads after it are the
+    /// new answer's (see
+    /// [restarted streams](crate::client::StreamResponse#restarted-streams)).
+    /// Off by default: a stream that breaks then ends with an error that
+    /// says how much had come ([`Error::stream_cut`]).
+    pub fn restart_on_cut(mut self) -> Self {
+        self.restart = true;
+        self
+    }
+
     /// Sends the call; the same as `.await`.
     pub fn send(self) -> impl Future<Output = Result<StreamResponse, Error>> + Send + 'static {
-        self.request.run(
-            |builder| builder.stream().send(),
-            StreamResponse::with_provider,
-        )
+        let restart = self.restart;
+        let request = self.request;
+        async move {
+            if let Some(problem) = request.problem {
+                return Err(problem);
+            }
+            let mut walk = Walk::new(
+                request.group,
+                request.request,
+                request.deadline,
+                request.idempotent,
+                request.cost,
+            )?;
+            let stream = walk
+                .next(&stream_send, StreamResponse::with_provider)
+                .await?;
+            Ok(if restart {
+                stream.with_restarter(walk.restarter())
+            } else {
+                stream
+            })
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! What a call says about the provider it goes to, beyond HTTP: the
 //! [`Model`] it asks for, what the provider's error says, by name
-//! ([`ProviderError`]), and the tokens an answer used ([`Usage`]).
+//! ([`ProviderError`]), the tokens an answer used ([`Usage`]), and how its
+//! streams speak (the [`dialect`]s: content, in-band errors, the end marker,
+//! the answering model and usage).
 //!
 //! Providers keep their rate limits per model: OpenAI's and Anthropic's
 //! `429`s, `Retry-After`s and `x-ratelimit-*` headers speak of the model
@@ -27,6 +29,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub mod dialect;
 mod error;
 mod usage;
 

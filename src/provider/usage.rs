@@ -96,6 +96,25 @@ impl Usage {
     }
 }
 
+impl Usage {
+    /// The usage in a part of an answer that may report the output alone
+    /// (Anthropic's `message_delta`): the counts it has, zero for the others.
+    pub(crate) fn of_parts(value: &Value) -> Option<Usage> {
+        let usage = value.get("usage")?;
+        let count = |key: &str| usage.get(key).and_then(Value::as_u64);
+        let (input, output) = (count("input_tokens"), count("output_tokens"));
+        if input.is_none() && output.is_none() {
+            return None;
+        }
+        Some(Usage {
+            input_tokens: input.unwrap_or(0),
+            output_tokens: output.unwrap_or(0),
+            cached_tokens: count("cache_read_input_tokens"),
+            reasoning_tokens: None,
+        })
+    }
+}
+
 /// The model a JSON answer says answered it (`model`, or Gemini's
 /// `modelVersion`), in an answer already parsed.
 pub(crate) fn answering_model(value: &Value) -> Option<&str> {

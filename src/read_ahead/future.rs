@@ -12,7 +12,7 @@ use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::{FirstContent, ReadAheadBody};
+use super::{Arrival, FirstContent, InBand, ReadAheadBody};
 use crate::error::{BodyError, BoxError, Elapsed, StreamStalled};
 
 /// What bounds the reading ahead of one answer.
@@ -21,6 +21,8 @@ pub(super) struct Bounds {
     /// Whether this answer is to be read ahead at all.
     pub(super) read: bool,
     pub(super) idle_timeout: Duration,
+    /// The bound on the wait for the first content, from the first poll.
+    pub(super) first_content: Option<Duration>,
     pub(super) max_bytes: usize,
     pub(super) deadline: Option<Instant>,
 }
@@ -45,7 +47,13 @@ pin_project! {
     where
         B: Body,
     {
-        Waiting { #[pin] future: F },
+        Waiting {
+            #[pin]
+            future: F,
+            // With a first-content bound: when it passes (boxed: few
+            // answers have one).
+            first_content: Option<Pin<Box<Sleep>>>,
+        },
         // `None` once the answer has been handed on. Boxed: only a streamed
         // answer is read ahead, and the layers above move this future with
         // every call.
@@ -60,6 +68,8 @@ struct Reading<B: Body> {
     ahead: VecDeque<Frame<B::Data>>,
     bytes: usize,
     started: Instant,
+    /// When the first content must have come, if it must.
+    first_content: Option<Instant>,
     // Boxed: only streamed answers have one.
     timer: Pin<Box<Sleep>>,
 }
@@ -67,7 +77,10 @@ struct Reading<B: Body> {
 impl<F, B: Body, C> ResponseFuture<F, B, C> {
     pub(super) fn new(future: F, bounds: Bounds, until: C) -> Self {
         ResponseFuture {
-            state: State::Waiting { future },
+            state: State::Waiting {
+                future,
+                first_content: None,
+            },
             bounds,
             until,
         }
@@ -75,12 +88,19 @@ impl<F, B: Body, C> ResponseFuture<F, B, C> {
 }
 
 /// When the wait for the next chunk ends: after the idle timeout, or at the
-/// deadline if that comes first.
-fn wake_at(bounds: &Bounds, now: Instant) -> Instant {
+/// deadline or the first-content bound if one comes first.
+fn wake_at(bounds: &Bounds, first_content: Option<Instant>, now: Instant) -> Instant {
     let idle = now
         .checked_add(bounds.idle_timeout)
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
-    bounds.deadline.map_or(idle, |deadline| deadline.min(idle))
+    let wake = bounds.deadline.map_or(idle, |deadline| deadline.min(idle));
+    first_content.map_or(wake, |at| at.min(wake))
+}
+
+/// The first-content bound starting `now`, or a year away if it overflows.
+fn first_content_at(limit: Duration, now: Instant) -> Instant {
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 impl<F, B, C, E> Future for ResponseFuture<F, B, C>
@@ -97,8 +117,26 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Waiting { future } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                StateProj::Waiting {
+                    future,
+                    first_content,
+                } => {
+                    let response = match future.poll(cx) {
+                        Poll::Ready(response) => response.map_err(Into::into)?,
+                        Poll::Pending => {
+                            let Some(limit) = this.bounds.first_content else {
+                                return Poll::Pending;
+                            };
+                            let timer = first_content.get_or_insert_with(|| {
+                                let at = first_content_at(limit, Instant::now());
+                                Box::pin(tokio::time::sleep_until(at))
+                            });
+                            ready!(timer.as_mut().poll(cx));
+                            return Poll::Ready(Err(Box::new(StreamStalled::no_content_within(
+                                limit,
+                            ))));
+                        }
+                    };
                     let streamed = this.bounds.read
                         && response.status().is_success()
                         && !response.body().is_end_stream();
@@ -106,7 +144,14 @@ where
                         return Poll::Ready(Ok(response.map(ReadAheadBody::unread)));
                     }
                     let (parts, body) = response.into_parts();
+                    this.until.head(&parts);
                     let now = Instant::now();
+                    let first_content = match (first_content, this.bounds.first_content) {
+                        (Some(timer), _) => Some(timer.deadline()),
+                        (None, Some(limit)) => Some(first_content_at(limit, now)),
+                        (None, None) => None,
+                    };
+                    let wake = wake_at(this.bounds, first_content, now);
                     this.state.set(State::Reading {
                         read: Some(Box::new(Reading {
                             parts,
@@ -114,7 +159,8 @@ where
                             ahead: VecDeque::new(),
                             bytes: 0,
                             started: now,
-                            timer: Box::pin(tokio::time::sleep_until(wake_at(this.bounds, now))),
+                            first_content,
+                            timer: Box::pin(tokio::time::sleep_until(wake)),
                         })),
                     });
                 }
@@ -127,8 +173,28 @@ where
                         unreachable!("checked above");
                     };
                     let Reading {
-                        parts, body, ahead, ..
+                        mut parts,
+                        body,
+                        ahead,
+                        ..
                     } = *reading;
+                    match this.until.arrival(ended) {
+                        Arrival::Content => {}
+                        Arrival::Error(error) => {
+                            // Answered as the status the error stands for.
+                            let status = error.kind().status();
+                            parts.extensions.insert(InBand(parts.status));
+                            parts.status = status;
+                            parts.extensions.insert(error);
+                        }
+                        Arrival::Cut => {
+                            let cut = std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the stream ended before its first content, without its end marker",
+                            );
+                            return Poll::Ready(Err(Box::new(BodyError::new(cut))));
+                        }
+                    }
                     let body = ReadAheadBody::read(ahead, ended, body);
                     return Poll::Ready(Ok(http::Response::from_parts(parts, body)));
                 }
@@ -168,7 +234,9 @@ where
                         return Poll::Ready(Ok(false));
                     }
                     let now = Instant::now();
-                    self.timer.as_mut().reset(wake_at(bounds, now));
+                    self.timer
+                        .as_mut()
+                        .reset(wake_at(bounds, self.first_content, now));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     return Poll::Ready(Err(Box::new(BodyError::new(e))));
@@ -177,9 +245,12 @@ where
                 Poll::Pending => {
                     ready!(self.timer.as_mut().poll(cx));
                     let now = Instant::now();
-                    return Poll::Ready(Err(match bounds.deadline {
-                        Some(deadline) if now >= deadline => Box::new(Elapsed::deadline(
+                    return Poll::Ready(Err(match (bounds.deadline, self.first_content) {
+                        (Some(deadline), _) if now >= deadline => Box::new(Elapsed::deadline(
                             deadline.saturating_duration_since(self.started),
+                        )),
+                        (_, Some(at)) if now >= at => Box::new(StreamStalled::no_content_within(
+                            bounds.first_content.unwrap_or_default(),
                         )),
                         _ => Box::new(StreamStalled::new(bounds.idle_timeout)),
                     }));

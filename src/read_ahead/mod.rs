@@ -78,7 +78,9 @@
 //! ```
 
 mod body;
+mod first_token;
 pub mod future;
+mod options;
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -88,8 +90,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use self::body::ReadAheadBody;
+pub use self::first_token::FirstToken;
+pub use self::options::StreamOptions;
 use crate::error::BoxError;
 pub use crate::error::StreamStalled;
+use crate::provider::ProviderError;
 use crate::timeout::RequestDeadline;
 
 /// The most a [`ReadAheadLayer`] reads ahead unless told otherwise: 64 KiB.
@@ -101,10 +106,68 @@ pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
 /// Fed each chunk of data as it arrives, in order, until it says the content
 /// has arrived. A stream dialect keeps what it needs between chunks.
 pub trait FirstContent {
-    /// Looks at the next chunk of the body: whether the first content has
-    /// arrived with it.
+    /// Looks at the next chunk of the body: whether the wait is over (the
+    /// first content, or what [`arrival`](Self::arrival) will tell, has
+    /// arrived with it).
     fn arrived(&mut self, chunk: &[u8]) -> bool;
+
+    /// Gets ready for the answer to one request, before it is sent: a reader
+    /// that takes its rules from the request (as [`FirstToken`] its
+    /// dialect) reads them here. Called only for the answers read ahead.
+    /// Does nothing by default.
+    fn prepare(&mut self, request: &http::Extensions) {
+        let _ = request;
+    }
+
+    /// Looks at the answer's head before its body (its content type). Does
+    /// nothing by default.
+    fn head(&mut self, response: &http::response::Parts) {
+        let _ = response;
+    }
+
+    /// What the wait ended with, once [`arrived`](Self::arrived) said it is
+    /// over (`ended` false), `max_bytes` were read, or the body ended
+    /// (`ended` true). [`Arrival::Content`] by default.
+    fn arrival(&mut self, ended: bool) -> Arrival {
+        let _ = ended;
+        Arrival::Content
+    }
 }
+
+/// What the wait for a stream's first content ended with; from
+/// [`FirstContent::arrival`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Arrival {
+    /// Content, or a whole answer: the stream is handed on.
+    Content,
+    /// An error the provider sent inside its `2xx` stream before any
+    /// content (Anthropic's `overloaded_error` event, say). The answer is
+    /// handed on as the status the error stands for
+    /// ([`ProviderErrorKind::status`](crate::provider::ProviderErrorKind::status)),
+    /// with the [`ProviderError`] and [`InBand`] in its extensions, so that
+    /// the layers above retry it, count it and move on as they would that
+    /// status.
+    Error(ProviderError),
+    /// The body ended before any content and without its end marker: the
+    /// attempt fails with a [`BodyError`](crate::error::BodyError), as a
+    /// stream that breaks.
+    Cut,
+}
+
+/// In the extensions of an answer whose status a [`ReadAhead`] set from an
+/// error sent inside a `2xx` stream ([`Arrival::Error`]): the provider
+/// answered with this status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InBand(pub http::StatusCode);
+
+/// A per-request bound on the wait for a stream's first content, from the
+/// request being sent (the head's wait included), in the request's
+/// extensions: overrides the layer's
+/// [`first_content_timeout`](ReadAheadLayer::first_content_timeout).
+/// [`HttpClient`](crate::HttpClient) sets it from `first_token_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstContentTimeout(pub Duration);
 
 /// Put in a request's extensions to have its answer read ahead by a layer
 /// that reads [`only_marked`](ReadAheadLayer::only_marked) requests' answers.
@@ -140,6 +203,7 @@ impl FirstContent for FirstLine {
 #[derive(Debug, Clone)]
 pub struct ReadAheadLayer<F = FirstLine> {
     idle_timeout: Duration,
+    first_content: Option<Duration>,
     max_bytes: usize,
     only_marked: bool,
     until: F,
@@ -151,6 +215,7 @@ impl ReadAheadLayer {
     pub const fn new(idle_timeout: Duration) -> Self {
         ReadAheadLayer {
             idle_timeout,
+            first_content: None,
             max_bytes: DEFAULT_MAX_BYTES,
             only_marked: false,
             until: FirstLine { started: false },
@@ -167,6 +232,16 @@ impl<F> ReadAheadLayer<F> {
         self
     }
 
+    /// Bounds the wait for the first content, from the request being sent
+    /// (the wait for the head included), whatever keep-alives or metadata
+    /// arrive meanwhile: past it the attempt fails with a [`StreamStalled`]
+    /// ([`is_first_content`](StreamStalled::is_first_content)). None by
+    /// default; a request's [`FirstContentTimeout`] overrides it.
+    pub const fn first_content_timeout(mut self, limit: Duration) -> Self {
+        self.first_content = Some(limit);
+        self
+    }
+
     /// Reads ahead only the answers to requests marked with [`ExpectStream`];
     /// the others pass through as they came, at the cost of one look in the
     /// request's extensions.
@@ -179,6 +254,7 @@ impl<F> ReadAheadLayer<F> {
     pub fn until<G: FirstContent + Clone>(self, until: G) -> ReadAheadLayer<G> {
         ReadAheadLayer {
             idle_timeout: self.idle_timeout,
+            first_content: self.first_content,
             max_bytes: self.max_bytes,
             only_marked: self.only_marked,
             until,
@@ -193,6 +269,7 @@ impl<S, F: Clone> Layer<S> for ReadAheadLayer<F> {
         ReadAhead {
             inner,
             idle_timeout: self.idle_timeout,
+            first_content: self.first_content,
             max_bytes: self.max_bytes,
             only_marked: self.only_marked,
             until: self.until.clone(),
@@ -215,6 +292,7 @@ impl<S, F: Clone> Layer<S> for ReadAheadLayer<F> {
 pub struct ReadAhead<S, F = FirstLine> {
     inner: S,
     idle_timeout: Duration,
+    first_content: Option<Duration>,
     max_bytes: usize,
     only_marked: bool,
     until: F,
@@ -251,20 +329,30 @@ where
     fn call(&mut self, req: http::Request<Req>) -> Self::Future {
         let extensions = req.extensions();
         let read = !self.only_marked || extensions.get::<ExpectStream>().is_some();
-        let deadline = if read {
-            extensions.get::<RequestDeadline>().map(|d| d.0)
+        let mut until = self.until.clone();
+        let (deadline, first_content) = if read {
+            until.prepare(extensions);
+            let first_content = extensions
+                .get::<FirstContentTimeout>()
+                .map(|t| t.0)
+                .or(self.first_content);
+            (
+                extensions.get::<RequestDeadline>().map(|d| d.0),
+                first_content,
+            )
         } else {
-            None
+            (None, None)
         };
         future::ResponseFuture::new(
             self.inner.call(req),
             future::Bounds {
                 read,
                 idle_timeout: self.idle_timeout,
+                first_content,
                 max_bytes: self.max_bytes,
                 deadline,
             },
-            self.until.clone(),
+            until,
         )
     }
 }

@@ -10,6 +10,7 @@ use crate::circuit_breaker::{
 };
 use crate::error::ConfigError;
 use crate::rate_limit::RateLimit;
+use crate::read_ahead::StreamOptions;
 use crate::redact::{Redacted, is_sensitive};
 use crate::retry::{RetryConfig, RetryOptions};
 
@@ -42,6 +43,7 @@ use crate::retry::{RetryConfig, RetryOptions};
 /// | `stream_idle_timeout` | 60 s between chunks of a stream |
 /// | `max_line_bytes` | 8 MiB for one NDJSON line (blank lines before it included) |
 /// | `max_stream_bytes` | 1 GiB for a whole stream |
+/// | `stream` | [`StreamOptions`]: no dialect, no first-token limit |
 /// | `post_is_idempotent` | `true`: POST and PATCH calls are safe to repeat |
 /// | `idempotency_key` | none (e.g. `Idempotency-Key`: a random key on every non-GET call) |
 /// | `user_agent` | `stache-resilience/<version>` |
@@ -91,8 +93,8 @@ use crate::retry::{RetryConfig, RetryOptions};
 /// names there (the contract with code ported from it). Every setting of a
 /// layer beyond them sits in one field holding that layer's own type:
 /// [`retry`](Self::retry) ([`RetryOptions`]) and [`breaker`](Self::breaker)
-/// ([`BreakerOptions`]), as well as `rate_limit`, `fleet`, `chaos` and
-/// `hedge`. The rest are the client's own (its transport and its streams).
+/// ([`BreakerOptions`]), [`stream`](Self::stream) ([`StreamOptions`]), as
+/// well as `rate_limit`, `fleet`, `chaos` and `hedge`. The rest are the client's own (its transport and its streams).
 ///
 /// # Example
 ///
@@ -153,13 +155,18 @@ pub struct HttpClientConfig {
     pub breaker: BreakerOptions,
     /// Largest buffered response body; larger bodies fail with a body error.
     pub max_response_bytes: usize,
-    /// Longest wait for the next chunk of a streamed response.
+    /// Longest wait for the next chunk of a streamed response (with a
+    /// stream dialect, for the next content event).
     pub stream_idle_timeout: Duration,
     /// Longest NDJSON line a stream will buffer; the blank lines before a line
     /// count towards it.
     pub max_line_bytes: usize,
     /// Most bytes one stream may deliver in all.
     pub max_stream_bytes: u64,
+    /// How streams are read beyond the three limits above ([`StreamOptions`]):
+    /// their dialect (content, in-band errors, the end marker, the model and
+    /// usage) and a first-token limit. None by default; the presets set them.
+    pub stream: StreamOptions,
     /// Whether POST and PATCH calls are safe to repeat (default `true`: provider
     /// calls such as embeddings and generations are). When `false`, such a call
     /// is retried only when the server provably did not act on it. A call's
@@ -242,26 +249,6 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 /// The most retries a client may be configured with.
 const MAX_RETRIES: u32 = 100;
 
-/// Which HTTP versions a client speaks.
-///
-/// In a settings file: `http_version = "auto"`, `"http1_only"` or
-/// `"http2_prior_knowledge"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-#[non_exhaustive]
-pub enum HttpVersion {
-    /// HTTP/2 when the TLS handshake agrees on it (ALPN `h2`), HTTP/1.1
-    /// otherwise, and always over plain `http://`. The default.
-    #[default]
-    Auto,
-    /// HTTP/1.1 only (ALPN offers only `http/1.1`).
-    Http1Only,
-    /// HTTP/2 from the first byte, without negotiation: h2c over plain
-    /// `http://` (a server that speaks only HTTP/2), ALPN `h2` alone over TLS.
-    Http2PriorKnowledge,
-}
-
 impl HttpClientConfig {
     /// A config for `base_url` with every other field at its default.
     pub fn new(base_url: impl Into<String>) -> Self {
@@ -287,6 +274,7 @@ impl HttpClientConfig {
             stream_idle_timeout: Duration::from_secs(60),
             max_line_bytes: 8 * 1024 * 1024,
             max_stream_bytes: 1 << 30,
+            stream: StreamOptions::default(),
             post_is_idempotent: true,
             idempotency_key: None,
             user_agent: concat!("stache-resilience/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -345,6 +333,10 @@ impl HttpClientConfig {
                 Some(self.circuit_breaker_timeout),
             ),
             ("stream_idle_timeout", Some(self.stream_idle_timeout)),
+            (
+                "stream.first_token_timeout",
+                self.stream.first_token_timeout,
+            ),
             ("http2_keep_alive_interval", self.http2_keep_alive_interval),
             (
                 "http2_keep_alive_timeout",
@@ -563,6 +555,7 @@ impl fmt::Debug for HttpClientConfig {
             .field("stream_idle_timeout", &self.stream_idle_timeout)
             .field("max_line_bytes", &self.max_line_bytes)
             .field("max_stream_bytes", &self.max_stream_bytes)
+            .field("stream", &self.stream)
             .field("post_is_idempotent", &self.post_is_idempotent)
             .field("idempotency_key", &self.idempotency_key)
             .field("user_agent", &self.user_agent)
@@ -590,5 +583,7 @@ impl fmt::Debug for HttpClientConfig {
 mod de;
 mod health;
 mod presets;
+mod version;
 
 pub use self::health::HealthCheck;
+pub use self::version::HttpVersion;

@@ -9,7 +9,9 @@ use http::{HeaderName, HeaderValue};
 use super::HealthCheck;
 use super::HttpClientConfig;
 use crate::circuit_breaker::OpenBackoff;
+use crate::provider::dialect::{AnthropicMessages, Ollama, OpenAi, StreamDialect};
 use crate::rate_limit::ColdStart;
+use crate::read_ahead::StreamOptions;
 use crate::retry::Jitter;
 
 impl HttpClientConfig {
@@ -18,9 +20,16 @@ impl HttpClientConfig {
     /// 60 s, 3 test calls). The original design's values; for Ollama's
     /// OpenAI-compatible API with today's behaviour, see
     /// [`openai`](Self::openai) with its `base_url` set.
+    ///
+    /// Its streams are read as Ollama's NDJSON (or, from its `/v1`
+    /// endpoints, OpenAI's Chat Completions): handed on at the first token,
+    /// an error inside them named, a stream cut before `"done": true` an
+    /// error ([`StreamOptions`]: no first-token limit, as a local model may
+    /// take minutes to load).
     pub fn ollama(base_url: impl Into<String>) -> Self {
         HttpClientConfig {
             default_timeout: Duration::from_secs(90),
+            stream: StreamOptions::dialect(StreamDialect::new(Ollama)),
             ..HttpClientConfig::new(base_url)
         }
     }
@@ -67,11 +76,17 @@ impl HttpClientConfig {
     ///   ([`cold_start`](Self::cold_start)); a throttled answer holds back
     ///   the calls to its model alone
     ///   ([`rate_limit_per_model`](Self::rate_limit_per_model));
+    /// * streams read in their dialect ([`OpenAi`]: Chat Completions and
+    ///   Responses alike; [`AnthropicMessages`] for `anthropic`), handed on at
+    ///   the first generated token, which must come within 30 s
+    ///   ([`StreamOptions`]); an error inside a stream is named, retried or
+    ///   moved on from like its status before any content, and a stream cut
+    ///   before its end marker is an error.
     ///
     /// An API key that cannot be a header value is left out of the headers
     /// and reported by [`validate`](Self::validate).
     pub fn openai(api_key: &str) -> Self {
-        HttpClientConfig::today("https://api.openai.com/v1")
+        HttpClientConfig::today("https://api.openai.com/v1", StreamDialect::new(OpenAi))
             .with_key(http::header::AUTHORIZATION, &format!("Bearer {api_key}"))
     }
 
@@ -83,8 +98,11 @@ impl HttpClientConfig {
     /// An API key that cannot be a header value is left out of the headers
     /// and reported by [`validate`](Self::validate).
     pub fn anthropic(api_key: &str) -> Self {
-        let mut config = HttpClientConfig::today("https://api.anthropic.com/v1")
-            .with_key(HeaderName::from_static("x-api-key"), api_key);
+        let mut config = HttpClientConfig::today(
+            "https://api.anthropic.com/v1",
+            StreamDialect::new(AnthropicMessages),
+        )
+        .with_key(HeaderName::from_static("x-api-key"), api_key);
         config.headers.insert(
             HeaderName::from_static("anthropic-version"),
             HeaderValue::from_static("2023-06-01"),
@@ -93,7 +111,7 @@ impl HttpClientConfig {
     }
 
     /// The values the `openai` and `anthropic` presets share.
-    fn today(base_url: &str) -> Self {
+    fn today(base_url: &str, dialect: StreamDialect) -> Self {
         let mut config = HttpClientConfig::new(base_url);
         config.default_timeout = Duration::from_secs(600);
         config.connect_timeout = Duration::from_secs(5);
@@ -114,6 +132,8 @@ impl HttpClientConfig {
         config.cold_start = Some(ColdStart::new(2, 64));
         config.rate_limit_per_model = true;
         config.breaker_per_model = true;
+        config.stream =
+            StreamOptions::dialect(dialect).first_token_timeout(Duration::from_secs(30));
         config
     }
 

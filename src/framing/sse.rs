@@ -9,12 +9,12 @@
 //! parser is the part of the standard that is left: fields to events, over the
 //! bounded line reader.
 //!
-//! [`StreamResponse`]: super::StreamResponse
+//! [`StreamResponse`]: crate::client::StreamResponse
 
 use std::fmt;
 use std::time::Duration;
 
-/// One Server-Sent Event, from [`StreamResponse::next_event`](super::StreamResponse::next_event).
+/// One Server-Sent Event, from [`StreamResponse::next_event`](crate::client::StreamResponse::next_event).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Event {
     event: String,
@@ -24,6 +24,22 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of type `event` (`""` or `"message"` for an unnamed one) with
+    /// `data`: for a [`Dialect`](crate::provider::dialect::Dialect)'s tests,
+    /// or a line of an NDJSON stream seen as an event.
+    pub fn new(event: impl Into<String>, data: impl Into<String>) -> Self {
+        let mut event = event.into();
+        if event == "message" {
+            event.clear();
+        }
+        Event {
+            event,
+            data: data.into(),
+            id: None,
+            retry: None,
+        }
+    }
+
     /// The event's type: its `event:` field, or `"message"` when it has none.
     pub fn event(&self) -> &str {
         if self.event.is_empty() {

@@ -3,22 +3,28 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
-use http_body::Body;
 
 use super::call::CallDeadline;
 use super::http_client::StackBody;
-use super::lines::{LineError, Lines};
-use super::sse::{Event, EventParser};
-use crate::error::{BodyError, Elapsed, Error, ErrorKind};
+use crate::error::{Elapsed, Error, ErrorKind, StreamCut};
+use crate::framing::lines::Lines;
+use crate::framing::sse::{Event, EventParser};
 use crate::pool::PoolSlot;
+use crate::provider::ProviderError;
+use crate::provider::Usage;
+use crate::provider::dialect::{StreamDialect, StreamReport};
 use crate::redact::Redacted;
 use crate::request_id::RequestId;
+
+mod read;
+mod restart;
 
 /// A 2xx response whose body is read as it arrives, one NDJSON line at a time.
 ///
@@ -30,6 +36,33 @@ use crate::request_id::RequestId;
 /// `max_line_bytes` and the stream by `max_stream_bytes`. After an error every
 /// later read returns an error of the same kind, never a clean end. The
 /// connection slot is held until this value is dropped.
+///
+/// # In a dialect
+///
+/// A stream read in a [dialect](crate::provider::dialect) (the presets
+/// choose one; see [`StreamOptions`](crate::read_ahead::StreamOptions)) is
+/// handed over at its first generated token rather than its first line;
+/// `stream_idle_timeout` bounds the wait between content events, whatever
+/// keep-alives come meanwhile; an error the provider sends inside it ends it
+/// with an [`Error`] whose [`provider_error`](Error::provider_error) names it;
+/// a body that ends before the dialect's end marker ends it with a
+/// truncation error, never a clean end; and [`model`](Self::model) and
+/// [`usage`](Self::usage) report what the provider said. Every error after
+/// the stream was handed over says how much had come
+/// ([`Error::stream_cut`]).
+///
+/// Read an event stream with [`next_event`](Self::next_event), an NDJSON one
+/// with [`next_line`](Self::next_line) or `next_event` (each line an event's
+/// data).
+///
+/// # Restarted streams
+///
+/// A stream from a [`ProviderGroup`](crate::failover::ProviderGroup) call
+/// made with [`restart_on_cut`](crate::failover::GroupStreamRequest::restart_on_cut)
+/// that breaks after content starts again from the beginning on the next
+/// provider: the read that met the break returns an error for which
+/// [`Error::is_stream_restarted`] is true. Discard what was read before it,
+/// and read on: the next reads are the new answer's.
 ///
 /// Read with [`next_line`](Self::next_line), or as a
 /// [`Stream`](futures_core::Stream) of lines; or, for Server-Sent Events
@@ -67,6 +100,29 @@ pub struct StreamResponse {
     failed: Option<Failure>,
     _slot: Option<PoolSlot>,
     provider: Option<std::sync::Arc<str>>,
+    dialect: Option<StreamDialect>,
+    report: StreamReport,
+    /// What restarts the call when the stream breaks, if the caller opted
+    /// in (in a mutex only to keep the stream `Sync`: reached through
+    /// `&mut self`, never locked).
+    restart: Option<std::sync::Mutex<Restart>>,
+    restarts: u32,
+}
+
+/// The next attempt of a call whose stream broke: a new stream from the
+/// beginning.
+pub(crate) type NextStream = Pin<Box<dyn Future<Output = Result<StreamResponse, Error>> + Send>>;
+
+/// Given how a stream broke, the next attempt of its call, or `None` when
+/// the call cannot go on (not safe to repeat, no provider left, no time
+/// left). Called at most once per stream.
+pub(crate) type Restarter = Box<dyn FnOnce(&Error) -> Option<NextStream> + Send>;
+
+/// A stream's way to restart, and the restart underway.
+struct Restart {
+    restarter: Option<Restarter>,
+    /// The next attempt, and the error that ended this one.
+    pending: Option<(NextStream, Error)>,
 }
 
 /// The bounds of one stream.
@@ -83,6 +139,8 @@ struct Failure {
     kind: ErrorKind,
     message: Arc<str>,
     deadline: Option<Elapsed>,
+    named: Option<ProviderError>,
+    cut: StreamCut,
 }
 
 impl StreamResponse {
@@ -91,20 +149,12 @@ impl StreamResponse {
         request_id: RequestId,
         limits: StreamLimits,
         deadline: Option<&CallDeadline>,
+        dialect: Option<StreamDialect>,
     ) -> Self {
         let (mut parts, body) = response.into_parts();
         let slot = parts.extensions.remove::<PoolSlot>();
         let mut lines = Lines::new(limits.max_line_bytes);
-        let event_stream = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-            });
-        if event_stream {
+        if crate::framing::is_event_stream(&parts.headers) {
             lines.set_event_stream();
         }
         StreamResponse {
@@ -122,7 +172,41 @@ impl StreamResponse {
             failed: None,
             _slot: slot,
             provider: None,
+            dialect,
+            report: StreamReport::default(),
+            restart: None,
+            restarts: 0,
         }
+    }
+
+    /// The model that answered, as the stream's dialect read it (usually
+    /// from its first event); `None` without a dialect, or before it said.
+    pub fn model(&self) -> Option<&str> {
+        self.report.model()
+    }
+
+    /// The tokens the answer used, as the stream's dialect read them (most
+    /// APIs report them in the last events: read to the end first; OpenAI's
+    /// Chat Completions only with `"stream_options": {"include_usage": true}`).
+    pub fn usage(&self) -> Option<Usage> {
+        self.report.usage()
+    }
+
+    /// Whether the dialect's end marker has come: the answer is whole.
+    /// Always false without a dialect.
+    pub fn is_complete(&self) -> bool {
+        self.report.is_complete()
+    }
+
+    /// How many events carried content so far (0 without a dialect).
+    pub fn content_events(&self) -> u64 {
+        self.report.content_events()
+    }
+
+    /// How many times the stream was restarted from the beginning (see
+    /// [restarted streams](Self#restarted-streams)).
+    pub fn restarts(&self) -> u32 {
+        self.restarts
     }
 
     /// Tags the stream with the failover group member that answered.
@@ -163,7 +247,7 @@ impl StreamResponse {
     /// UTF-8, or the connection breaks. Once a read has failed, every later read
     /// fails the same way.
     pub async fn next_line(&mut self) -> Result<Option<String>, Error> {
-        std::future::poll_fn(|cx| self.poll_line(cx)).await
+        std::future::poll_fn(|cx| self.poll_restarting(cx, Self::poll_line)).await
     }
 
     /// The next Server-Sent Event, or `None` at the end of the stream.
@@ -182,7 +266,7 @@ impl StreamResponse {
     /// As [`next_line`](Self::next_line), with `max_line_bytes` bounding each
     /// line and each event's data.
     pub async fn next_event(&mut self) -> Result<Option<Event>, Error> {
-        std::future::poll_fn(|cx| self.poll_event(cx)).await
+        std::future::poll_fn(|cx| self.poll_restarting(cx, Self::poll_event)).await
     }
 
     /// This stream as a [`Stream`](futures_core::Stream) of Server-Sent
@@ -198,172 +282,6 @@ impl StreamResponse {
         self.first.extend(line);
         Ok(())
     }
-
-    fn error(&self, failure: &Failure) -> Error {
-        let mut error = Error::new(failure.kind)
-            .with_message(failure.message.to_string())
-            .with_request_id(self.request_id.clone());
-        if let Some(elapsed) = failure.deadline {
-            error = error.with_source(elapsed);
-        }
-        error
-    }
-
-    /// Ends the stream with `failure`: nothing after it can be trusted. The
-    /// first error carries `source`; later reads repeat the message.
-    fn fail(&mut self, failure: Failure, source: Option<BodyError>) -> Error {
-        self.body = None;
-        self.lines = Lines::new(0);
-        self.idle = None;
-        self.deadline = None;
-        let mut error = self.error(&failure);
-        if let Some(source) = source {
-            error = error.with_source(source);
-        }
-        self.failed = Some(failure);
-        error
-    }
-
-    fn fail_with(&mut self, kind: ErrorKind, message: String) -> Error {
-        let failure = Failure {
-            kind,
-            message: message.into(),
-            deadline: None,
-        };
-        self.fail(failure, None)
-    }
-
-    fn line_error(&mut self, error: LineError) -> Error {
-        match error {
-            LineError::TooLong { max } => self.fail_with(
-                ErrorKind::Body,
-                format!("bad response body: a line is longer than max_line_bytes ({max})"),
-            ),
-            LineError::Utf8(e) => self.fail_with(
-                ErrorKind::Body,
-                format!("bad response body: a line is not UTF-8: {e}"),
-            ),
-        }
-    }
-
-    /// The next line with content (an event stream's empty lines skipped).
-    fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<String>, Error>> {
-        loop {
-            match ready!(self.poll_raw(cx)) {
-                Ok(Some(line)) if line.is_empty() => continue,
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
-        if !self.lines.is_event_stream() {
-            // Read as lines so far: the line kept ahead may hold several lines
-            // of an event stream that ends its lines with a bare `\r`.
-            self.lines.set_event_stream();
-            let first: Vec<String> = self.first.drain(..).collect();
-            for line in first {
-                self.first.extend(line.split('\r').map(str::to_owned));
-            }
-        }
-        let max = self.limits.max_line_bytes;
-        loop {
-            let line = match ready!(self.poll_raw(cx)) {
-                Ok(Some(line)) => line,
-                other => return Poll::Ready(other.map(|_| None)),
-            };
-            let parser = self.events.get_or_insert_with(|| EventParser::new(max));
-            match parser.line(&line) {
-                Ok(Some(event)) => return Poll::Ready(Ok(Some(event))),
-                Ok(None) => {}
-                Err(too_long) => {
-                    return Poll::Ready(Err(self.fail_with(
-                        ErrorKind::Body,
-                        format!(
-                            "bad response body: an event is longer than max_line_bytes ({})",
-                            too_long.max
-                        ),
-                    )));
-                }
-            }
-        }
-    }
-
-    /// The next line as the reader splits it (an event stream's empty lines
-    /// included), reading the body as needed, under every bound.
-    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<String>, Error>> {
-        if let Some(failure) = &self.failed {
-            let mut failure = failure.clone();
-            failure.message = format!("stream already failed: {}", failure.message).into();
-            return Poll::Ready(Err(self.error(&failure)));
-        }
-        if let Some(line) = self.first.pop_front() {
-            return Poll::Ready(Ok(Some(line)));
-        }
-        loop {
-            match self.lines.next_line() {
-                Some(Ok(line)) => return Poll::Ready(Ok(Some(line))),
-                Some(Err(e)) => return Poll::Ready(Err(self.line_error(e))),
-                None => {}
-            }
-            if let Some((sleep, total)) = &mut self.deadline {
-                if sleep.as_mut().poll(cx).is_ready() {
-                    let total = *total;
-                    let failure = Failure {
-                        kind: ErrorKind::Timeout,
-                        message: format!("deadline of {total:?} exceeded while streaming").into(),
-                        deadline: Some(Elapsed::deadline(total)),
-                    };
-                    return Poll::Ready(Err(self.fail(failure, None)));
-                }
-            }
-            let Some(body) = self.body.as_mut() else {
-                // End of body: whatever is left is the last line.
-                return Poll::Ready(match self.lines.finish() {
-                    None => Ok(None),
-                    Some(Ok(line)) => Ok(Some(line)),
-                    Some(Err(e)) => Err(self.line_error(e)),
-                });
-            };
-            match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    self.idle = None;
-                    if let Ok(data) = frame.into_data() {
-                        self.received = self.received.saturating_add(data.len() as u64);
-                        if self.received > self.limits.max_stream_bytes {
-                            let max = self.limits.max_stream_bytes;
-                            return Poll::Ready(Err(self.fail_with(
-                                ErrorKind::Body,
-                                format!("bad response body: the stream is longer than max_stream_bytes ({max})"),
-                            )));
-                        }
-                        self.lines.push(data);
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    let message = format!("bad response body: the stream broke: {e}");
-                    let failure = Failure {
-                        kind: ErrorKind::Body,
-                        message: message.into(),
-                        deadline: None,
-                    };
-                    return Poll::Ready(Err(self.fail(failure, Some(BodyError::new(e)))));
-                }
-                Poll::Ready(None) => self.body = None,
-                Poll::Pending => {
-                    let timeout = self.limits.idle_timeout;
-                    let idle = self
-                        .idle
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    ready!(idle.as_mut().poll(cx));
-                    return Poll::Ready(Err(self.fail_with(
-                        ErrorKind::Timeout,
-                        format!("stream sent no data for {timeout:?} (stream_idle_timeout)"),
-                    )));
-                }
-            }
-        }
-    }
 }
 
 impl futures_core::Stream for StreamResponse {
@@ -371,7 +289,8 @@ impl futures_core::Stream for StreamResponse {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        this.poll_line(cx).map(Result::transpose)
+        this.poll_restarting(cx, Self::poll_line)
+            .map(Result::transpose)
     }
 }
 
@@ -394,7 +313,7 @@ impl futures_core::Stream for EventStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut()
             .response
-            .poll_event(cx)
+            .poll_restarting(cx, StreamResponse::poll_event)
             .map(Result::transpose)
     }
 }
@@ -412,6 +331,8 @@ impl fmt::Debug for StreamResponse {
             .field("request_id", &self.request_id.as_str())
             .field("headers", &Redacted(&self.headers))
             .field("received", &self.received)
+            .field("dialect", &self.dialect)
+            .field("restarts", &self.restarts)
             .finish_non_exhaustive()
     }
 }
