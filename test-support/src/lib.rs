@@ -1,10 +1,11 @@
 //! Fixtures shared by every test of stache-resilience, unit and integration
 //! alike: log capture that sees only its own test ([`capture`]), loopback
-//! servers ([`server`]), real nginx and redis-server ([`nginx`], [`redis`]), and the one-line ways to call a tower service.
+//! servers ([`server`]), a scripted LLM streaming server ([`llm`]), real nginx and redis-server ([`nginx`], [`redis`]), and the one-line ways to call a tower service.
 #![forbid(unsafe_code)]
 
 pub mod capture;
 pub mod debian;
+pub mod llm;
 pub mod nginx;
 pub mod redis;
 pub mod server;
@@ -12,7 +13,7 @@ pub mod server;
 use tower_service::Service;
 
 pub use capture::{Capture, Captured};
-pub use server::{Loopback, Reply, Seen, Server, TestBody};
+pub use server::{End, Loopback, Reply, Seen, Server, TestBody};
 
 /// Waits for `service` to be ready, then calls it with `request`: tower's
 /// ready-then-call, for tests. Panics if the service fails to become ready.

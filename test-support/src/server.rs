@@ -204,6 +204,25 @@ pub enum Reply {
     },
     /// Waits `after`, then answers as `reply` says (a late head).
     Late { after: Duration, reply: Box<Reply> },
+    /// Sends the head, then each chunk after its own wait, then ends as
+    /// `end` says.
+    Timed {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        chunks: Vec<(Duration, Bytes)>,
+        end: End,
+    },
+}
+
+/// How a [`Reply::Timed`] body ends after its last chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Cleanly.
+    Finish,
+    /// It never does: the body stalls.
+    Stall,
+    /// The connection breaks.
+    Break,
 }
 
 impl Reply {
@@ -375,6 +394,20 @@ async fn answer(
             *res.status_mut() = status(code);
             Ok(res)
         }
+        Reply::Timed {
+            status: code,
+            headers,
+            chunks,
+            end,
+        } => {
+            let mut res = Response::new(TestBody::timed(chunks, end));
+            *res.status_mut() = status(code);
+            for (name, value) in headers {
+                res.headers_mut()
+                    .append(name, value.parse().expect("header"));
+            }
+            Ok(res)
+        }
     }
 }
 
@@ -390,6 +423,8 @@ pub struct TestBody {
     stall_at_end: bool,
     break_at_end: bool,
     gap: Duration,
+    /// Each chunk's own wait, when they differ (front first).
+    waits: std::collections::VecDeque<Duration>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -400,6 +435,7 @@ impl TestBody {
             stall_at_end: false,
             break_at_end: false,
             gap: Duration::ZERO,
+            waits: Default::default(),
             sleep: None,
         }
     }
@@ -409,6 +445,7 @@ impl TestBody {
             stall_at_end: true,
             break_at_end: false,
             gap: Duration::ZERO,
+            waits: Default::default(),
             sleep: None,
         }
     }
@@ -418,6 +455,19 @@ impl TestBody {
             stall_at_end: false,
             break_at_end: false,
             gap,
+            waits: Default::default(),
+            sleep: None,
+        }
+    }
+    /// Each chunk after its own wait, then the end `end` says.
+    pub fn timed(chunks: Vec<(Duration, Bytes)>, end: End) -> Self {
+        let (waits, chunks): (Vec<Duration>, Vec<Bytes>) = chunks.into_iter().unzip();
+        TestBody {
+            chunks: chunks.into(),
+            stall_at_end: end == End::Stall,
+            break_at_end: end == End::Break,
+            gap: Duration::ZERO,
+            waits: waits.into(),
             sleep: None,
         }
     }
@@ -431,8 +481,9 @@ impl Body for TestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        if !self.gap.is_zero() && !self.chunks.is_empty() {
-            let gap = self.gap;
+        let wait = self.waits.front().copied().unwrap_or(self.gap);
+        if !wait.is_zero() && !self.chunks.is_empty() {
+            let gap = wait;
             let sleep = self
                 .sleep
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
@@ -441,6 +492,7 @@ impl Body for TestBody {
             }
             self.sleep = None;
         }
+        self.waits.pop_front();
         match self.chunks.pop_front() {
             Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
             None if self.stall_at_end => Poll::Pending,
