@@ -20,6 +20,7 @@ use super::transport::ClientBody;
 use crate::circuit_breaker::CircuitBreakerService;
 use crate::classify::HttpClassifier;
 use crate::error::{BoxError, Elapsed, Error, ErrorKind};
+use crate::rate_limit::TokenReservation;
 use crate::request_id::{RequestId, X_REQUEST_ID, call_span, choose, inner_call_span};
 
 pin_project! {
@@ -92,6 +93,12 @@ fn buffered(response: http::Response<StackBody>, id: RequestId) -> Result<Respon
         }
     };
     if parts.status.is_success() {
+        // The tokens the call reserved, corrected to what it used.
+        if let Some(tokens) = parts.extensions.get::<TokenReservation>() {
+            if let Some(usage) = crate::provider::Usage::from_json(&body) {
+                tokens.clone().settle(usage.total());
+            }
+        }
         return Ok(Response::new(parts.status, parts.headers, body, id));
     }
     Err(Error::from_status(parts.status, parts.headers, &body).with_request_id(id))

@@ -123,6 +123,20 @@ impl Buckets {
         }
     }
 
+    /// Corrects a call's charge of `reserved` tokens to `used`: the tokens
+    /// beyond the estimate are charged `now`, the ones short of it given back.
+    pub(super) fn adjust(&mut self, reserved: u32, used: u64, now: Instant) {
+        let Some(cell) = &mut self.tokens else {
+            return;
+        };
+        let used = u32::try_from(used).unwrap_or(u32::MAX);
+        if used > reserved {
+            cell.charge(now, used - reserved);
+        } else {
+            cell.refund(reserved - used);
+        }
+    }
+
     /// Whether a call may start `now`, its reserved start reached: with
     /// evenly spaced requests, the one before it must be `spacing` ago, even
     /// if it woke late. `Err` gives the instant to wait for.

@@ -92,12 +92,18 @@ pub(super) struct State {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ticket {
     released: Option<Released>,
+    /// The tokens the call reserved from the configured limits, to settle
+    /// or give back.
+    pub(super) tokens: u32,
 }
 
 impl Ticket {
     /// The ticket of a call the pace let go (`released`), or not.
     pub(super) fn released(released: Option<Released>) -> Ticket {
-        Ticket { released }
+        Ticket {
+            released,
+            tokens: 0,
+        }
     }
 }
 

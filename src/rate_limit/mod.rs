@@ -162,6 +162,7 @@ mod headers;
 mod layer;
 mod limiter;
 mod pacer;
+mod tokens;
 mod turn;
 mod window;
 
@@ -171,5 +172,6 @@ pub use self::fleet::{Fleet, FleetStats};
 pub use self::future::ResponseFuture;
 pub use self::layer::{Cost, RateLimitLayer, RateLimitService};
 pub use self::limiter::{Permit, RateLimitStats, RateLimiter};
+pub use self::tokens::TokenReservation;
 pub use self::window::ColdStart;
 pub use crate::error::RateLimited;

@@ -178,11 +178,19 @@ impl Turn {
         }
     }
 
+    /// The limiter whose configured limits the turn reserves from.
+    pub(super) fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
     /// The call's turn came (`ticket` from the pace, if it released it).
-    fn go(&mut self, ticket: Ticket) -> Ticket {
+    fn go(&mut self, mut ticket: Ticket) -> Ticket {
         self.step = Step::Done;
         self.line = None;
-        self.reserved = false;
+        // The call starts with its tokens: its answer settles them.
+        if std::mem::take(&mut self.reserved) {
+            ticket.tokens = self.cost;
+        }
         if self.waited {
             let inner = self.limiter.inner();
             inner.count(&inner.waited, telemetry::RATE_LIMIT_WAITS);

@@ -84,6 +84,11 @@ impl Loopback {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
+                // No Nagle delay: with the client's delayed ACK, a small
+                // write after another on a reused connection would wait 40 ms
+                // of real time in which a paused clock jumps to its next
+                // timer (an attempt's timeout).
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(handle(stream));
             }
         });

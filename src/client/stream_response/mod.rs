@@ -20,6 +20,7 @@ use crate::pool::PoolSlot;
 use crate::provider::ProviderError;
 use crate::provider::Usage;
 use crate::provider::dialect::{StreamDialect, StreamReport};
+use crate::rate_limit::TokenReservation;
 use crate::redact::Redacted;
 use crate::request_id::RequestId;
 
@@ -107,6 +108,8 @@ pub struct StreamResponse {
     /// `&mut self`, never locked).
     restart: Option<std::sync::Mutex<Restart>>,
     restarts: u32,
+    /// The tokens the call reserved, settled from the usage at the end.
+    tokens: Option<TokenReservation>,
 }
 
 /// The next attempt of a call whose stream broke: a new stream from the
@@ -153,6 +156,7 @@ impl StreamResponse {
     ) -> Self {
         let (mut parts, body) = response.into_parts();
         let slot = parts.extensions.remove::<PoolSlot>();
+        let tokens = parts.extensions.remove::<TokenReservation>();
         let mut lines = Lines::new(limits.max_line_bytes);
         if crate::framing::is_event_stream(&parts.headers) {
             lines.set_event_stream();
@@ -176,6 +180,7 @@ impl StreamResponse {
             report: StreamReport::default(),
             restart: None,
             restarts: 0,
+            tokens,
         }
     }
 

@@ -93,6 +93,11 @@ impl StreamResponse {
 
     /// The body ended: cleanly, unless the dialect's end marker never came.
     fn at_end(&mut self) -> Result<(), Error> {
+        if self.report.is_complete() {
+            if let (Some(usage), Some(tokens)) = (self.report.usage(), self.tokens.take()) {
+                tokens.settle(usage.total());
+            }
+        }
         if self.dialect.is_none() || self.report.is_complete() {
             return Ok(());
         }
