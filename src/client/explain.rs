@@ -31,7 +31,11 @@ pub(super) fn explain(error: Error, limits: &Limits, config: &HttpClientConfig) 
                 return Some(Cause::Attempt(elapsed.limit()));
             }
             if let Some(stalled) = e.downcast_ref::<StreamStalled>() {
-                return Some(Cause::Stalled(stalled.idle()));
+                return Some(if stalled.is_first_content() {
+                    Cause::NoContent(stalled.idle())
+                } else {
+                    Cause::Stalled(stalled.idle())
+                });
             }
             if e.is::<WriteStalled>() {
                 return Some(Cause::Socket);
@@ -53,6 +57,9 @@ pub(super) fn explain(error: Error, limits: &Limits, config: &HttpClientConfig) 
         (Some(Cause::Stalled(idle)), _) => {
             format!("stream sent no data for {idle:?} before its first line (stream_idle_timeout)")
         }
+        (Some(Cause::NoContent(limit)), _) => {
+            format!("stream sent no content within {limit:?} of the request (first_token_timeout)")
+        }
         (Some(Cause::Socket), ErrorKind::Connect) => format!(
             "connect timed out after {:?} (connect_timeout)",
             config.connect_timeout
@@ -73,4 +80,6 @@ enum Cause {
     Socket,
     /// A stream sent nothing before its first line.
     Stalled(std::time::Duration),
+    /// A stream sent no content within its first-token limit.
+    NoContent(std::time::Duration),
 }
