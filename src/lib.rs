@@ -1,10 +1,20 @@
 //! Keep an application alive when the HTTP services and SDKs it calls misbehave.
 //!
-//! `stache-resilience` gives each outside "provider" (an embedding API, a language
-//! model, any REST API) a shared stack of [`tower`] layers over a pooled hyper
+//! `stache-resilience` gives each outside "provider" (an LLM API, an embedding
+//! API, any REST API) a shared stack of [`tower`] layers over a pooled hyper
 //! client — as a ready [`HttpClient`], one per provider from a
 //! [`ServiceRegistry`], or as layers to put on any service:
 //!
+//! * LLM streams read in the provider's [dialect](provider::dialect) (OpenAI,
+//!   Anthropic, Ollama): handed over at the first generated token within a
+//!   first-token limit, in-band errors named and retried, a stream cut before
+//!   its end marker an error, a broken stream restarted whole on the next
+//!   provider, the answering model and usage reported (see
+//!   [`StreamResponse`](client::StreamResponse));
+//! * [rate limits](rate_limit) learned from a provider's 429s and headers,
+//!   per model, and configured request and token limits a fleet shares
+//!   through Redis;
+//! * [failover] across providers and [hedging](hedge) of slow calls;
 //! * a [circuit breaker](circuit_breaker) that stops calling a service that keeps
 //!   failing, and rejects at once with `Circuit breaker OPEN - rejecting request`;
 //! * [retries](retry) of transient failures with capped, jittered exponential
@@ -14,9 +24,6 @@
 //!   line of a request, retries included;
 //! * [timeouts](timeout) per attempt, with a per-request override;
 //! * a [limit on calls in flight](pool) with a bounded wait;
-//! * [rate limits](rate_limit) learned from a provider's 429s and headers,
-//!   per model, and configured limits a fleet shares through Redis;
-//! * [failover] across providers and [hedging](hedge) of slow calls;
 //! * [named provider errors](provider) (a spent quota, a context too long, a
 //!   content filter, …), and presets for OpenAI and Anthropic
 //!   ([`HttpClientConfig::openai`], [`HttpClientConfig::anthropic`]).

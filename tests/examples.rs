@@ -14,6 +14,14 @@ mod tower_client;
 #[allow(dead_code)]
 mod graceful_degradation;
 
+#[path = "../examples/openai_chat_stream.rs"]
+#[allow(dead_code)]
+mod openai_chat_stream;
+
+#[path = "../examples/anthropic_messages_stream.rs"]
+#[allow(dead_code)]
+mod anthropic_messages_stream;
+
 use std::time::Duration;
 
 use stache_resilience::retry::RetryConfig;
@@ -347,4 +355,27 @@ async fn chaos_drill_keeps_answering_while_the_primary_is_killed() {
     );
     assert_eq!(summary.primary_hits, summary.by_primary, "{summary:?}");
     assert_eq!(summary.backup_hits, summary.by_backup, "{summary:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn openai_chat_stream_restarts_a_cut_answer_whole_on_the_fallback() {
+    let answer = openai_chat_stream::demo(false).await.unwrap();
+    assert_eq!(answer.text, test_support::llm::text(12));
+    assert_eq!(answer.provider.as_deref(), Some("fallback"));
+    assert_eq!(answer.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(answer.tokens, Some(test_support::llm::INPUT_TOKENS + 12));
+    assert_eq!(answer.restarts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn anthropic_messages_stream_moves_an_overloaded_stream_on() {
+    let (answer, primary_hits) = anthropic_messages_stream::demo(false).await.unwrap();
+    assert_eq!(answer.text, test_support::llm::text(8));
+    assert_eq!(answer.provider.as_deref(), Some("fallback"));
+    assert_eq!(answer.model.as_deref(), Some("claude-haiku-4-5"));
+    assert_eq!(answer.usage, Some((test_support::llm::INPUT_TOKENS, 8)));
+    assert!(
+        primary_hits <= 2,
+        "{primary_hits} calls to the overloaded primary"
+    );
 }

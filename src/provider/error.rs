@@ -152,7 +152,7 @@ impl ProviderError {
     }
 
     /// An error of `kind`, with the provider's own code and message (for a
-    /// [`Dialect`](super::Dialect) of one's own); the message is cut to 1 KB.
+    /// [`Dialect`](super::dialect::Dialect) of one's own); the message is cut to 1 KB.
     pub fn new(kind: ProviderErrorKind, code: Option<&str>, message: Option<&str>) -> Self {
         ProviderError {
             kind,

@@ -9,7 +9,7 @@ use crate::provider::error::ProviderError;
 use crate::provider::usage::Usage;
 
 /// A streaming protocol: what each event of a streamed answer is; see the
-/// [module documentation](self).
+/// [module documentation](crate::provider::dialect).
 pub trait Dialect: Send + Sync + 'static {
     /// A short name, for logs, `Debug` and settings files (`"openai-chat"`).
     fn name(&self) -> &str;
