@@ -15,10 +15,13 @@ use std::fmt;
 use std::time::Duration;
 
 /// One Server-Sent Event, from [`StreamResponse::next_event`](crate::client::StreamResponse::next_event).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Event {
     event: String,
+    /// The data, from `data_start` on (a line's buffer kept whole, its
+    /// `data: ` not cut off: no copy).
     data: String,
+    data_start: usize,
     id: Option<String>,
     retry: Option<Duration>,
 }
@@ -35,6 +38,7 @@ impl Event {
         Event {
             event,
             data: data.into(),
+            data_start: 0,
             id: None,
             retry: None,
         }
@@ -51,7 +55,7 @@ impl Event {
 
     /// The event's data: its `data:` lines joined by `\n`.
     pub fn data(&self) -> &str {
-        &self.data
+        self.data.get(self.data_start..).unwrap_or_default()
     }
 
     /// The last event ID the stream set (an `id:` field of this event or an
@@ -72,12 +76,23 @@ impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
             .field("event", &self.event())
-            .field("data", &self.data)
+            .field("data", &self.data())
             .field("id", &self.id)
             .field("retry", &self.retry)
             .finish()
     }
 }
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+            && self.data() == other.data()
+            && self.id == other.id
+            && self.retry == other.retry
+    }
+}
+
+impl Eq for Event {}
 
 /// An event whose data grew past the limit before it ended.
 #[derive(Debug)]
@@ -90,6 +105,8 @@ pub(crate) struct EventTooLong {
 pub(crate) struct EventParser {
     event: String,
     data: String,
+    /// Where the data starts in `data`.
+    data_start: usize,
     /// Whether a `data:` field came since the last event.
     has_data: bool,
     retry: Option<Duration>,
@@ -106,6 +123,26 @@ impl EventParser {
             max,
             ..EventParser::default()
         }
+    }
+
+    /// As [`line`](Self::line), keeping the line's buffer as the event's
+    /// data when it is the event's first `data:` line (the usual event has
+    /// one): no copy of the data, no second allocation.
+    pub(crate) fn line_owned(&mut self, line: String) -> Result<Option<Event>, EventTooLong> {
+        if self.started && !self.has_data && line.starts_with("data:") {
+            let prefix = if line.as_bytes().get(5) == Some(&b' ') {
+                6
+            } else {
+                5
+            };
+            if line.len() - prefix + self.event.len() < self.max {
+                self.data = line;
+                self.data_start = prefix;
+                self.has_data = true;
+                return Ok(None);
+            }
+        }
+        self.line(&line)
     }
 
     /// Takes one line (without its end); an empty line ends the event.
@@ -132,7 +169,8 @@ impl EventParser {
                 self.event.push_str(value);
             }
             "data" => {
-                if self.data.len() + value.len() + self.event.len() + 1 > self.max {
+                if self.data.len() - self.data_start + value.len() + self.event.len() + 1 > self.max
+                {
                     self.reset();
                     return Err(EventTooLong { max: self.max });
                 }
@@ -166,6 +204,7 @@ impl EventParser {
         let event = Event {
             event: std::mem::take(&mut self.event),
             data: std::mem::take(&mut self.data),
+            data_start: std::mem::take(&mut self.data_start),
             id: self.last_id.clone(),
             retry: self.retry,
         };
@@ -176,6 +215,7 @@ impl EventParser {
     fn reset(&mut self) {
         self.event.clear();
         self.data.clear();
+        self.data_start = 0;
         self.has_data = false;
     }
 }

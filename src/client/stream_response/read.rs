@@ -181,7 +181,7 @@ impl StreamResponse {
                 Err(e) => return Poll::Ready(Err(e)),
             };
             let parser = self.events.get_or_insert_with(|| EventParser::new(max));
-            match parser.line(&line) {
+            match parser.line_owned(line) {
                 Ok(Some(event)) => {
                     self.read_event(&event)?;
                     return Poll::Ready(Ok(Some(event)));

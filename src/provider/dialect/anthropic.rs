@@ -4,9 +4,15 @@
 
 use super::openai::{in_band, malformed, parsed};
 use super::report::{Dialect, StreamReport};
-use super::scan::{has_text, is_object, is_set};
+use super::scan::{Key, has_text, is_object, is_set, key, mentions};
 use crate::framing::Event;
 use crate::provider::usage::Usage;
+
+static TOOL_USE: Key = key!("tool_use");
+static TEXT: Key = key!("text");
+static THINKING: Key = key!("thinking");
+static PARTIAL_JSON: Key = key!("partial_json");
+static STOP_REASON: Key = key!("stop_reason");
 
 /// The Anthropic Messages stream (`POST /v1/messages` with `stream: true`);
 /// see the [module documentation](super).
@@ -30,14 +36,14 @@ impl Dialect for AnthropicMessages {
         }
         match event.event() {
             "content_block_delta"
-                if has_text(data, r#""text""#)
-                    || has_text(data, r#""thinking""#)
-                    || has_text(data, r#""partial_json""#) =>
+                if has_text(data, &TEXT)
+                    || has_text(data, &THINKING)
+                    || has_text(data, &PARTIAL_JSON) =>
             {
                 report.content();
             }
             // A tool call's start is the model's output, even before its input.
-            "content_block_start" if data.contains(r#""tool_use""#) => report.content(),
+            "content_block_start" if mentions(data, &TOOL_USE) => report.content(),
             "message_start" => {
                 if let Some(message) = parsed(data).as_ref().and_then(|v| v.get("message")) {
                     super::openai::the_model_and_usage(message, report);
@@ -62,7 +68,7 @@ impl Dialect for AnthropicMessages {
                     };
                     report.set_usage(usage);
                 }
-                if is_set(data, r#""stop_reason""#) {
+                if is_set(data, &STOP_REASON) {
                     report.end();
                 }
             }

@@ -5,10 +5,25 @@
 use serde_json::Value;
 
 use super::report::{Dialect, StreamReport};
-use super::scan::{has_items, has_object, has_text, is_object, is_set, starts_with_key, string};
+use super::scan::{
+    Key, find_key, has_items, has_object, has_text, is_object, is_set, is_text_at, key,
+    starts_with_key, string, string_end, value_at,
+};
 use crate::framing::Event;
 use crate::provider::error::{ProviderError, ProviderErrorKind};
 use crate::provider::usage::Usage;
+
+static CONTENT: Key = key!("content");
+static TOOL_CALLS: Key = key!("tool_calls");
+static REASONING_CONTENT: Key = key!("reasoning_content");
+static REASONING: Key = key!("reasoning");
+static REFUSAL: Key = key!("refusal");
+static FUNCTION_CALL: Key = key!("function_call");
+static FINISH_REASON: Key = key!("finish_reason");
+static MODEL: Key = key!("model");
+static USAGE: Key = key!("usage");
+static ERROR: Key = key!("error");
+static DELTA: Key = key!("delta");
 
 /// The OpenAI Chat Completions stream, as OpenAI and the servers that copy
 /// its API send it; see the [module documentation](super).
@@ -22,28 +37,37 @@ impl Dialect for OpenAiChat {
 
     fn read(&self, event: &Event, report: &mut StreamReport) {
         let data = event.data();
-        if data.trim_end() == "[DONE]" {
-            report.end();
-            return;
-        }
         if !is_object(data) {
-            report.error(malformed(data));
+            if data.trim_end() == "[DONE]" {
+                report.end();
+            } else {
+                report.error(malformed(data));
+            }
             return;
         }
-        if starts_with_key(data, r#""error""#) {
+        if starts_with_key(data, &ERROR) {
             report.error(in_band(data));
             return;
         }
-        if has_text(data, r#""content""#)
-            || has_items(data, r#""tool_calls""#)
-            || has_text(data, r#""reasoning_content""#)
-            || has_text(data, r#""reasoning""#)
-            || has_text(data, r#""refusal""#)
-            || has_object(data, r#""function_call""#)
-        {
+        let (content, finished) = match by_layout(data.as_bytes(), report.layout) {
+            Some(said) => said,
+            None => {
+                let content = has_text(data, &CONTENT)
+                    || has_items(data, &TOOL_CALLS)
+                    || has_text(data, &REASONING_CONTENT)
+                    || has_text(data, &REASONING)
+                    || has_text(data, &REFUSAL)
+                    || has_object(data, &FUNCTION_CALL);
+                if content {
+                    report.layout = layout(data.as_bytes()).unwrap_or_default();
+                }
+                (content, is_set(data, &FINISH_REASON))
+            }
+        };
+        if content {
             report.content();
         }
-        if is_set(data, r#""finish_reason""#) {
+        if finished {
             if is_content_filter(data) {
                 report.error(ProviderError::new(
                     ProviderErrorKind::ContentFiltered,
@@ -55,11 +79,14 @@ impl Dialect for OpenAiChat {
             report.end();
         }
         if report.model().is_none() {
-            if let Some(model) = string(data, r#""model""#) {
+            if let Some(model) = string(data, &MODEL) {
                 report.set_model(&model);
             }
         }
-        if has_object(data, r#""usage""#) {
+        // The usage comes in the last chunks: the one with the finish
+        // reason, or a chunk of its own (no content, no choices). A chunk
+        // of content is not searched for it (one search less per token).
+        if (finished || !content) && has_object(data, &USAGE) {
             if let Some(usage) = parsed(data).as_ref().and_then(Usage::of) {
                 report.set_usage(usage);
             }
@@ -67,9 +94,36 @@ impl Dialect for OpenAiChat {
     }
 }
 
+/// A chunk of text read where the last one had its text and its finish
+/// reason (the chunks of one stream share their prefix: id, model, …):
+/// whether it has content (always, when it fits) and a finish reason. `None`
+/// when it does not fit that layout: it is then searched.
+fn by_layout(bytes: &[u8], [content_at, finish_gap]: [usize; 2]) -> Option<(bool, bool)> {
+    if content_at == 0 {
+        return None;
+    }
+    let value = value_at(bytes, content_at, &CONTENT)?;
+    if !is_text_at(bytes, value) {
+        return None;
+    }
+    let end = string_end(bytes, value)?;
+    let finish = value_at(bytes, end + finish_gap, &FINISH_REASON)?;
+    Some((true, bytes.get(finish) == Some(&b'"')))
+}
+
+/// The layout of a chunk of text: where its `"content"` key is, and how far
+/// past the text its `"finish_reason"` is.
+fn layout(bytes: &[u8]) -> Option<[usize; 2]> {
+    let content_at = find_key(bytes, &CONTENT, 0)?;
+    let value = value_at(bytes, content_at, &CONTENT)?;
+    let end = string_end(bytes, value)?;
+    let finish_at = find_key(bytes, &FINISH_REASON, end)?;
+    Some([content_at, finish_at - end])
+}
+
 /// Whether a chunk's `finish_reason` is `content_filter`.
 fn is_content_filter(data: &str) -> bool {
-    string(data, r#""finish_reason""#).as_deref() == Some("content_filter")
+    string(data, &FINISH_REASON).as_deref() == Some("content_filter")
 }
 
 /// The OpenAI Responses stream (`POST /responses` with `stream: true`); see
@@ -111,12 +165,12 @@ impl Dialect for OpenAiResponses {
                 }
             }
             "response.created" | "response.in_progress" if report.model().is_none() => {
-                if let Some(model) = string(data, r#""model""#) {
+                if let Some(model) = string(data, &MODEL) {
                     report.set_model(&model);
                 }
             }
-            name if name.ends_with(".delta") && has_text(data, r#""delta""#) => report.content(),
-            "response.output_item.added" if has_text(data, r#""function_call""#) => {
+            name if name.ends_with(".delta") && has_text(data, &DELTA) => report.content(),
+            "response.output_item.added" if has_text(data, &FUNCTION_CALL) => {
                 report.content();
             }
             _ => {}

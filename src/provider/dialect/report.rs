@@ -91,6 +91,9 @@ pub struct StreamReport {
     error: Option<ProviderError>,
     model: Option<Arc<str>>,
     usage: Option<Usage>,
+    /// Where a dialect found what it looks for in the last event, to look
+    /// there first in the next: the events of one stream share their layout.
+    pub(super) layout: [usize; 2],
 }
 
 impl StreamReport {

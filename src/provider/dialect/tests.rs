@@ -289,3 +289,25 @@ fn an_unreadable_error_event_is_a_server_error_and_dialects_are_named() {
     assert!(StreamDialect::named("gemini").is_none());
     assert_ne!(StreamDialect::new(OpenAi), StreamDialect::new(OpenAiChat));
 }
+
+#[test]
+fn openai_chat_reads_each_chunk_alike_whether_it_fits_the_last_ones_layout_or_not() {
+    let chunk = |id: &str, content: &str, finish: &str| {
+        format!(
+            r#"{{"id":"{id}","object":"chat.completion.chunk","model":"gpt-4o","choices":[{{"index":0,"delta":{{"content":{content}}},"logprobs":null,"finish_reason":{finish}}}],"usage":null}}"#
+        )
+    };
+    let events = [
+        chunk("c1", r#""Hel""#, "null"),
+        chunk("c1", r#""lo, \"quoted\" \\ world""#, "null"),
+        chunk("c1", r#""""#, "null"),
+        // Another layout: a longer id moves every key.
+        chunk("chatcmpl-much-longer", r#""x""#, "null"),
+        chunk("chatcmpl-much-longer", r#""!""#, r#""length""#),
+    ];
+    let events: Vec<(&str, &str)> = events.iter().map(|e| ("", e.as_str())).collect();
+    let (said, report, error) = read(OpenAiChat, &events);
+    assert_eq!((said.as_str(), error), ("cc.cC", None));
+    assert_eq!(report.content_events(), 4);
+    assert!(report.is_complete());
+}
