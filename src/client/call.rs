@@ -68,12 +68,18 @@ pub(super) struct Call {
     pub(super) request_id: Option<RequestId>,
     /// The tokens this call will consume, for the client's rate limit.
     pub(super) cost: Option<u32>,
-    /// The model the call names, if set by the caller (boxed: few do, and
-    /// the call is moved whole into its future).
-    pub(super) model: Option<Box<Model>>,
+    /// What few calls set (boxed: the call is moved whole into its future).
+    pub(super) extras: Option<Box<Extras>>,
+}
+
+/// What few calls set: a model, a stream's own options.
+#[derive(Debug, Default)]
+pub(super) struct Extras {
+    /// The model the call names (set by the caller, or read from its body).
+    pub(super) model: Option<Model>,
     /// A streamed call's own dialect and first-token limit, over the
-    /// client's (boxed: few calls set them).
-    pub(super) stream: Option<Box<StreamOptions>>,
+    /// client's.
+    pub(super) stream: Option<StreamOptions>,
 }
 
 /// What an endpoint may hold as it is: every character an RFC 3986 path or
@@ -127,30 +133,28 @@ impl Call {
             idempotent: None,
             request_id: None,
             cost: None,
-            model: None,
-            stream: None,
+            extras: None,
         }
     }
 
     /// The dialect a streamed call is read in: its own, else the client's.
     pub(super) fn dialect(&self, client: &HttpClient) -> Option<StreamDialect> {
-        self.stream
+        self.extras
             .as_ref()
-            .and_then(|s| s.dialect.clone())
+            .and_then(|e| e.stream.as_ref()?.dialect.clone())
             .or_else(|| client.inner.config.stream.dialect.clone())
     }
 
     /// The model the call names: set by the caller, or the `model` field of
     /// its JSON body (read once, then kept).
     pub(super) fn model(&mut self) -> Option<&Model> {
-        if self.model.is_none() && self.json {
-            self.model = self
-                .body
-                .as_deref()
-                .and_then(Model::from_json)
-                .map(Box::new);
+        let named = self.extras.as_ref().is_some_and(|e| e.model.is_some());
+        if !named && self.json {
+            if let Some(model) = self.body.as_deref().and_then(Model::from_json) {
+                self.extras.get_or_insert_with(Box::default).model = Some(model);
+            }
         }
-        self.model.as_deref()
+        self.extras.as_ref()?.model.as_ref()
     }
 
     /// The endpoint as it will be sent (escaped, with any query added).
@@ -299,7 +303,7 @@ impl Call {
             extensions.insert(ExpectStream);
             extensions.insert(HoldSlot);
             extensions.insert(NoHedge);
-            let own = self.stream.as_deref();
+            let own = self.extras.as_ref().and_then(|e| e.stream.as_ref());
             let config = &inner.config.stream;
             if let Some(dialect) = own
                 .and_then(|s| s.dialect.as_ref())
@@ -315,8 +319,8 @@ impl Call {
             }
         }
         // What a per-model rate limit keys its gate and pace by.
-        let model = match self.model {
-            Some(model) => Some(*model),
+        let model = match self.extras.and_then(|e| e.model) {
+            Some(model) => Some(model),
             None if self.json && inner.config.rate_limit_per_model => {
                 Model::from_json(&request.body().body)
             }

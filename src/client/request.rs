@@ -157,7 +157,7 @@ impl RequestBuilder {
     /// [`Model`]). Without it, such a client reads the `model` field of the
     /// call's JSON body.
     pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
-        self.call.model = Some(Box::new(Model::new(model)));
+        self.call.extras.get_or_insert_with(Box::default).model = Some(Model::new(model));
         self
     }
 
@@ -414,10 +414,8 @@ impl StreamRequestBuilder {
     }
 
     fn options(&mut self) -> &mut StreamOptions {
-        self.request
-            .call
-            .stream
-            .get_or_insert_with(Default::default)
+        let extras = self.request.call.extras.get_or_insert_with(Box::default);
+        extras.stream.get_or_insert_with(StreamOptions::default)
     }
 
     /// Sends the request; the same as `.await`.

@@ -40,10 +40,8 @@ pin_project! {
         Waiting { turn: Box<Turn>, service: Option<S>, request: Option<Req> },
         // The turn came: the service is made ready now, so that a slot below
         // (a pool's) is not held through the wait for the turn.
-        Readying { service: S, request: Option<Req>, ticket: Ticket, tokens: Option<Box<TokenReservation>> },
-        // `tokens`: what the call reserved, to settle or give back (boxed:
-        // few calls declare a cost).
-        Called { #[pin] future: S::Future, ticket: Ticket, tokens: Option<Box<TokenReservation>> },
+        Readying { service: S, request: Option<Req>, ticket: Ticket },
+        Called { #[pin] future: S::Future, ticket: Ticket },
     }
 }
 
@@ -53,7 +51,6 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
             state: State::Called {
                 future,
                 ticket: Ticket::default(),
-                tokens: None,
             },
             limiter,
             place,
@@ -100,46 +97,34 @@ where
                         panic!("the rate limit's future polled after completion");
                     };
                     let request = request.take();
-                    let tokens = (ticket.tokens > 0).then(|| {
-                        Box::new(TokenReservation::new(turn.limiter().clone(), ticket.tokens))
-                    });
                     this.state.set(State::Readying {
                         service,
                         request,
                         ticket,
-                        tokens,
                     });
                 }
                 StateProj::Readying {
                     service,
                     request,
                     ticket,
-                    tokens,
                 } => {
                     ready!(service.poll_ready(cx)).map_err(Into::into)?;
                     let Some(request) = request.take() else {
                         panic!("the rate limit's future polled after completion");
                     };
-                    let (ticket, tokens) = (*ticket, tokens.take());
+                    let ticket = *ticket;
                     let future = service.call(request);
-                    this.state.set(State::Called {
-                        future,
-                        ticket,
-                        tokens,
-                    });
+                    this.state.set(State::Called { future, ticket });
                 }
-                StateProj::Called {
-                    future,
-                    ticket,
-                    tokens,
-                } => {
+                StateProj::Called { future, ticket } => {
                     let mut result = ready!(future.poll(cx)).map_err(Into::into);
-                    if let Some(tokens) = tokens.take() {
+                    if ticket.tokens > 0 {
                         // A 2xx answer's tokens are settled from its usage;
                         // any other answer, or none, was charged nothing.
+                        let tokens = TokenReservation::new(this.limiter.owner(), ticket.tokens);
                         match &mut result {
                             Ok(response) if response.status().is_success() => {
-                                response.extensions_mut().insert(*tokens);
+                                response.extensions_mut().insert(tokens);
                             }
                             _ => tokens.give_back(),
                         }

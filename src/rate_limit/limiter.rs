@@ -97,6 +97,17 @@ pub(crate) struct Ticket {
     pub(super) tokens: u32,
 }
 
+impl RateLimiter {
+    /// The limiter that keeps the configured limits this one's calls draw
+    /// on: the one it was made from, for a model's, else itself.
+    pub(super) fn owner(&self) -> RateLimiter {
+        match self.inner.account.get().and_then(std::sync::Weak::upgrade) {
+            Some(inner) => RateLimiter { inner },
+            None => self.clone(),
+        }
+    }
+}
+
 impl Ticket {
     /// The ticket of a call the pace let go (`released`), or not.
     pub(super) fn released(released: Option<Released>) -> Ticket {

@@ -178,11 +178,6 @@ impl Turn {
         }
     }
 
-    /// The limiter whose configured limits the turn reserves from.
-    pub(super) fn limiter(&self) -> &RateLimiter {
-        &self.limiter
-    }
-
     /// The call's turn came (`ticket` from the pace, if it released it).
     fn go(&mut self, mut ticket: Ticket) -> Ticket {
         self.step = Step::Done;

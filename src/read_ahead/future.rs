@@ -18,13 +18,31 @@ use crate::error::{BodyError, BoxError, Elapsed, StreamStalled};
 /// What bounds the reading ahead of one answer.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Bounds {
-    /// Whether this answer is to be read ahead at all.
-    pub(super) read: bool,
     pub(super) idle_timeout: Duration,
     /// The bound on the wait for the first content, from the first poll.
     pub(super) first_content: Option<Duration>,
     pub(super) max_bytes: usize,
     pub(super) deadline: Option<Instant>,
+}
+
+/// What an answer to be read ahead needs from the call on: its bounds, what
+/// tells its first content, and the first-content timer while the head is
+/// awaited. Boxed, and only for those answers: every other call's future
+/// carries a null pointer instead.
+pub(super) struct Ahead<C> {
+    pub(super) bounds: Bounds,
+    pub(super) until: C,
+    first_content: Option<Pin<Box<Sleep>>>,
+}
+
+impl<C> Ahead<C> {
+    pub(super) fn new(bounds: Bounds, until: C) -> Box<Self> {
+        Box::new(Ahead {
+            bounds,
+            until,
+            first_content: None,
+        })
+    }
 }
 
 pin_project! {
@@ -36,8 +54,8 @@ pin_project! {
     {
         #[pin]
         state: State<F, B>,
-        bounds: Bounds,
-        until: C,
+        // `None` for an answer that is not read ahead.
+        ahead: Option<Box<Ahead<C>>>,
     }
 }
 
@@ -47,13 +65,7 @@ pin_project! {
     where
         B: Body,
     {
-        Waiting {
-            #[pin]
-            future: F,
-            // With a first-content bound: when it passes (boxed: few
-            // answers have one).
-            first_content: Option<Pin<Box<Sleep>>>,
-        },
+        Waiting { #[pin] future: F },
         // `None` once the answer has been handed on. Boxed: only a streamed
         // answer is read ahead, and the layers above move this future with
         // every call.
@@ -70,19 +82,14 @@ struct Reading<B: Body> {
     started: Instant,
     /// When the first content must have come, if it must.
     first_content: Option<Instant>,
-    // Boxed: only streamed answers have one.
     timer: Pin<Box<Sleep>>,
 }
 
 impl<F, B: Body, C> ResponseFuture<F, B, C> {
-    pub(super) fn new(future: F, bounds: Bounds, until: C) -> Self {
+    pub(super) fn new(future: F, ahead: Option<Box<Ahead<C>>>) -> Self {
         ResponseFuture {
-            state: State::Waiting {
-                future,
-                first_content: None,
-            },
-            bounds,
-            until,
+            state: State::Waiting { future },
+            ahead,
         }
     }
 }
@@ -117,17 +124,17 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Waiting {
-                    future,
-                    first_content,
-                } => {
+                StateProj::Waiting { future } => {
                     let response = match future.poll(cx) {
                         Poll::Ready(response) => response.map_err(Into::into)?,
                         Poll::Pending => {
-                            let Some(limit) = this.bounds.first_content else {
+                            let Some(ahead) = this.ahead.as_mut() else {
                                 return Poll::Pending;
                             };
-                            let timer = first_content.get_or_insert_with(|| {
+                            let Some(limit) = ahead.bounds.first_content else {
+                                return Poll::Pending;
+                            };
+                            let timer = ahead.first_content.get_or_insert_with(|| {
                                 let at = first_content_at(limit, Instant::now());
                                 Box::pin(tokio::time::sleep_until(at))
                             });
@@ -137,21 +144,24 @@ where
                             ))));
                         }
                     };
-                    let streamed = this.bounds.read
-                        && response.status().is_success()
-                        && !response.body().is_end_stream();
+                    let Some(ahead) = this.ahead.as_mut() else {
+                        return Poll::Ready(Ok(response.map(ReadAheadBody::unread)));
+                    };
+                    let streamed =
+                        response.status().is_success() && !response.body().is_end_stream();
                     if !streamed {
                         return Poll::Ready(Ok(response.map(ReadAheadBody::unread)));
                     }
                     let (parts, body) = response.into_parts();
-                    this.until.head(&parts);
+                    ahead.until.head(&parts);
                     let now = Instant::now();
-                    let first_content = match (first_content, this.bounds.first_content) {
+                    let first_content = match (&ahead.first_content, ahead.bounds.first_content) {
                         (Some(timer), _) => Some(timer.deadline()),
                         (None, Some(limit)) => Some(first_content_at(limit, now)),
                         (None, None) => None,
                     };
-                    let wake = wake_at(this.bounds, first_content, now);
+                    ahead.first_content = None;
+                    let wake = wake_at(&ahead.bounds, first_content, now);
                     this.state.set(State::Reading {
                         read: Some(Box::new(Reading {
                             parts,
@@ -165,20 +175,21 @@ where
                     });
                 }
                 StateProj::Reading { read } => {
-                    let Some(reading) = read.as_mut() else {
+                    let (Some(reading), Some(ahead)) = (read.as_mut(), this.ahead.as_mut()) else {
                         panic!("`read_ahead::ResponseFuture` polled after completion");
                     };
-                    let ended = ready!(reading.poll_ahead(this.bounds, this.until, cx))?;
+                    let Ahead { bounds, until, .. } = &mut **ahead;
+                    let ended = ready!(reading.poll_ahead(bounds, until, cx))?;
                     let Some(reading) = read.take() else {
                         unreachable!("checked above");
                     };
                     let Reading {
                         mut parts,
                         body,
-                        ahead,
+                        ahead: frames,
                         ..
                     } = *reading;
-                    match this.until.arrival(ended) {
+                    match until.arrival(ended) {
                         Arrival::Content => {}
                         Arrival::Error(error) => {
                             // Answered as the status the error stands for.
@@ -195,7 +206,7 @@ where
                             return Poll::Ready(Err(Box::new(BodyError::new(cut))));
                         }
                     }
-                    let body = ReadAheadBody::read(ahead, ended, body);
+                    let body = ReadAheadBody::read(frames, ended, body);
                     return Poll::Ready(Ok(http::Response::from_parts(parts, body)));
                 }
             }
@@ -263,7 +274,7 @@ where
 impl<F, B: Body, C> fmt::Debug for ResponseFuture<F, B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("idle_timeout", &self.bounds.idle_timeout)
+            .field("read_ahead", &self.ahead.is_some())
             .finish_non_exhaustive()
     }
 }

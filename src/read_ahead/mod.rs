@@ -268,11 +268,13 @@ impl<S, F: Clone> Layer<S> for ReadAheadLayer<F> {
     fn layer(&self, inner: S) -> Self::Service {
         ReadAhead {
             inner,
-            idle_timeout: self.idle_timeout,
-            first_content: self.first_content,
-            max_bytes: self.max_bytes,
-            only_marked: self.only_marked,
-            until: self.until.clone(),
+            settings: std::sync::Arc::new(Settings {
+                idle_timeout: self.idle_timeout,
+                first_content: self.first_content,
+                max_bytes: self.max_bytes,
+                only_marked: self.only_marked,
+                until: self.until.clone(),
+            }),
         }
     }
 }
@@ -291,6 +293,14 @@ impl<S, F: Clone> Layer<S> for ReadAheadLayer<F> {
 #[derive(Debug, Clone)]
 pub struct ReadAhead<S, F = FirstLine> {
     inner: S,
+    // Shared by the clones: the layers above move and clone this service
+    // with every call, and its settings are the layer's.
+    settings: std::sync::Arc<Settings<F>>,
+}
+
+/// A [`ReadAhead`]'s settings, from its layer.
+#[derive(Debug)]
+struct Settings<F> {
     idle_timeout: Duration,
     first_content: Option<Duration>,
     max_bytes: usize,
@@ -328,32 +338,26 @@ where
 
     fn call(&mut self, req: http::Request<Req>) -> Self::Future {
         let extensions = req.extensions();
-        let read = !self.only_marked || extensions.get::<ExpectStream>().is_some();
-        let mut until = self.until.clone();
-        let (deadline, first_content) = if read {
+        let settings = &*self.settings;
+        let read = !settings.only_marked || extensions.get::<ExpectStream>().is_some();
+        let ahead = read.then(|| {
+            let mut until = settings.until.clone();
             until.prepare(extensions);
             let first_content = extensions
                 .get::<FirstContentTimeout>()
                 .map(|t| t.0)
-                .or(self.first_content);
-            (
-                extensions.get::<RequestDeadline>().map(|d| d.0),
-                first_content,
+                .or(settings.first_content);
+            future::Ahead::new(
+                future::Bounds {
+                    idle_timeout: settings.idle_timeout,
+                    first_content,
+                    max_bytes: settings.max_bytes,
+                    deadline: extensions.get::<RequestDeadline>().map(|d| d.0),
+                },
+                until,
             )
-        } else {
-            (None, None)
-        };
-        future::ResponseFuture::new(
-            self.inner.call(req),
-            future::Bounds {
-                read,
-                idle_timeout: self.idle_timeout,
-                first_content,
-                max_bytes: self.max_bytes,
-                deadline,
-            },
-            until,
-        )
+        });
+        future::ResponseFuture::new(self.inner.call(req), ahead)
     }
 }
 
