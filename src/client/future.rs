@@ -55,8 +55,9 @@ impl Future for Pending {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut exec = self.project().exec;
-        let result =
-            ready!(exec.as_mut().poll(cx)).and_then(|(response, id)| buffered(response, id));
+        let settles = exec.as_ref().get_ref().client().inner.settles_tokens;
+        let result = ready!(exec.as_mut().poll(cx))
+            .and_then(|(response, id)| buffered(response, id, settles));
         Poll::Ready(exec.as_ref().get_ref().client().counted(result))
     }
 }
@@ -80,7 +81,11 @@ impl HttpClient {
 }
 
 /// Turns a buffered answer into the caller's result.
-fn buffered(response: http::Response<StackBody>, id: RequestId) -> Result<Response, Error> {
+fn buffered(
+    response: http::Response<StackBody>,
+    id: RequestId,
+    settles: bool,
+) -> Result<Response, Error> {
     let (parts, body) = response.into_parts();
     let body = match body.into_unread() {
         Ok(ClientBody::Buffered(bytes)) => bytes,
@@ -94,7 +99,10 @@ fn buffered(response: http::Response<StackBody>, id: RequestId) -> Result<Respon
     };
     if parts.status.is_success() {
         // The tokens the call reserved, corrected to what it used.
-        if let Some(tokens) = parts.extensions.get::<TokenReservation>() {
+        if let Some(tokens) = settles
+            .then(|| parts.extensions.get::<TokenReservation>())
+            .flatten()
+        {
             if let Some(usage) = crate::provider::Usage::from_json(&body) {
                 tokens.clone().settle(usage.total());
             }

@@ -74,6 +74,9 @@ pub(super) struct ClientInner {
     pub(super) provider: Option<Arc<str>>,
     /// A breaker per model, for a config with `breaker_per_model`.
     pub(super) models: Option<ModelStacks<Stack>>,
+    /// Whether a limit counts tokens: a buffered answer's usage then settles
+    /// its call's reservation.
+    pub(super) settles_tokens: bool,
 }
 
 impl HttpClient {
@@ -143,6 +146,10 @@ impl HttpClient {
             Some(chaos) => ChaosLayer::new(chaos.clone())?,
             None => ChaosLayer::off(),
         };
+        let settles_tokens = config
+            .rate_limit
+            .as_ref()
+            .is_some_and(|limit| limit.tokens_per_minute.is_some());
         let stack = ServiceBuilder::new()
             .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier))
             .layer(retry)
@@ -177,6 +184,7 @@ impl HttpClient {
                 limiter,
                 provider,
                 models,
+                settles_tokens,
             }),
         })
     }
