@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::limiter::RateLimiter;
-use crate::sync::lock;
+use super::limiter::lock;
 
 /// The tokens a call reserved from a limit with `tokens_per_minute` (its
 /// declared [`Cost`](super::Cost): an estimate), in the extensions of its
