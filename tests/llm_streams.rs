@@ -297,3 +297,61 @@ async fn a_flapping_primary_serves_twenty_calls_whole() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_clients_stream_restarts_on_the_same_provider_when_asked_and_only_if_safe() {
+    for api in [Api::OpenAiChat, Api::Anthropic] {
+        let server = LlmServer::start(api, "model-a", TOKENS, |n| {
+            if n == 0 {
+                Fault::CutAfter(4)
+            } else {
+                Fault::None
+            }
+        })
+        .await;
+        let client = HttpClient::new(config(api, &server.url())).unwrap();
+        let started = client
+            .post(endpoint(api), &body("model-a"))
+            .stream()
+            .restart_on_cut()
+            .await;
+        let mut stream = started.unwrap();
+        let mut text = String::new();
+        let mut restarted = 0;
+        loop {
+            match stream.next_event().await {
+                Ok(Some(event)) => text.push_str(&content_of(api, event.data())),
+                Ok(None) => break,
+                Err(e) if e.is_stream_restarted() => {
+                    restarted += 1;
+                    text.clear();
+                }
+                Err(e) => panic!("{api:?}: {e}"),
+            }
+        }
+        assert_eq!(text, test_support::llm::text(TOKENS), "{api:?}");
+        assert_eq!((restarted, stream.restarts()), (1, 1), "{api:?}");
+        assert_eq!(completions(&server), 2, "{api:?}");
+        assert_eq!(stream.model(), Some("model-a"));
+
+        // A call that is not safe to repeat is not sent again.
+        let server = LlmServer::start(api, "model-a", TOKENS, |_| Fault::CutAfter(4)).await;
+        let client = HttpClient::new(config(api, &server.url())).unwrap();
+        let mut stream = client
+            .post(endpoint(api), &body("model-a"))
+            .stream()
+            .idempotent(false)
+            .restart_on_cut()
+            .await
+            .unwrap();
+        let error = loop {
+            match stream.next_event().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("a cut stream ended cleanly"),
+                Err(e) => break e,
+            }
+        };
+        assert!(!error.is_stream_restarted(), "{api:?}: {error}");
+        assert_eq!(completions(&server), 1, "{api:?}");
+    }
+}

@@ -73,7 +73,7 @@ pub(super) struct Call {
 }
 
 /// What few calls set: a model, a stream's own options.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Extras {
     /// The model the call names (set by the caller, or read from its body).
     pub(super) model: Option<Model>,
@@ -135,6 +135,39 @@ impl Call {
             cost: None,
             extras: None,
         }
+    }
+
+    /// The same call again, to send anew (a stream restarted): `None` for a
+    /// call that already failed to be made.
+    pub(super) fn duplicate(&self) -> Option<Call> {
+        if self.problem.is_some() {
+            return None;
+        }
+        Some(Call {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            endpoint_at: self.endpoint_at,
+            problem: None,
+            body: self.body.clone(),
+            json: self.json,
+            headers: self.headers.clone(),
+            timeout: self.timeout,
+            deadline: self.deadline,
+            idempotent: self.idempotent,
+            request_id: self.request_id.clone(),
+            cost: self.cost,
+            extras: self.extras.clone(),
+        })
+    }
+
+    /// Whether this call is safe to repeat: its own mark, else its method's
+    /// rule (and the client's for POST and PATCH).
+    pub(super) fn safe_to_repeat(&self, client: &HttpClient) -> bool {
+        self.idempotent.unwrap_or_else(|| {
+            crate::retry::method_is_idempotent(&self.method)
+                || (matches!(self.method, Method::POST | Method::PATCH)
+                    && client.inner.config.post_is_idempotent)
+        })
     }
 
     /// The dialect a streamed call is read in: its own, else the client's.

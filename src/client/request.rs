@@ -285,7 +285,10 @@ impl RequestBuilder {
     /// Asks for the answer as a stream, read as it arrives (NDJSON lines),
     /// instead of buffered: `.await` the result to get a [`StreamResponse`].
     pub fn stream(self) -> StreamRequestBuilder {
-        StreamRequestBuilder { request: self }
+        StreamRequestBuilder {
+            request: self,
+            restart: false,
+        }
     }
 
     /// Sends the request; the same as `.await`. The future owns everything it
@@ -357,6 +360,7 @@ impl fmt::Debug for RequestBuilder {
 #[must_use = "a request does nothing until it is awaited"]
 pub struct StreamRequestBuilder {
     request: RequestBuilder,
+    restart: bool,
 }
 
 impl StreamRequestBuilder {
@@ -418,10 +422,28 @@ impl StreamRequestBuilder {
         extras.stream.get_or_insert_with(StreamOptions::default)
     }
 
+    /// When the stream breaks after content (cut, stalled, an error inside
+    /// it, ended without its dialect's end marker) and the call is safe to
+    /// repeat, sends it again from the beginning on the same provider after
+    /// the retry backoff (at most `max_retries` times, never past the call's
+    /// deadline); the read that met the break returns an error for which
+    /// [`Error::is_stream_restarted`] is true, and the next reads are the new
+    /// answer's (see
+    /// [restarted streams](crate::client::StreamResponse#restarted-streams)).
+    /// Off by default. For another provider instead, see
+    /// [`GroupStreamRequest::restart_on_cut`](crate::failover::GroupStreamRequest::restart_on_cut).
+    pub fn restart_on_cut(mut self) -> Self {
+        self.restart = true;
+        self
+    }
+
     /// Sends the request; the same as `.await`.
     pub async fn send(self) -> Result<StreamResponse, Error> {
         let RequestBuilder { client, call } = self.request;
-        send_streaming(client, call).await
+        if !self.restart {
+            return send_streaming(client, call).await;
+        }
+        super::stream::send_restartable(client, call).await
     }
 }
 

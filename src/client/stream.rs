@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use super::call::{Call, Limits};
 use super::future::Exec;
 use super::http_client::{HttpClient, StackBody};
+use super::stream_response::{NextStream, Restarter};
 use super::stream_response::{StreamLimits, StreamResponse};
 use super::transport::ClientBody;
 use crate::error::{Error, ErrorKind, MAX_ERROR_BODY_BYTES};
@@ -46,6 +47,76 @@ pub(super) async fn send_streaming(
     }
     .await;
     client.counted(result)
+}
+
+/// [`send_streaming`], with a stream that restarts on the same provider when
+/// it breaks after content (see `StreamRequestBuilder::restart_on_cut`).
+pub(super) async fn send_restartable(
+    client: HttpClient,
+    call: Call,
+) -> Result<StreamResponse, Error> {
+    let template = call.duplicate();
+    let ends = call
+        .deadline
+        .or(client.inner.config.retry.total_timeout)
+        .and_then(|total| tokio::time::Instant::now().checked_add(total));
+    let stream = send_streaming(client.clone(), call).await?;
+    Ok(match template {
+        Some(template) => stream.with_restarter(restarter(client, template, ends, 0)),
+        None => stream,
+    })
+}
+
+/// Whether a stream that broke with `error` may be sent again: a broken or
+/// stalled body, or an error inside it that a retry could fix.
+fn restartable(error: &Error) -> bool {
+    !error.is_deadline()
+        && (matches!(
+            error.kind(),
+            ErrorKind::Body | ErrorKind::Timeout | ErrorKind::Transport
+        ) || error
+            .status()
+            .is_some_and(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS))
+}
+
+/// What restarts `template` on `client` after its `restarts`th restart.
+fn restarter(
+    client: HttpClient,
+    template: Call,
+    ends: Option<tokio::time::Instant>,
+    restarts: u32,
+) -> Restarter {
+    Box::new(move |error: &Error| {
+        let config = &client.inner.config;
+        if restarts >= config.max_retries
+            || !restartable(error)
+            || !template.safe_to_repeat(&client)
+        {
+            return None;
+        }
+        let wait = config.retry_config().delay_for_attempt(restarts);
+        let now = tokio::time::Instant::now();
+        if ends.is_some_and(|ends| now + wait >= ends) {
+            return None;
+        }
+        tracing::warn!(
+            error = %error,
+            wait_secs = wait.as_secs_f64(),
+            "stream broke after content: restarting it on the same provider"
+        );
+        let next: NextStream = Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            let mut call = template.duplicate().ok_or_else(|| {
+                Error::new(ErrorKind::Request).with_message("the call cannot be made again")
+            })?;
+            if let Some(ends) = ends {
+                call.deadline = Some(ends.saturating_duration_since(tokio::time::Instant::now()));
+            }
+            let stream = send_streaming(client.clone(), call).await?;
+            Ok(stream.with_restarter(restarter(client, template, ends, restarts + 1)))
+        });
+        Some(next)
+    })
 }
 
 /// Turns the head of a streamed answer into the caller's result.

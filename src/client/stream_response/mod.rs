@@ -61,7 +61,10 @@ mod restart;
 /// A stream from a [`ProviderGroup`](crate::failover::ProviderGroup) call
 /// made with [`restart_on_cut`](crate::failover::GroupStreamRequest::restart_on_cut)
 /// that breaks after content starts again from the beginning on the next
-/// provider: the read that met the break returns an error for which
+/// provider (a client's own call made with
+/// [`restart_on_cut`](crate::client::StreamRequestBuilder::restart_on_cut),
+/// on the same provider after the retry backoff): the read that met the
+/// break returns an error for which
 /// [`Error::is_stream_restarted`] is true. Discard what was read before it,
 /// and read on: the next reads are the new answer's.
 ///
