@@ -265,8 +265,22 @@ impl<B, E: 'static> ClassifyOutcome<http::Response<B>, E> for HttpClassifier {
         }
     }
 
+    /// The status, and what the provider's error says by name when an
+    /// [`HttpClient`](crate::HttpClient) read one (`529 overloaded
+    /// (overloaded_error)`, where the status alone reads `529 <unknown status
+    /// code>`); never the provider's message, which a log line need not carry.
     fn describe(&self, response: &http::Response<B>) -> Cow<'static, str> {
-        Cow::Owned(response.status().to_string())
+        let status = response.status();
+        match response
+            .extensions()
+            .get::<crate::provider::ProviderError>()
+        {
+            Some(named) => Cow::Owned(match named.code() {
+                Some(code) => format!("{} {} ({code})", status.as_u16(), named.kind()),
+                None => format!("{} {}", status.as_u16(), named.kind()),
+            }),
+            None => Cow::Owned(status.to_string()),
+        }
     }
 
     /// Twice the backoff after a 5xx whose body says the provider is

@@ -125,3 +125,18 @@ fn errors_are_failures_except_open_circuit_and_pool_timeout() {
         Outcome::Success
     );
 }
+
+#[test]
+fn a_named_provider_error_is_described_by_its_name_not_its_message() {
+    let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    let status = StatusCode::from_u16(529).unwrap();
+    let mut res = http::Response::builder().status(529).body(()).unwrap();
+    res.extensions_mut()
+        .insert(crate::provider::ProviderError::parse(status, body).unwrap());
+    let describe = |r: &http::Response<()>| {
+        ClassifyOutcome::<_, std::io::Error>::describe(&HttpClassifier, r).into_owned()
+    };
+    assert_eq!(describe(&res), "529 overloaded (overloaded_error)");
+    let plain = http::Response::builder().status(503).body(()).unwrap();
+    assert_eq!(describe(&plain), "503 Service Unavailable");
+}
