@@ -104,6 +104,17 @@ async fn call(group: &ProviderGroup, api: Api) -> Outcome {
     }
 }
 
+/// Reads `stream` to its error; a clean end fails the test.
+async fn first_error(stream: &mut stache_resilience::client::StreamResponse) -> Error {
+    loop {
+        match stream.next_event().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("a broken stream ended cleanly"),
+            Err(e) => return e,
+        }
+    }
+}
+
 /// The calls a server got for completions (health checks aside).
 fn completions(server: &LlmServer) -> usize {
     let path = endpoint(server.api);
@@ -257,13 +268,7 @@ async fn without_the_opt_in_a_cut_stream_is_an_error_that_says_how_much_came() {
         .stream_post("/chat/completions", &body("model-a"))
         .await
         .unwrap();
-    let error = loop {
-        match stream.next_event().await {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("a cut stream ended cleanly"),
-            Err(e) => break e,
-        }
-    };
+    let error = first_error(&mut stream).await;
     assert!(!error.is_stream_restarted());
     assert_eq!(error.stream_cut().and_then(|c| c.content_events()), Some(5));
     assert!(
@@ -344,13 +349,7 @@ async fn a_clients_stream_restarts_on_the_same_provider_when_asked_and_only_if_s
             .restart_on_cut()
             .await
             .unwrap();
-        let error = loop {
-            match stream.next_event().await {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("a cut stream ended cleanly"),
-                Err(e) => break e,
-            }
-        };
+        let error = first_error(&mut stream).await;
         assert!(!error.is_stream_restarted(), "{api:?}: {error}");
         assert_eq!(completions(&server), 1, "{api:?}");
     }

@@ -171,23 +171,29 @@ async fn a_calls_own_dialect_retries_an_error_sent_before_any_content() {
     assert!(stream.is_ok(), "without a dialect an in-band error is data");
 }
 
-#[tokio::test(start_paused = true)]
-async fn keep_alives_do_not_reset_the_wait_for_the_next_content() {
-    let mut chunks = vec![
-        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
-        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
-    ];
+const MESSAGE_START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n";
+const TEXT_DELTA: &str = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
+
+/// An Anthropic stream of `events`, then `pings` pings, one every 500 ms,
+/// then nothing.
+async fn pinging(events: &[&str], pings: usize) -> Server {
+    let mut chunks = events.to_vec();
     chunks.extend(std::iter::repeat_n(
         "event: ping\ndata: {\"type\": \"ping\"}\n\n",
-        20,
+        pings,
     ));
-    let server = Server::replies(vec![timed(
+    Server::replies(vec![timed(
         "text/event-stream",
         &chunks,
         Duration::from_millis(500),
         End::Stall,
     )])
-    .await;
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alives_do_not_reset_the_wait_for_the_next_content() {
+    let server = pinging(&[MESSAGE_START, TEXT_DELTA], 20).await;
     let mut config = HttpClientConfig::new(server.url());
     config.stream_idle_timeout = Duration::from_secs(2);
     config.stream.dialect = Some(StreamDialect::new(AnthropicMessages));
@@ -212,20 +218,7 @@ async fn keep_alives_do_not_reset_the_wait_for_the_next_content() {
 
 #[tokio::test(start_paused = true)]
 async fn the_first_token_limit_counts_from_the_request_whatever_comes_before() {
-    let mut chunks = vec![
-        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
-    ];
-    chunks.extend(std::iter::repeat_n(
-        "event: ping\ndata: {\"type\": \"ping\"}\n\n",
-        30,
-    ));
-    let server = Server::replies(vec![timed(
-        "text/event-stream",
-        &chunks,
-        Duration::from_millis(500),
-        End::Stall,
-    )])
-    .await;
+    let server = pinging(&[MESSAGE_START], 30).await;
     let mut config = HttpClientConfig::new(server.url());
     config.max_retries = 1;
     config.retry_base_delay = Duration::from_millis(10);

@@ -30,11 +30,10 @@ async fn next_call_fits(client: &HttpClient) -> bool {
         .is_ok()
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_buffered_answers_usage_settles_its_estimate() {
-    let usage =
-        r#"{"model":"m","usage":{"prompt_tokens":30,"completion_tokens":20,"total_tokens":50}}"#;
-    let server = Server::replies(vec![Reply::json(200, usage)]).await;
+/// A call declaring 5,000 tokens answered with `body`; then whether a small
+/// call fits.
+async fn fits_after_an_answer(body: &str) -> bool {
+    let server = Server::replies(vec![Reply::json(200, body)]).await;
     let client = HttpClient::new(config(&server.url())).unwrap();
     client
         .post("/chat", &serde_json::json!({}))
@@ -42,19 +41,20 @@ async fn a_buffered_answers_usage_settles_its_estimate() {
         .send()
         .await
         .unwrap();
-    assert!(next_call_fits(&client).await, "the estimate of 5,000 stood");
+    next_call_fits(&client).await
+}
 
-    // An answer that reports no usage keeps the estimate.
-    let silent = Server::replies(vec![Reply::json(200, "{}")]).await;
-    let client = HttpClient::new(config(&silent.url())).unwrap();
-    client
-        .post("/chat", &serde_json::json!({}))
-        .cost(5_000)
-        .send()
-        .await
-        .unwrap();
+#[tokio::test(start_paused = true)]
+async fn a_buffered_answers_usage_settles_its_estimate() {
+    let usage =
+        r#"{"model":"m","usage":{"prompt_tokens":30,"completion_tokens":20,"total_tokens":50}}"#;
     assert!(
-        !next_call_fits(&client).await,
+        fits_after_an_answer(usage).await,
+        "the estimate of 5,000 stood"
+    );
+    // An answer that reports no usage keeps the estimate.
+    assert!(
+        !fits_after_an_answer("{}").await,
         "a call without usage was settled"
     );
 }
